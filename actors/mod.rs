@@ -1,0 +1,5 @@
+//! The built-in actors.
+
+mod probe;
+
+pub use probe::{Probe, PROBE};

@@ -1,0 +1,339 @@
+//! The call machinery every actor's calls pass through, whatever the
+//! transport.
+//!
+//! [`new_client`] turns a server object into a capability, as
+//! `capnp_rpc::new_client` does, but every call to it goes through a
+//! guard that
+//!
+//! - catches a panic in the method and fails only that call (the error the
+//!   caller sees carries an error id; the panic message is logged),
+//! - enforces the actor's call deadline, if one is configured,
+//! - refuses new calls while the actor drains for shutdown, and
+//! - counts calls in flight and served, for `Actor.info` and for
+//!   graceful shutdown.
+//!
+//! Capabilities an actor creates while serving a call (a tensor returned by
+//! an op, say) are guarded by the same [`Guard`], because `new_client` uses
+//! the guard of the call being served. Outside any call it uses a fresh
+//! default guard.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use capnp::any_pointer;
+use capnp::capability::{
+    DispatchCallResult, FromClientHook, FromServer, Params, Promise, Results, Server,
+};
+use tokio::sync::Notify;
+
+use crate::Error;
+
+/// Creates a capability of type `C` served by `server`, with every call
+/// guarded (see the [module docs](self)).
+///
+/// Use it wherever you would use `capnp_rpc::new_client`.
+///
+/// # Examples
+///
+/// ```
+/// use capactor::schema::actor_capnp::actor;
+///
+/// struct Echo;
+/// impl actor::Server for Echo {}
+///
+/// let client: actor::Client = capactor::new_client(Echo);
+/// # drop(client);
+/// ```
+pub fn new_client<C, S>(server: S) -> C
+where
+    C: FromServer<S>,
+{
+    new_client_from_rc(Rc::new(server))
+}
+
+/// Like [`new_client`], for a server already in an `Rc` (so the actor can
+/// keep a reference to it, e.g. to recognise its own capabilities later).
+pub fn new_client_from_rc<C, S>(server: Rc<S>) -> C
+where
+    C: FromServer<S>,
+{
+    Guard::current().client_from_rc(server)
+}
+
+/// Per-actor call accounting and policy, shared by every capability the
+/// actor hands out. Cheap to clone. Lives on one vat thread (`!Send`).
+#[derive(Clone, Debug, Default)]
+pub struct Guard {
+    inner: Rc<GuardInner>,
+}
+
+#[derive(Debug, Default)]
+struct GuardInner {
+    in_flight: Cell<u32>,
+    served: Cell<u64>,
+    deadline: Option<Duration>,
+    drain: Option<Arc<Drain>>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Guard>> = const { RefCell::new(None) };
+}
+
+impl Guard {
+    /// A guard with the given call deadline, reporting to `drain` (if any)
+    /// so that a graceful shutdown can wait for its calls.
+    pub fn new(deadline: Option<Duration>, drain: Option<Arc<Drain>>) -> Self {
+        Guard {
+            inner: Rc::new(GuardInner {
+                deadline,
+                drain,
+                ..GuardInner::default()
+            }),
+        }
+    }
+
+    /// The guard of the call being served on this thread, or a new default
+    /// one outside any call.
+    pub fn current() -> Guard {
+        CURRENT.with(|c| c.borrow().clone()).unwrap_or_default()
+    }
+
+    /// Runs `f` with `self` as the current guard (so `new_client` inside it
+    /// uses `self`).
+    pub fn enter<R>(&self, f: impl FnOnce() -> R) -> R {
+        let prev = CURRENT.with(|c| c.replace(Some(self.clone())));
+        let _restore = Restore(prev);
+        f()
+    }
+
+    /// Creates a guarded capability of type `C` for `server`.
+    pub fn client_from_rc<C, S>(&self, server: Rc<S>) -> C
+    where
+        C: FromServer<S>,
+    {
+        let dispatch = GuardedDispatch {
+            inner: C::from_server(server),
+            guard: self.clone(),
+        };
+        let hook: GuardedHook = capnp_rpc::new_client_from_rc::<GuardedHook, _>(Rc::new(dispatch));
+        C::new(hook.0)
+    }
+
+    /// Calls currently being served.
+    pub fn in_flight(&self) -> u32 {
+        self.inner.in_flight.get()
+    }
+
+    /// Calls completed (successfully or not) since the guard was made.
+    pub fn served(&self) -> u64 {
+        self.inner.served.get()
+    }
+
+    fn begin(&self) -> Result<CallToken, Error> {
+        if let Some(drain) = &self.inner.drain {
+            if drain.draining.load(Ordering::Acquire) {
+                return Err(Error::ShuttingDown);
+            }
+            drain.in_flight.fetch_add(1, Ordering::AcqRel);
+        }
+        self.inner.in_flight.set(self.inner.in_flight.get() + 1);
+        Ok(CallToken {
+            guard: self.clone(),
+        })
+    }
+}
+
+struct Restore(Option<Guard>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let prev = self.0.take();
+        CURRENT.with(|c| *c.borrow_mut() = prev);
+    }
+}
+
+/// Counts one call in flight; dropping it (completion or cancellation)
+/// ends the call.
+struct CallToken {
+    guard: Guard,
+}
+
+impl Drop for CallToken {
+    fn drop(&mut self) {
+        let g = &self.guard.inner;
+        g.in_flight.set(g.in_flight.get().saturating_sub(1));
+        g.served.set(g.served.get() + 1);
+        if let Some(drain) = &g.drain {
+            if drain.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+                drain.idle.notify_waiters();
+            }
+        }
+    }
+}
+
+/// Shared across the vats serving one actor: lets a shutdown stop new
+/// calls and wait for the calls in flight.
+#[derive(Debug, Default)]
+pub struct Drain {
+    draining: AtomicBool,
+    in_flight: AtomicUsize,
+    idle: Notify,
+}
+
+impl Drain {
+    /// A drain with no calls in flight.
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    /// Refuses new calls from now on (they fail with "actor is shutting
+    /// down") and waits until the calls already under way have finished.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future leaves the drain refusing calls.
+    pub async fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        loop {
+            let idle = self.idle.notified();
+            if self.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    /// Calls in flight across every vat.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+}
+
+/// The guarded server: wraps the generated `ServerDispatch`.
+struct GuardedDispatch<D> {
+    inner: D,
+    guard: Guard,
+}
+
+#[derive(Clone)]
+struct GuardedRef<D>(Rc<GuardedDispatch<D>>);
+
+impl<D> std::ops::Deref for GuardedRef<D> {
+    type Target = GuardedDispatch<D>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<D: Server + Clone + 'static> Server for GuardedRef<D> {
+    fn dispatch_call(
+        self,
+        interface_id: u64,
+        method_id: u16,
+        params: Params<any_pointer::Owned>,
+        results: Results<any_pointer::Owned>,
+    ) -> DispatchCallResult {
+        let guard = self.0.guard.clone();
+        let token = match guard.begin() {
+            Ok(t) => t,
+            Err(e) => return DispatchCallResult::new(Promise::err(e.into()), false),
+        };
+        let inner = self.0.inner.clone();
+        let dispatched = guard.enter(|| {
+            catch_unwind(AssertUnwindSafe(|| {
+                inner.dispatch_call(interface_id, method_id, params, results)
+            }))
+        });
+        match dispatched {
+            Ok(DispatchCallResult {
+                promise,
+                is_streaming,
+            }) => {
+                let deadline = guard
+                    .inner
+                    .deadline
+                    .map(|d| (d, Box::pin(tokio::time::sleep(d))));
+                let call = GuardedCall {
+                    promise,
+                    deadline,
+                    token,
+                };
+                DispatchCallResult::new(Promise::from_future(call), is_streaming)
+            }
+            Err(panic) => DispatchCallResult::new(Promise::err(panicked(panic)), false),
+        }
+    }
+
+    fn as_ptr(&self) -> usize {
+        // The inner server's address, so that an actor can recognise its own
+        // capabilities when they come back (see `capnp_rpc::CapabilityServerSet`).
+        self.0.inner.as_ptr()
+    }
+}
+
+/// Adapter so `capnp_rpc::new_client_from_rc` builds the local hook for us.
+struct GuardedHook(Box<capnp::capability::DynClientHook>);
+
+impl FromClientHook for GuardedHook {
+    fn new(hook: Box<capnp::capability::DynClientHook>) -> Self {
+        GuardedHook(hook)
+    }
+    fn into_client_hook(self) -> Box<capnp::capability::DynClientHook> {
+        self.0
+    }
+    fn as_client_hook(&self) -> &capnp::capability::DynClientHook {
+        &*self.0
+    }
+}
+
+impl<D: Server + Clone + 'static> FromServer<GuardedDispatch<D>> for GuardedHook {
+    type Dispatch = GuardedRef<D>;
+    fn from_server(s: Rc<GuardedDispatch<D>>) -> GuardedRef<D> {
+        GuardedRef(s)
+    }
+}
+
+/// One guarded call in progress.
+struct GuardedCall {
+    promise: Promise<(), capnp::Error>,
+    deadline: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
+    token: CallToken,
+}
+
+impl Future for GuardedCall {
+    type Output = Result<(), capnp::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let guard = this.token.guard.clone();
+        let polled =
+            guard.enter(|| catch_unwind(AssertUnwindSafe(|| Pin::new(&mut this.promise).poll(cx))));
+        match polled {
+            Ok(Poll::Ready(r)) => return Poll::Ready(r),
+            Ok(Poll::Pending) => {}
+            Err(panic) => return Poll::Ready(Err(panicked(panic))),
+        }
+        if let Some((limit, sleep)) = &mut this.deadline {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Error::DeadlineExceeded(*limit).into()));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> capnp::Error {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_string());
+    Error::internal(format_args!("actor method panicked: {msg}")).into()
+}

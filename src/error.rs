@@ -1,0 +1,181 @@
+//! The one error model of capactor, and its mapping onto `capnp::Error`.
+//!
+//! Code inside the runtime and the actors returns [`Error`]. It becomes a
+//! `capnp::Error` in exactly one place, [`From<Error> for capnp::Error`],
+//! which decides what crosses the wire: a stable kind (`failed`,
+//! `overloaded`, `disconnected`, `unimplemented`) and a message about the
+//! caller's own request. Internal causes (I/O errors, panics) are logged on
+//! the worker under an error id and only the id crosses the wire.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A result whose error is capactor's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in capactor, as the caller should see it.
+///
+/// # Examples
+///
+/// ```
+/// use capactor::Error;
+///
+/// let e = Error::limit("tensor size", 1 << 20, 1 << 10);
+/// assert_eq!(e.to_string(), "tensor size limit exceeded: 1048576 > 1024");
+/// let wire: capnp::Error = e.into();
+/// assert_eq!(wire.kind, capnp::ErrorKind::Overloaded);
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The caller asked for something invalid; the message says what.
+    #[error("{0}")]
+    Invalid(String),
+
+    /// A configured limit was hit.
+    #[error("{what} limit exceeded: {requested} > {limit}")]
+    Limit {
+        /// What is limited ("message size", "memory quota", ...).
+        what: &'static str,
+        /// What the request needed.
+        requested: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+
+    /// The credential offered to a gate was rejected.
+    #[error("credential rejected")]
+    Unauthorized,
+
+    /// The peer is gone, the link was cut, or a heartbeat went unanswered.
+    #[error("disconnected: {0}")]
+    Disconnected(String),
+
+    /// The actor is draining for shutdown and takes no new calls.
+    #[error("actor is shutting down")]
+    ShuttingDown,
+
+    /// A call ran longer than the configured deadline.
+    #[error("call exceeded its deadline of {0:?}")]
+    DeadlineExceeded(Duration),
+
+    /// An error returned by a remote peer, kept as it arrived.
+    #[error("{0}")]
+    Remote(capnp::Error),
+
+    /// Something failed inside the worker. The details were logged there
+    /// under `id`; only the id is shown to the caller.
+    #[error("internal error (id {id})")]
+    Internal {
+        /// Matches the `error_id` field of the worker's log line.
+        id: ErrorId,
+    },
+
+    /// A local I/O error (binding, connecting, reading a file).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+
+    /// Shorthand for [`Error::Limit`].
+    pub fn limit(
+        what: &'static str,
+        requested: impl TryInto<u64>,
+        limit: impl TryInto<u64>,
+    ) -> Self {
+        Error::Limit {
+            what,
+            requested: requested.try_into().unwrap_or(u64::MAX),
+            limit: limit.try_into().unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Logs `cause` on this process under a fresh error id and returns the
+    /// [`Error::Internal`] that carries only the id.
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        let id = ErrorId::next();
+        tracing::error!(error_id = %id, "internal error: {cause}");
+        Error::Internal { id }
+    }
+
+    /// The `capnp::ErrorKind` this error crosses the wire as.
+    pub fn kind(&self) -> capnp::ErrorKind {
+        use capnp::ErrorKind as K;
+        match self {
+            Error::Limit { .. } | Error::ShuttingDown | Error::DeadlineExceeded(_) => K::Overloaded,
+            Error::Disconnected(_) => K::Disconnected,
+            Error::Remote(e) => e.kind,
+            Error::Invalid(_) | Error::Unauthorized | Error::Internal { .. } | Error::Io(_) => {
+                K::Failed
+            }
+        }
+    }
+
+    /// True if the peer is gone (remote disconnects included).
+    pub fn is_disconnected(&self) -> bool {
+        self.kind() == capnp::ErrorKind::Disconnected
+    }
+}
+
+/// The one place where capactor errors become wire errors.
+///
+/// I/O errors are internal: their text can hold paths, so it is logged
+/// and replaced by an error id.
+impl From<Error> for capnp::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Remote(e) => e,
+            Error::Io(io) => Error::internal(io).into(),
+            other => capnp::Error {
+                kind: other.kind(),
+                extra: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<std::str::Utf8Error> for Error {
+    fn from(_: std::str::Utf8Error) -> Self {
+        Error::invalid("text field is not valid UTF-8")
+    }
+}
+
+impl From<capnp::Error> for Error {
+    fn from(e: capnp::Error) -> Self {
+        Error::Remote(e)
+    }
+}
+
+/// Identifies one internal error in a worker's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorId(u64);
+
+impl ErrorId {
+    fn next() -> Self {
+        // Process-unique and not guessable from the outside: a counter mixed
+        // with the process start time, so ids from two runs do not collide.
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        static SALT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let salt = *SALT.get_or_init(|| {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            t ^ u64::from(std::process::id()).rotate_left(32)
+        });
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        ErrorId(salt.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+    }
+}
+
+impl fmt::Display for ErrorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}

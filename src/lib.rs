@@ -1,0 +1,90 @@
+//! capactor: a Cap'n Proto actor runtime.
+//!
+//! Workers are actors that expose Cap'n Proto capability interfaces. A
+//! program spawns them *local* (a direct capability on its own thread),
+//! *virtual* (on a vat thread of this process, reached through the real
+//! two-party protocol over an in-memory pipe) or serves and reaches them
+//! over *TCP*, and gets the typed generated client in every case. Calls
+//! chain with promise pipelining: a chain of dependent calls costs one round
+//! trip.
+//!
+//! # Where things run
+//!
+//! capnp-rpc is single-threaded: clients and servers are `!Send` and live on
+//! a tokio `LocalSet`. A [`Runtime`] runs one such event loop ("vat") per
+//! thread; a client program runs its own on the calling thread with
+//! [`block_on`].
+//!
+//! # Examples
+//!
+//! ```
+//! use capactor::schema::probe_capnp::probe;
+//!
+//! let rt = capactor::Runtime::new().unwrap();
+//! capactor::block_on(async {
+//!     let worker: capactor::Connection<probe::Client> =
+//!         rt.spawn_virtual(|| capactor::actors::Probe::new("p"));
+//!     // Two dependent calls, one round trip.
+//!     let mut req = worker.counter_request();
+//!     req.get().set_start(41);
+//!     let counter = req.send().pipeline.get_counter();
+//!     let reply = counter.next_request().send().promise.await.unwrap();
+//!     assert_eq!(reply.get().unwrap().get_value(), 41);
+//! });
+//! ```
+
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+
+pub mod actor;
+#[path = "../actors/mod.rs"]
+pub mod actors;
+pub mod call;
+mod error;
+mod runtime;
+pub mod schema;
+mod transport;
+
+pub use actor::{cast, ActorMeta, Interface};
+pub use call::{new_client, new_client_from_rc};
+pub use error::{Error, ErrorId, Result};
+pub use runtime::{block_on, spawn_local, Builder, Runtime};
+pub use transport::tcp::{ServeOptions, TcpServer};
+pub use transport::{ConnectOptions, Connection, Heartbeat, Limits, LinkConditions, LinkHandle};
+
+/// Connects to the actor a capactor worker serves at `addr`, as the
+/// interface `C`.
+///
+/// The gate is opened with `opts.token` and the call pipelines, so the
+/// first call on the returned client goes out at once.
+///
+/// Must run on a thread with a tokio `LocalSet` (see [`block_on`]).
+///
+/// # Errors
+///
+/// Fails if the TCP connection cannot be made within
+/// `opts.connect_timeout`. A rejected token shows up on the first call.
+///
+/// # Examples
+///
+/// ```no_run
+/// use capactor::schema::actor_capnp::actor;
+///
+/// capactor::block_on(async {
+///     let opts = capactor::ConnectOptions::default();
+///     let worker: capactor::Connection<actor::Client> =
+///         capactor::connect_tcp("127.0.0.1:7001", &opts).await?;
+///     worker.ping_request().send().promise.await?;
+///     Ok::<_, capactor::Error>(())
+/// });
+/// ```
+pub async fn connect_tcp<C: capnp::capability::FromClientHook>(
+    addr: &str,
+    opts: &ConnectOptions,
+) -> Result<Connection<C>> {
+    transport::tcp::connect(addr, opts).await
+}

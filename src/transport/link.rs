@@ -1,0 +1,108 @@
+//! [`Link`]: the byte stream under every remote connection, with a cut
+//! switch and an idle timeout.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use std::future::Future;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+/// Wraps a byte stream so that it can be cut from outside and times out
+/// when the peer sends nothing for too long.
+///
+/// Once cut, reads fail with `ConnectionAborted` and writes with
+/// `BrokenPipe`, so the RPC system above sees the peer as gone and fails
+/// every pending call with `disconnected`. This is how a virtual link is
+/// cut, how a missed heartbeat closes a TCP connection, and how a server
+/// closes its connections at shutdown: one mechanism for all of them.
+pub(crate) struct Link<S> {
+    inner: S,
+    token: CancellationToken,
+    read_cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    write_cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    idle: Option<(Duration, Pin<Box<Sleep>>)>,
+}
+
+impl<S> Link<S> {
+    pub(crate) fn new(inner: S, token: CancellationToken, idle_timeout: Option<Duration>) -> Self {
+        Link {
+            inner,
+            read_cut: Box::pin(token.clone().cancelled_owned()),
+            write_cut: Box::pin(token.clone().cancelled_owned()),
+            token,
+            idle: idle_timeout.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Link<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.read_cut.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "link cut",
+            )));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    if let Some((d, sleep)) = &mut this.idle {
+                        sleep.as_mut().reset(Instant::now() + *d);
+                    }
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                if let Some((d, sleep)) = &mut this.idle {
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        this.token.cancel();
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("peer sent nothing for {d:?}"),
+                        )));
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Link<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.write_cut.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(cut_write()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.write_cut.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(cut_write()));
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+fn cut_write() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "link cut")
+}

@@ -1,0 +1,212 @@
+//! The in-memory pipe under virtual connections, with simulated latency
+//! and bandwidth.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use std::future::Future;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::PollSemaphore;
+
+/// How a virtual link behaves, in each direction.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use capactor::LinkConditions;
+///
+/// let mut slow = LinkConditions::default();
+/// slow.latency = Duration::from_millis(2);
+/// slow.bandwidth = Some(100 << 20); // 100 MiB/s
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct LinkConditions {
+    /// One-way delay added to every byte.
+    pub latency: Duration,
+    /// Bytes per second each direction carries; `None` for no cap.
+    pub bandwidth: Option<u64>,
+    /// Bytes a direction holds in flight before writers wait, like a socket
+    /// buffer. Default 4 MiB.
+    pub buffer: usize,
+}
+
+impl Default for LinkConditions {
+    fn default() -> Self {
+        LinkConditions {
+            latency: Duration::ZERO,
+            bandwidth: None,
+            buffer: 4 << 20,
+        }
+    }
+}
+
+impl LinkConditions {
+    fn shaped(&self) -> bool {
+        !self.latency.is_zero() || self.bandwidth.is_some()
+    }
+}
+
+/// Largest chunk one write hands to the reader.
+const MAX_CHUNK: usize = 256 << 10;
+
+/// Creates a connected pair of in-memory streams.
+pub(crate) fn pipe(cond: &LinkConditions) -> (MemoryStream, MemoryStream) {
+    let (a_tx, a_rx) = half(cond);
+    let (b_tx, b_rx) = half(cond);
+    (
+        MemoryStream { tx: a_tx, rx: b_rx },
+        MemoryStream { tx: b_tx, rx: a_rx },
+    )
+}
+
+fn half(cond: &LinkConditions) -> (Tx, Rx) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let buffer = cond.buffer.clamp(1, Semaphore::MAX_PERMITS);
+    let sem = Arc::new(Semaphore::new(buffer));
+    let shaper = cond.shaped().then(|| Shaper {
+        latency: cond.latency,
+        bandwidth: cond.bandwidth,
+        free_at: Instant::now(),
+    });
+    (
+        Tx {
+            chan: Some(tx),
+            credit: PollSemaphore::new(sem),
+            buffer,
+            shaper,
+        },
+        Rx {
+            chan: rx,
+            current: None,
+            wait: None,
+        },
+    )
+}
+
+struct Chunk {
+    data: Vec<u8>,
+    deliver_at: Option<Instant>,
+    _credit: OwnedSemaphorePermit,
+}
+
+struct Shaper {
+    latency: Duration,
+    bandwidth: Option<u64>,
+    /// When the simulated wire is free to start sending the next chunk.
+    free_at: Instant,
+}
+
+impl Shaper {
+    fn deliver_at(&mut self, len: usize) -> Instant {
+        let start = self.free_at.max(Instant::now());
+        let on_wire = match self.bandwidth {
+            Some(bps) if bps > 0 => Duration::from_secs_f64(len as f64 / bps as f64),
+            _ => Duration::ZERO,
+        };
+        self.free_at = start + on_wire;
+        self.free_at + self.latency
+    }
+}
+
+struct Tx {
+    chan: Option<mpsc::UnboundedSender<Chunk>>,
+    credit: PollSemaphore,
+    buffer: usize,
+    shaper: Option<Shaper>,
+}
+
+struct Rx {
+    chan: mpsc::UnboundedReceiver<Chunk>,
+    current: Option<(Chunk, usize)>,
+    wait: Option<Pin<Box<Sleep>>>,
+}
+
+/// One end of an in-memory pipe. Bytes written to one end are read from the
+/// other, after the link's latency and bandwidth say they arrive.
+pub(crate) struct MemoryStream {
+    tx: Tx,
+    rx: Rx,
+}
+
+impl AsyncRead for MemoryStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let rx = &mut self.rx;
+        loop {
+            if let Some(wait) = &mut rx.wait {
+                ready!(wait.as_mut().poll(cx));
+                rx.wait = None;
+            }
+            if let Some((chunk, off)) = &mut rx.current {
+                let n = (chunk.data.len() - *off).min(buf.remaining());
+                buf.put_slice(&chunk.data[*off..*off + n]);
+                *off += n;
+                if *off == chunk.data.len() {
+                    rx.current = None;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(rx.chan.poll_recv(cx)) {
+                None => return Poll::Ready(Ok(())),
+                Some(chunk) => {
+                    if let Some(at) = chunk.deliver_at {
+                        if at > Instant::now() {
+                            rx.wait = Some(Box::pin(tokio::time::sleep_until(at)));
+                        }
+                    }
+                    rx.current = Some((chunk, 0));
+                }
+            }
+        }
+    }
+}
+
+impl AsyncWrite for MemoryStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let tx = &mut self.tx;
+        if tx.chan.as_ref().is_none_or(|c| c.is_closed()) {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let n = buf.len().min(MAX_CHUNK).min(tx.buffer);
+        let Some(credit) = ready!(tx.credit.poll_acquire_many(cx, n as u32)) else {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        };
+        let deliver_at = tx.shaper.as_mut().map(|s| s.deliver_at(n));
+        let chunk = Chunk {
+            data: buf[..n].to_vec(),
+            deliver_at,
+            _credit: credit,
+        };
+        match tx.chan.as_ref().map(|c| c.send(chunk)) {
+            Some(Ok(())) => Poll::Ready(Ok(n)),
+            _ => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.tx.chan = None;
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,319 @@
+//! How actors are reached: the wire-protocol plumbing shared by every
+//! transport, and the transports themselves.
+//!
+//! Everything here works over any `AsyncRead + AsyncWrite` byte stream.
+//! The virtual transport ([`memory`]) and TCP ([`tcp`]) only make the stream;
+//! [`serve_stream`] and [`connect_stream`] put the same Cap'n Proto
+//! two-party protocol, the same limits and the same gate on top of it.
+
+mod gatekeeper;
+mod link;
+pub(crate) mod memory;
+pub(crate) mod tcp;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use capnp::capability::FromClientHook;
+use capnp_rpc::rpc_twoparty_capnp::Side;
+use capnp_rpc::{twoparty, RpcSystem};
+use futures::FutureExt;
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
+use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::schema::actor_capnp::{actor, gate};
+
+pub(crate) use gatekeeper::Gate;
+pub(crate) use link::Link;
+pub use memory::LinkConditions;
+
+/// Limits on what one connection may send us.
+///
+/// # Examples
+///
+/// ```
+/// let mut limits = capactor::Limits::default();
+/// limits.max_message_bytes = 16 << 20;
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Limits {
+    /// The largest message a peer may send, in bytes. A larger one is
+    /// refused before it is allocated and the connection is closed (the
+    /// protocol cannot resynchronise after a refused frame). Default 64 MiB.
+    pub max_message_bytes: usize,
+    /// How deeply structs and lists may nest in a message. Default 64.
+    pub max_nesting: i32,
+    /// Flow-control window of each `-> stream` method, in bytes.
+    /// Default 1 MiB.
+    pub stream_window: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 64 << 20,
+            max_nesting: 64,
+            stream_window: 1 << 20,
+        }
+    }
+}
+
+/// Heartbeats on a client connection: how a dead or half-open peer is
+/// noticed (capnp-rpc itself never times anything out).
+///
+/// Every `interval` the client pings the actor; if a ping goes unanswered
+/// for `timeout`, the connection is closed and every pending call fails with
+/// `disconnected`.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct Heartbeat {
+    /// Time between pings. Default 5 s.
+    pub interval: Duration,
+    /// How long a ping may go unanswered. Default 15 s.
+    pub timeout: Duration,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat {
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// How a client connects.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let mut opts = capactor::ConnectOptions::default();
+/// opts.token = b"secret".to_vec();
+/// opts.connect_timeout = Duration::from_secs(2);
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// The credential offered to the worker's gate. Empty for a worker
+    /// that runs without authentication.
+    pub token: Vec<u8>,
+    /// Limits on what the worker may send back.
+    pub limits: Limits,
+    /// Heartbeats, or `None` to rely on the transport alone.
+    pub heartbeat: Option<Heartbeat>,
+    /// How long establishing a TCP connection may take. Default 10 s.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            token: Vec::new(),
+            limits: Limits::default(),
+            heartbeat: Some(Heartbeat::default()),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A client's connection to a remote (virtual or TCP) actor, and the
+/// actor's capability.
+///
+/// Derefs to the typed client `C`. Dropping the `Connection` closes it:
+/// every capability obtained through it (clones of the client, tensors...)
+/// then fails with `disconnected`, and the actor frees whatever the
+/// connection held.
+///
+/// Must be created and used on a thread running a tokio `LocalSet`, like
+/// every capnp-rpc client (see [`crate::block_on`]).
+#[derive(Debug)]
+pub struct Connection<C> {
+    client: C,
+    link: LinkHandle,
+}
+
+impl<C> Connection<C> {
+    /// The actor's capability.
+    pub fn client(&self) -> &C {
+        &self.client
+    }
+
+    /// A handle that can cut this connection or wait for it to close.
+    pub fn link(&self) -> &LinkHandle {
+        &self.link
+    }
+}
+
+impl<C> std::ops::Deref for Connection<C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        &self.client
+    }
+}
+
+impl<C> Drop for Connection<C> {
+    fn drop(&mut self) {
+        self.link.cut();
+    }
+}
+
+/// Cuts a connection, or waits for it to end. Cheap to clone, `Send`.
+#[derive(Clone, Debug)]
+pub struct LinkHandle {
+    pub(crate) cut: CancellationToken,
+    closed: CancellationToken,
+}
+
+impl LinkHandle {
+    fn new(cut: CancellationToken) -> Self {
+        LinkHandle {
+            cut,
+            closed: CancellationToken::new(),
+        }
+    }
+
+    /// Cuts the link: both ends see the peer as gone, and every pending call
+    /// on either side fails with `disconnected`.
+    pub fn cut(&self) {
+        self.cut.cancel();
+    }
+
+    /// True once the connection has ended, for whatever reason.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Waits until the connection has ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+}
+
+/// Builds the two-party RPC system over `stream`.
+fn rpc_system<S>(
+    stream: S,
+    side: Side,
+    bootstrap: Option<capnp::capability::Client>,
+    limits: &Limits,
+) -> RpcSystem<Side>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let (r, w) = tokio::io::split(stream);
+    // Buffered both ways: capnp reads a frame in small pieces and writes a
+    // message as several slices followed by one flush.
+    let r = BufReader::with_capacity(64 << 10, r).compat();
+    let w = BufWriter::with_capacity(64 << 10, w).compat_write();
+    let mut options = capnp::message::ReaderOptions::new();
+    options
+        .traversal_limit_in_words(Some(limits.max_message_bytes.div_ceil(8)))
+        .nesting_limit(limits.max_nesting);
+    let mut network = twoparty::VatNetwork::new(r, w, side, options);
+    network.set_window_size(limits.stream_window);
+    RpcSystem::new(Box::new(network), bootstrap)
+}
+
+/// What a server needs to serve one connection.
+#[derive(Clone)]
+pub(crate) struct ServeSite {
+    pub(crate) actor: actor::Client,
+    pub(crate) token: Option<Rc<[u8]>>,
+    pub(crate) limits: Limits,
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
+/// Serves `site`'s actor over `stream` until the peer leaves or `cut` is
+/// cancelled. Must run on a `LocalSet`.
+pub(crate) async fn serve_stream<S>(stream: S, site: &ServeSite, cut: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let gate = Gate::client(site.actor.clone(), site.token.clone());
+    serve_bootstrap(stream, gate.client, &site.limits, site.idle_timeout, cut).await
+}
+
+/// Serves an arbitrary bootstrap capability over `stream`.
+pub(crate) async fn serve_bootstrap<S>(
+    stream: S,
+    bootstrap: capnp::capability::Client,
+    limits: &Limits,
+    idle_timeout: Option<Duration>,
+    cut: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let link = Link::new(stream, cut, idle_timeout);
+    let system = rpc_system(link, Side::Server, Some(bootstrap), limits);
+    if let Err(e) = system.await {
+        tracing::debug!("connection closed: {e}");
+    }
+}
+
+/// Connects to the actor served over `stream`, offering `opts.token` to its
+/// gate. Spawns the RPC system (and heartbeats) on the current `LocalSet`.
+pub(crate) fn connect_stream<C, S>(stream: S, opts: &ConnectOptions) -> Connection<C>
+where
+    C: FromClientHook,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let handle = LinkHandle::new(CancellationToken::new());
+    let link = Link::new(stream, handle.cut.clone(), None);
+    let mut system = rpc_system(link, Side::Client, None, &opts.limits);
+    let bootstrap: gate::Client = system.bootstrap(Side::Server);
+    let client: C = gatekeeper::open(&bootstrap, &opts.token);
+
+    let closed = handle.closed.clone();
+    let cut = handle.cut.clone();
+    tokio::task::spawn_local(system.map(move |r| {
+        if let Err(e) = r {
+            tracing::debug!("connection closed: {e}");
+        }
+        cut.cancel();
+        closed.cancel();
+    }));
+
+    if let Some(hb) = opts.heartbeat {
+        let actor: actor::Client = gatekeeper::open(&bootstrap, &opts.token);
+        tokio::task::spawn_local(heartbeat(actor, hb, handle.cut.clone()));
+    }
+    Connection {
+        client,
+        link: handle,
+    }
+}
+
+/// Pings `actor` until the link is cut; cuts it when a ping goes unanswered.
+async fn heartbeat(actor: actor::Client, hb: Heartbeat, cut: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cut.cancelled() => return,
+            _ = tokio::time::sleep(hb.interval) => {}
+        }
+        let ping = actor.ping_request().send().promise;
+        tokio::select! {
+            _ = cut.cancelled() => return,
+            r = tokio::time::timeout(hb.timeout, ping) => match r {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.kind == capnp::ErrorKind::Overloaded => {}
+                Ok(Err(e)) => {
+                    tracing::warn!("heartbeat failed, closing connection: {e}");
+                    cut.cancel();
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!("heartbeat unanswered for {:?}, closing connection", hb.timeout);
+                    cut.cancel();
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! The TCP transport: a listener that spreads connections over the vats,
+//! and the client side.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use capnp::capability::{FromClientHook, FromServer};
+use socket2::{SockRef, TcpKeepalive};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{ConnectOptions, Connection, Limits, ServeSite};
+use crate::call::{Drain, Guard};
+use crate::schema::actor_capnp::actor;
+use crate::{Error, Result, Runtime};
+
+/// How a TCP worker serves.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let mut opts = capactor::ServeOptions::default();
+/// opts.max_connections = 64;
+/// opts.call_deadline = Some(Duration::from_secs(60));
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServeOptions {
+    /// The token a client must offer the gate. `None` serves without
+    /// authentication.
+    pub token: Option<Vec<u8>>,
+    /// Limits on what a client may send.
+    pub limits: Limits,
+    /// Connections served at once; one more is answered with a
+    /// `connections limit exceeded` error and closed. Default 1024.
+    pub max_connections: usize,
+    /// Close a connection whose peer has sent nothing for this long.
+    /// Default `None` (clients that heartbeat are never idle that long
+    /// anyway; TCP keepalive catches dead hosts).
+    pub idle_timeout: Option<Duration>,
+    /// TCP keepalive idle time; the kernel then probes every third of it
+    /// and gives up after three misses. Default 30 s.
+    pub keepalive: Option<Duration>,
+    /// Longest a single call may run before it fails with
+    /// `call exceeded its deadline`. Default 5 minutes; `None` for no limit.
+    pub call_deadline: Option<Duration>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            token: None,
+            limits: Limits::default(),
+            max_connections: 1024,
+            idle_timeout: None,
+            keepalive: Some(Duration::from_secs(30)),
+            call_deadline: Some(Duration::from_secs(300)),
+        }
+    }
+}
+
+/// A running TCP worker. Dropping it stops accepting and closes every
+/// connection at once; [`TcpServer::shutdown`] does it gracefully.
+#[derive(Debug)]
+pub struct TcpServer {
+    local_addr: SocketAddr,
+    accepting: CancellationToken,
+    connections: CancellationToken,
+    drain: Arc<Drain>,
+    tracker: TaskTracker,
+}
+
+impl TcpServer {
+    /// The address the listener is bound to (the real port when bound to
+    /// port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Calls in flight across every connection.
+    pub fn calls_in_flight(&self) -> usize {
+        self.drain.in_flight()
+    }
+
+    /// Shuts down gracefully: stops accepting, refuses new calls (they fail
+    /// with `actor is shutting down`), lets calls in flight finish for up to
+    /// `grace`, then closes every connection. Returns `true` if every call
+    /// finished within `grace`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: dropping the future part way leaves the server
+    /// refusing calls; drop the `TcpServer` to finish closing it.
+    pub async fn shutdown(self, grace: Duration) -> bool {
+        self.accepting.cancel();
+        let clean = tokio::time::timeout(grace, self.drain.drain())
+            .await
+            .is_ok();
+        self.connections.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        clean
+    }
+}
+
+impl Drop for TcpServer {
+    fn drop(&mut self) {
+        self.accepting.cancel();
+        self.connections.cancel();
+    }
+}
+
+pub(crate) async fn serve<C, S, F>(
+    rt: &Runtime,
+    addr: &str,
+    make: F,
+    opts: ServeOptions,
+) -> Result<TcpServer>
+where
+    C: FromClientHook + FromServer<S>,
+    S: 'static,
+    F: Fn() -> S + Send + Sync + 'static,
+{
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local_addr = listener.local_addr()?;
+    let listener = listener.into_std()?;
+
+    let server = TcpServer {
+        local_addr,
+        accepting: CancellationToken::new(),
+        connections: CancellationToken::new(),
+        drain: Drain::new(),
+        tracker: TaskTracker::new(),
+    };
+    let make = Arc::new(make);
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut vats = Vec::with_capacity(rt.vat_count());
+    for i in 0..rt.vat_count() {
+        let (tx, rx) = mpsc::unbounded_channel::<std::net::TcpStream>();
+        vats.push(tx);
+        let make = make.clone();
+        let opts = opts.clone();
+        let drain = server.drain.clone();
+        let connections = server.connections.clone();
+        let tracker = server.tracker.clone();
+        let open = open.clone();
+        rt.run_on_vat(i, move || {
+            let guard = Guard::new(opts.call_deadline, Some(drain));
+            let actor: C = guard.enter(|| crate::new_client(make()));
+            let site = ServeSite {
+                actor: actor::Client::new(actor.into_client_hook()),
+                token: opts.token.map(Rc::from),
+                limits: opts.limits,
+                idle_timeout: opts.idle_timeout,
+            };
+            tokio::task::spawn_local(vat_loop(
+                rx,
+                site,
+                opts.keepalive,
+                connections,
+                tracker,
+                open,
+            ));
+        });
+    }
+
+    let accepting = server.accepting.clone();
+    let max = opts.max_connections;
+    let limits = opts.limits.clone();
+    let tracker = server.tracker.clone();
+    rt.run_on_vat(0, move || {
+        tokio::task::spawn_local(accept_loop(
+            listener, vats, accepting, open, max, limits, tracker,
+        ));
+    });
+    tracing::info!(%local_addr, "serving");
+    Ok(server)
+}
+
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    vats: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+    accepting: CancellationToken,
+    open: Arc<AtomicUsize>,
+    max: usize,
+    limits: Limits,
+    tracker: TaskTracker,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot register listener: {e}");
+            return;
+        }
+    };
+    let mut next = 0usize;
+    loop {
+        let accepted = tokio::select! {
+            _ = accepting.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly
+                // rather than spin.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let now_open = open.fetch_add(1, Ordering::AcqRel) + 1;
+        if now_open > max {
+            tracing::warn!(%peer, "refusing connection: {max} already open");
+            let err = Error::limit("connections", now_open, max);
+            let open = open.clone();
+            let limits = limits.clone();
+            tracker.spawn_local(async move {
+                let _open = OpenSlot(open);
+                let cut = CancellationToken::new();
+                let broken = capnp_rpc::new_broken_cap(err.into());
+                // The refused peer gets an answer to its first call, then a
+                // short while to read it.
+                super::serve_bootstrap(stream, broken, &limits, Some(Duration::from_secs(2)), cut)
+                    .await;
+            });
+            continue;
+        }
+        tracing::debug!(%peer, "accepted");
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                open.fetch_sub(1, Ordering::AcqRel);
+                tracing::warn!("cannot hand over connection: {e}");
+                continue;
+            }
+        };
+        if vats[next % vats.len()].send(stream).is_err() {
+            open.fetch_sub(1, Ordering::AcqRel);
+        }
+        next = next.wrapping_add(1);
+    }
+}
+
+async fn vat_loop(
+    mut rx: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    site: ServeSite,
+    keepalive: Option<Duration>,
+    connections: CancellationToken,
+    tracker: TaskTracker,
+    open: Arc<AtomicUsize>,
+) {
+    loop {
+        let std_stream = tokio::select! {
+            _ = connections.cancelled() => return,
+            s = rx.recv() => match s { Some(s) => s, None => return },
+        };
+        let slot = OpenSlot(open.clone());
+        let stream = match TcpStream::from_std(std_stream) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot register connection: {e}");
+                continue;
+            }
+        };
+        configure(&stream, keepalive);
+        let site = site.clone();
+        let cut = connections.child_token();
+        tracker.spawn_local(async move {
+            let _slot = slot;
+            super::serve_stream(stream, &site, cut).await;
+        });
+    }
+}
+
+/// Counts one open connection until dropped.
+struct OpenSlot(Arc<AtomicUsize>);
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn configure(stream: &TcpStream, keepalive: Option<Duration>) {
+    // Small RPC messages must not wait for Nagle's algorithm.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("set_nodelay: {e}");
+    }
+    if let Some(idle) = keepalive {
+        let ka = TcpKeepalive::new()
+            .with_time(idle)
+            .with_interval((idle / 3).max(Duration::from_secs(1)))
+            .with_retries(3);
+        if let Err(e) = SockRef::from(stream).set_tcp_keepalive(&ka) {
+            tracing::debug!("set_tcp_keepalive: {e}");
+        }
+    }
+}
+
+/// Connects to the actor served at `addr` (see [`crate::connect_tcp`]).
+pub(crate) async fn connect<C: FromClientHook>(
+    addr: &str,
+    opts: &ConnectOptions,
+) -> Result<Connection<C>> {
+    let stream = tokio::time::timeout(opts.connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| {
+            Error::Disconnected(format!(
+                "connecting to {addr} took longer than {:?}",
+                opts.connect_timeout
+            ))
+        })??;
+    configure(&stream, Some(Duration::from_secs(30)));
+    Ok(super::connect_stream(stream, opts))
+}

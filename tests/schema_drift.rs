@@ -1,0 +1,135 @@
+//! Fails when `schema/*.capnp` and the generated code committed in
+//! `src/schema/` disagree.
+//!
+//! The code is regenerated with the Cap'n Proto compiler embedded as
+//! WebAssembly (no system tool needed) and compared byte for byte. To
+//! accept a schema change, regenerate:
+//!
+//! ```text
+//! CAPACTOR_BLESS=1 cargo test --test schema_drift
+//! ```
+//!
+//! With `CAPACTOR_CAPNP=/path/to/capnp` (CI sets it after installing
+//! Debian's `capnproto`), the reference C++ compiler compiles the schemas
+//! too, and its output must give the same Rust API (the embedded node
+//! encodings, which differ between compiler versions, are left out).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Every schema file, in `schema/`.
+const SCHEMAS: &[&str] = &["actor.capnp", "probe.capnp"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn generate(request: &[u8]) -> BTreeMap<String, String> {
+    let out = tempfile::tempdir().unwrap();
+    capnpc::codegen::CodeGenerationCommand::new()
+        .output_directory(out.path())
+        .default_parent_module(vec!["schema".into()])
+        .run(request)
+        .unwrap();
+    read_dir(out.path())
+}
+
+fn read_dir(dir: &Path) -> BTreeMap<String, String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs") && p.file_name().unwrap() != "mod.rs")
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect()
+}
+
+fn embedded_request() -> Vec<u8> {
+    let schema = root().join("schema");
+    let mut cmd = capnpc_embedded::CompileCommand::new();
+    cmd.src_prefix(&schema);
+    for s in SCHEMAS {
+        cmd.file(schema.join(s));
+    }
+    cmd.compile().unwrap()
+}
+
+#[test]
+fn committed_code_matches_schema() {
+    let generated = generate(&embedded_request());
+    let committed_dir = root().join("src/schema");
+    if std::env::var_os("CAPACTOR_BLESS").is_some() {
+        for (name, text) in &generated {
+            std::fs::write(committed_dir.join(name), text).unwrap();
+        }
+    }
+    let committed = read_dir(&committed_dir);
+    assert_eq!(
+        committed.keys().collect::<Vec<_>>(),
+        generated.keys().collect::<Vec<_>>(),
+        "src/schema/ holds other files than schema/ generates; run CAPACTOR_BLESS=1 cargo test --test schema_drift"
+    );
+    for (name, text) in &generated {
+        assert!(
+            committed[name] == *text,
+            "src/schema/{name} is out of date with schema/; run CAPACTOR_BLESS=1 cargo test --test schema_drift"
+        );
+    }
+}
+
+/// Drops what legitimately differs between compiler versions: the header
+/// naming the compiler and the encoded schema nodes.
+fn api_only(code: &str) -> String {
+    let mut out = String::new();
+    let mut in_node = false;
+    for line in code.lines() {
+        if line.starts_with("// capnp binary version") {
+            continue;
+        }
+        if line.contains("static ENCODED_NODE") {
+            in_node = true;
+            continue;
+        }
+        if in_node {
+            if line.trim() == "];" {
+                in_node = false;
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn reference_compiler_agrees_when_available() {
+    let Some(capnp) = std::env::var_os("CAPACTOR_CAPNP") else {
+        eprintln!("CAPACTOR_CAPNP not set: skipping the reference-compiler check");
+        return;
+    };
+    let schema = root().join("schema");
+    let output = std::process::Command::new(capnp)
+        .arg("compile")
+        .arg("-o-")
+        .arg(format!("--src-prefix={}", schema.display()))
+        .args(SCHEMAS.iter().map(|s| schema.join(s)))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "capnp compile failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reference = generate(&output.stdout);
+    let embedded = generate(&embedded_request());
+    for (name, text) in &embedded {
+        assert_eq!(
+            api_only(&reference[name]),
+            api_only(text),
+            "{name}: the reference compiler and the embedded one disagree"
+        );
+    }
+}
