@@ -1,5 +1,6 @@
 //! The built-in actors.
 
 mod probe;
+pub mod tensor;
 
 pub use probe::{Probe, PROBE};

@@ -19,3 +19,9 @@ pub mod actor_capnp;
 #[rustfmt::skip]
 #[path = "probe_capnp.rs"]
 pub mod probe_capnp;
+
+/// `schema/tensor.capnp`: `Tensor` capabilities and the `TensorWorker`.
+#[allow(missing_docs, missing_debug_implementations, unreachable_pub, clippy::all, clippy::pedantic)]
+#[rustfmt::skip]
+#[path = "tensor_capnp.rs"]
+pub mod tensor_capnp;

@@ -1,0 +1,637 @@
+//! The client API: [`Worker`] and [`RemoteTensor`].
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use ndarray::{ArrayD, Dimension};
+
+use super::codec;
+use super::ops::{
+    Array, BinaryOp, CompareOp, DType, ReduceOp, Scalar, SliceSpec, UnaryOp, Unlimited,
+};
+use crate::schema::tensor_capnp::{tensor, tensor_worker};
+use crate::Error;
+
+/// Counts what a client sent and what it waited for.
+#[derive(Debug, Default)]
+struct Counters {
+    calls: Cell<u64>,
+    waits: Cell<u64>,
+}
+
+/// A tensor worker, seen from a client: makes tensors on it.
+///
+/// Every method returns at once. The tensor it returns can be used as an
+/// argument or have ops called on it before the worker has even received
+/// the first call: the calls pipeline.
+///
+/// Works the same over every transport; wrap any
+/// `tensor_worker::Client` (local, virtual or TCP).
+///
+/// # Examples
+///
+/// ```
+/// use capactor::actors::tensor::{Quota, TensorWorker, Worker};
+/// use ndarray::array;
+///
+/// capactor::block_on(async {
+///     let w = Worker::new(capactor::spawn_local(TensorWorker::new("w", Quota::new(1 << 20))));
+///     let x = w.tensor(&array![[1.0f32, 2.0], [3.0, 4.0]].into_dyn());
+///     let y = (&x.matmul(&x) + 1.0).relu().sum();
+///     assert_eq!(y.to_ndarray::<f32>().await.unwrap().into_iter().next(), Some(58.0));
+/// });
+/// ```
+#[derive(Clone)]
+pub struct Worker {
+    client: tensor_worker::Client,
+    counters: Rc<Counters>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("calls", &self.counters.calls.get())
+            .field("waits", &self.counters.waits.get())
+            .finish()
+    }
+}
+
+/// Element types a [`RemoteTensor`] can be built from and read back as.
+pub trait TensorElement: Copy + 'static {
+    /// The matching dtype.
+    const DTYPE: DType;
+    /// Wraps an array of this type.
+    fn wrap(a: ArrayD<Self>) -> Array;
+    /// Unwraps an array of this type, if it is one.
+    fn unwrap(a: Array) -> Option<ArrayD<Self>>;
+}
+
+macro_rules! element {
+    ($t:ty, $v:ident) => {
+        impl TensorElement for $t {
+            const DTYPE: DType = DType::$v;
+            fn wrap(a: ArrayD<Self>) -> Array {
+                Array::$v(a)
+            }
+            fn unwrap(a: Array) -> Option<ArrayD<Self>> {
+                match a {
+                    Array::$v(a) => Some(a),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+element!(f32, F32);
+element!(f64, F64);
+element!(i32, I32);
+element!(i64, I64);
+element!(bool, Bool);
+
+impl Worker {
+    /// Wraps a tensor worker's capability.
+    pub fn new(client: tensor_worker::Client) -> Self {
+        Worker {
+            client,
+            counters: Rc::default(),
+        }
+    }
+
+    /// The underlying capability.
+    pub fn client(&self) -> &tensor_worker::Client {
+        &self.client
+    }
+
+    /// Calls sent through this handle and the tensors made from it.
+    pub fn calls_sent(&self) -> u64 {
+        self.counters.calls.get()
+    }
+
+    /// Times a client awaited a result from this worker (each costs at
+    /// least one round trip).
+    pub fn round_trips(&self) -> u64 {
+        self.counters.waits.get()
+    }
+
+    fn sent(&self, client: tensor::Client) -> RemoteTensor {
+        self.counters.calls.set(self.counters.calls.get() + 1);
+        RemoteTensor {
+            client,
+            worker: self.clone(),
+        }
+    }
+
+    /// Sends `array` to the worker.
+    pub fn tensor<T: TensorElement, D: Dimension>(
+        &self,
+        array: &ndarray::Array<T, D>,
+    ) -> RemoteTensor {
+        let dyn_array = array.clone().into_dyn();
+        self.from_array(&T::wrap(dyn_array))
+    }
+
+    /// Sends a dtype-dynamic array to the worker.
+    pub fn from_array(&self, array: &Array) -> RemoteTensor {
+        let mut req = self.client.from_data_request();
+        if let Err(e) = codec::encode(array, req.get().init_data()) {
+            return self.broken(e);
+        }
+        self.sent(req.send().pipeline.get_tensor())
+    }
+
+    /// A tensor of `shape` filled with `value` (converted to `dtype`).
+    pub fn full(&self, dtype: DType, shape: &[u64], value: impl Into<Scalar>) -> RemoteTensor {
+        let mut req = self.client.full_request();
+        let mut p = req.get();
+        p.set_dtype(codec::to_wire(dtype));
+        p.set_shape(shape)
+            .expect("setting a list of u64 cannot fail");
+        codec::set_scalar(p.init_value(), value.into());
+        self.sent(req.send().pipeline.get_tensor())
+    }
+
+    /// Zeros.
+    pub fn zeros(&self, dtype: DType, shape: &[u64]) -> RemoteTensor {
+        self.full(dtype, shape, 0i64)
+    }
+
+    /// Ones.
+    pub fn ones(&self, dtype: DType, shape: &[u64]) -> RemoteTensor {
+        self.full(dtype, shape, 1i64)
+    }
+
+    /// `start, start + step, ...` below `stop`, like NumPy's `arange`.
+    pub fn arange(&self, dtype: DType, start: f64, stop: f64, step: f64) -> RemoteTensor {
+        let mut req = self.client.arange_request();
+        let mut p = req.get();
+        p.set_dtype(codec::to_wire(dtype));
+        p.set_start(start);
+        p.set_stop(stop);
+        p.set_step(step);
+        self.sent(req.send().pipeline.get_tensor())
+    }
+
+    /// Uniform random values in `[low, high)`, deterministic for `seed`.
+    pub fn random_uniform(
+        &self,
+        dtype: DType,
+        shape: &[u64],
+        low: f64,
+        high: f64,
+        seed: u64,
+    ) -> RemoteTensor {
+        let mut req = self.client.random_request();
+        let mut p = req.get();
+        p.set_dtype(codec::to_wire(dtype));
+        p.set_shape(shape)
+            .expect("setting a list of u64 cannot fail");
+        p.set_seed(seed);
+        let mut u = p.init_distribution().init_uniform();
+        u.set_low(low);
+        u.set_high(high);
+        self.sent(req.send().pipeline.get_tensor())
+    }
+
+    /// Normally distributed random values, deterministic for `seed`.
+    pub fn random_normal(
+        &self,
+        dtype: DType,
+        shape: &[u64],
+        mean: f64,
+        std: f64,
+        seed: u64,
+    ) -> RemoteTensor {
+        let mut req = self.client.random_request();
+        let mut p = req.get();
+        p.set_dtype(codec::to_wire(dtype));
+        p.set_shape(shape)
+            .expect("setting a list of u64 cannot fail");
+        p.set_seed(seed);
+        let mut n = p.init_distribution().init_normal();
+        n.set_mean(mean);
+        n.set_std(std);
+        self.sent(req.send().pipeline.get_tensor())
+    }
+
+    /// Joins tensors (all on this worker) along `axis`.
+    pub fn concat(&self, tensors: &[&RemoteTensor], axis: i64) -> RemoteTensor {
+        let mut req = self.client.concat_request();
+        let mut p = req.get();
+        p.set_axis(axis);
+        let mut list = p.init_tensors(tensors.len() as u32);
+        for (i, t) in tensors.iter().enumerate() {
+            list.set(i as u32, t.client.client.hook.add_ref());
+        }
+        self.sent(req.send().pipeline.get_tensor())
+    }
+
+    /// A handle whose every use fails with `e` (for errors found before
+    /// anything was sent).
+    fn broken(&self, e: Error) -> RemoteTensor {
+        let hook = capnp_rpc::new_broken_cap(e.into()).hook;
+        RemoteTensor {
+            client: tensor::Client {
+                client: capnp::capability::Client::new(hook),
+            },
+            worker: self.clone(),
+        }
+    }
+}
+
+/// A tensor on a worker.
+///
+/// Ops return a new `RemoteTensor` at once, without waiting: the call is
+/// pipelined on this one, so a chain of ops costs one round trip in all.
+/// An error anywhere in a chain surfaces at the first `await` on it (or on
+/// anything computed from it), with a message naming the op that failed.
+///
+/// Dropping the last handle (and every clone) frees the tensor on the
+/// worker.
+#[derive(Clone)]
+pub struct RemoteTensor {
+    client: tensor::Client,
+    worker: Worker,
+}
+
+impl std::fmt::Debug for RemoteTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteTensor").finish_non_exhaustive()
+    }
+}
+
+macro_rules! binary_methods {
+    ($($(#[$doc:meta])* $name:ident, $scalar:ident => $op:ident;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(&self, other: &RemoteTensor) -> RemoteTensor {
+            self.binary(BinaryOp::$op, other)
+        }
+        $(#[$doc])*
+        ///
+        /// With a scalar right-hand side.
+        pub fn $scalar(&self, s: impl Into<Scalar>) -> RemoteTensor {
+            self.binary_scalar(BinaryOp::$op, s.into(), false)
+        }
+    )*};
+}
+
+macro_rules! unary_methods {
+    ($($(#[$doc:meta])* $name:ident => $op:ident;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(&self) -> RemoteTensor {
+            self.unary(UnaryOp::$op)
+        }
+    )*};
+}
+
+macro_rules! compare_methods {
+    ($($(#[$doc:meta])* $name:ident, $scalar:ident => $op:ident;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(&self, other: &RemoteTensor) -> RemoteTensor {
+            self.compare(CompareOp::$op, other)
+        }
+        $(#[$doc])*
+        ///
+        /// With a scalar right-hand side.
+        pub fn $scalar(&self, s: impl Into<Scalar>) -> RemoteTensor {
+            self.compare_scalar(CompareOp::$op, s.into())
+        }
+    )*};
+}
+
+impl RemoteTensor {
+    /// The underlying capability.
+    pub fn client(&self) -> &tensor::Client {
+        &self.client
+    }
+
+    /// The worker this tensor was made through.
+    pub fn worker(&self) -> &Worker {
+        &self.worker
+    }
+
+    fn then(&self, client: tensor::Client) -> RemoteTensor {
+        self.worker.sent(client)
+    }
+
+    /// Elementwise `op` with NumPy broadcasting.
+    pub fn binary(&self, op: BinaryOp, other: &RemoteTensor) -> RemoteTensor {
+        let mut req = self.client.binary_request();
+        req.get().set_op(codec::binary_to_wire(op));
+        req.get().set_other(other.client.clone());
+        self.then(req.send().pipeline.get_result())
+    }
+
+    /// Elementwise `op` with a scalar, on the left if `scalar_on_left`.
+    pub fn binary_scalar(
+        &self,
+        op: BinaryOp,
+        scalar: Scalar,
+        scalar_on_left: bool,
+    ) -> RemoteTensor {
+        let mut req = self.client.binary_scalar_request();
+        req.get().set_op(codec::binary_to_wire(op));
+        codec::set_scalar(req.get().init_scalar(), scalar);
+        req.get().set_scalar_on_left(scalar_on_left);
+        self.then(req.send().pipeline.get_result())
+    }
+
+    binary_methods! {
+        /// Elementwise sum.
+        add, add_scalar => Add;
+        /// Elementwise difference.
+        sub, sub_scalar => Sub;
+        /// Elementwise product.
+        mul, mul_scalar => Mul;
+        /// Elementwise quotient (integer division by zero is an error).
+        div, div_scalar => Div;
+        /// Elementwise power.
+        pow, pow_scalar => Pow;
+        /// Elementwise maximum.
+        maximum, maximum_scalar => Maximum;
+        /// Elementwise minimum.
+        minimum, minimum_scalar => Minimum;
+    }
+
+    /// An elementwise function.
+    pub fn unary(&self, op: UnaryOp) -> RemoteTensor {
+        let mut req = self.client.unary_request();
+        req.get().set_op(codec::unary_to_wire(op));
+        self.then(req.send().pipeline.get_result())
+    }
+
+    unary_methods! {
+        /// `-x`.
+        neg => Neg;
+        /// `|x|`.
+        abs => Abs;
+        /// `e^x` (float dtypes).
+        exp => Exp;
+        /// Natural logarithm (float dtypes).
+        log => Log;
+        /// Square root (float dtypes).
+        sqrt => Sqrt;
+        /// `max(x, 0)`.
+        relu => Relu;
+        /// `1 / (1 + e^-x)` (float dtypes).
+        sigmoid => Sigmoid;
+        /// Hyperbolic tangent (float dtypes).
+        tanh => Tanh;
+    }
+
+    /// Elementwise comparison with broadcasting; gives a bool tensor.
+    pub fn compare(&self, op: CompareOp, other: &RemoteTensor) -> RemoteTensor {
+        let mut req = self.client.compare_request();
+        req.get().set_op(codec::compare_to_wire(op));
+        req.get().set_other(other.client.clone());
+        self.then(req.send().pipeline.get_result())
+    }
+
+    /// Elementwise comparison with a scalar; gives a bool tensor.
+    pub fn compare_scalar(&self, op: CompareOp, scalar: Scalar) -> RemoteTensor {
+        let mut req = self.client.compare_scalar_request();
+        req.get().set_op(codec::compare_to_wire(op));
+        codec::set_scalar(req.get().init_scalar(), scalar);
+        self.then(req.send().pipeline.get_result())
+    }
+
+    compare_methods! {
+        /// `==`.
+        eq, eq_scalar => Eq;
+        /// `!=`.
+        ne, ne_scalar => Ne;
+        /// `<`.
+        lt, lt_scalar => Lt;
+        /// `<=`.
+        le, le_scalar => Le;
+        /// `>`.
+        gt, gt_scalar => Gt;
+        /// `>=`.
+        ge, ge_scalar => Ge;
+    }
+
+    /// NumPy `matmul`: 1-D, 2-D and batched.
+    pub fn matmul(&self, other: &RemoteTensor) -> RemoteTensor {
+        let mut req = self.client.matmul_request();
+        req.get().set_other(other.client.clone());
+        self.then(req.send().pipeline.get_result())
+    }
+
+    /// Reduces over `axis` (negative counts from the end), or over every
+    /// axis if `None`.
+    pub fn reduce(&self, op: ReduceOp, axis: Option<i64>, keep_dims: bool) -> RemoteTensor {
+        let mut req = self.client.reduce_request();
+        let mut p = req.get();
+        p.set_op(codec::reduce_to_wire(op));
+        p.set_all_axes(axis.is_none());
+        p.set_axis(axis.unwrap_or(0));
+        p.set_keep_dims(keep_dims);
+        self.then(req.send().pipeline.get_result())
+    }
+
+    /// Sum of every element.
+    pub fn sum(&self) -> RemoteTensor {
+        self.reduce(ReduceOp::Sum, None, false)
+    }
+
+    /// Sum over one axis.
+    pub fn sum_axis(&self, axis: i64, keep_dims: bool) -> RemoteTensor {
+        self.reduce(ReduceOp::Sum, Some(axis), keep_dims)
+    }
+
+    /// Mean of every element.
+    pub fn mean(&self) -> RemoteTensor {
+        self.reduce(ReduceOp::Mean, None, false)
+    }
+
+    /// Mean over one axis.
+    pub fn mean_axis(&self, axis: i64, keep_dims: bool) -> RemoteTensor {
+        self.reduce(ReduceOp::Mean, Some(axis), keep_dims)
+    }
+
+    /// Index of the largest element over one axis (or the flattened tensor).
+    pub fn argmax(&self, axis: Option<i64>) -> RemoteTensor {
+        self.reduce(ReduceOp::Argmax, axis, false)
+    }
+
+    /// A view with another shape; one dimension may be -1.
+    pub fn reshape(&self, shape: &[i64]) -> RemoteTensor {
+        let mut req = self.client.reshape_request();
+        req.get()
+            .set_shape(shape)
+            .expect("setting a list of i64 cannot fail");
+        self.then(req.send().pipeline.get_result())
+    }
+
+    /// Reverses the axes (the matrix transpose for 2-D).
+    pub fn t(&self) -> RemoteTensor {
+        self.permute(&[])
+    }
+
+    /// Reorders the axes; an empty `perm` reverses them.
+    pub fn permute(&self, perm: &[u32]) -> RemoteTensor {
+        let mut req = self.client.transpose_request();
+        req.get()
+            .set_perm(perm)
+            .expect("setting a list of u32 cannot fail");
+        self.then(req.send().pipeline.get_result())
+    }
+
+    /// Slices the leading axes, Python style.
+    pub fn slice(&self, specs: &[SliceSpec]) -> RemoteTensor {
+        let mut req = self.client.slice_request();
+        let mut list = req.get().init_specs(specs.len() as u32);
+        for (i, s) in specs.iter().enumerate() {
+            let mut e = list.reborrow().get(i as u32);
+            e.set_has_start(s.start.is_some());
+            e.set_start(s.start.unwrap_or(0));
+            e.set_has_stop(s.stop.is_some());
+            e.set_stop(s.stop.unwrap_or(0));
+            e.set_step(s.step);
+        }
+        self.then(req.send().pipeline.get_result())
+    }
+
+    /// Converts to another dtype.
+    pub fn cast(&self, dtype: DType) -> RemoteTensor {
+        let mut req = self.client.cast_request();
+        req.get().set_dtype(codec::to_wire(dtype));
+        self.then(req.send().pipeline.get_result())
+    }
+
+    /// With this bool tensor as the condition, picks from `if_true` or
+    /// `if_false` (broadcasting).
+    pub fn select(&self, if_true: &RemoteTensor, if_false: &RemoteTensor) -> RemoteTensor {
+        let mut req = self.client.select_request();
+        req.get().set_if_true(if_true.client.clone());
+        req.get().set_if_false(if_false.client.clone());
+        self.then(req.send().pipeline.get_result())
+    }
+
+    /// A copy of this tensor on `dest` (pipelined like any op).
+    pub fn copy_to(&self, dest: &Worker) -> RemoteTensor {
+        let mut req = self.client.copy_to_request();
+        req.get().set_worker(dest.client.clone());
+        dest.sent(req.send().pipeline.get_result())
+    }
+
+    /// Moves this tensor to `dest`: once the copy has landed the original is
+    /// freed, and other handles to it fail with "tensor has been moved".
+    pub fn move_to(self, dest: &Worker) -> RemoteTensor {
+        let mut req = self.client.move_to_request();
+        req.get().set_worker(dest.client.clone());
+        dest.sent(req.send().pipeline.get_result())
+    }
+
+    fn waited(&self) {
+        let c = &self.worker.counters.waits;
+        c.set(c.get() + 1);
+    }
+
+    /// The shape. Waits for the tensor (and everything it depends on).
+    ///
+    /// # Errors
+    ///
+    /// The first error in the chain that made this tensor.
+    pub async fn shape(&self) -> Result<Vec<usize>, Error> {
+        self.waited();
+        let reply = self.client.meta_request().send().promise.await?;
+        Ok(reply
+            .get()?
+            .get_shape()?
+            .iter()
+            .map(|d| d as usize)
+            .collect())
+    }
+
+    /// The dtype. Waits like [`RemoteTensor::shape`].
+    ///
+    /// # Errors
+    ///
+    /// The first error in the chain that made this tensor.
+    pub async fn dtype(&self) -> Result<DType, Error> {
+        self.waited();
+        let reply = self.client.meta_request().send().promise.await?;
+        codec::dtype(reply.get()?.get_dtype())
+    }
+
+    /// Fetches the contents as a dtype-dynamic array.
+    ///
+    /// # Errors
+    ///
+    /// The first error in the chain that made this tensor.
+    pub async fn to_array(&self) -> Result<Array, Error> {
+        self.waited();
+        let reply = self.client.read_request().send().promise.await?;
+        codec::decode(reply.get()?.get_data()?, &Unlimited)
+    }
+
+    /// Fetches the contents as an `ndarray` of `T`.
+    ///
+    /// # Errors
+    ///
+    /// The first error in the chain that made this tensor, or a dtype other
+    /// than `T`'s.
+    pub async fn to_ndarray<T: TensorElement>(&self) -> Result<ArrayD<T>, Error> {
+        let a = self.to_array().await?;
+        let dtype = a.dtype();
+        T::unwrap(a)
+            .ok_or_else(|| Error::invalid(format!("tensor has dtype {dtype}, not {}", T::DTYPE)))
+    }
+
+    /// Fetches a one-element tensor as `f64` (a loss, say).
+    ///
+    /// # Errors
+    ///
+    /// The first error in the chain, or a tensor of more than one element.
+    pub async fn item(&self) -> Result<f64, Error> {
+        Ok(self.to_array().await?.to_scalar_f64()?)
+    }
+}
+
+macro_rules! operator {
+    ($trait:ident, $method:ident, $op:ident) => {
+        impl std::ops::$trait<&RemoteTensor> for &RemoteTensor {
+            type Output = RemoteTensor;
+            fn $method(self, rhs: &RemoteTensor) -> RemoteTensor {
+                self.binary(BinaryOp::$op, rhs)
+            }
+        }
+        impl<S: Into<Scalar>> std::ops::$trait<S> for &RemoteTensor {
+            type Output = RemoteTensor;
+            fn $method(self, rhs: S) -> RemoteTensor {
+                self.binary_scalar(BinaryOp::$op, rhs.into(), false)
+            }
+        }
+    };
+}
+
+operator!(Add, add, Add);
+operator!(Sub, sub, Sub);
+operator!(Mul, mul, Mul);
+operator!(Div, div, Div);
+
+impl std::ops::Neg for &RemoteTensor {
+    type Output = RemoteTensor;
+    fn neg(self) -> RemoteTensor {
+        self.unary(UnaryOp::Neg)
+    }
+}
+
+macro_rules! into_scalar {
+    ($($t:ty => $v:ident as $as:ty),*) => {$(
+        impl From<$t> for Scalar {
+            fn from(x: $t) -> Scalar {
+                Scalar::$v(x as $as)
+            }
+        }
+    )*};
+}
+
+into_scalar!(f32 => Float as f64, f64 => Float as f64, i32 => Int as i64, i64 => Int as i64);
+
+impl From<bool> for Scalar {
+    fn from(b: bool) -> Scalar {
+        Scalar::Bool(b)
+    }
+}

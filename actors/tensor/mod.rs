@@ -1,0 +1,21 @@
+//! The tensor worker: tensors held on a worker as capabilities, with
+//! pipelined ops computed by [`ndarray`].
+//!
+//! - [`ops`]: the compute layer (dtype-dynamic arrays, broadcasting, every
+//!   op). No networking.
+//! - [`TensorWorker`]: the actor of `schema/tensor.capnp`, serving
+//!   `TensorWorker` and the `Tensor` capabilities it hands out.
+//! - [`RemoteTensor`] and [`Workers`]: the client API. Every op returns a
+//!   new handle at once, so chains pipeline.
+
+mod client;
+mod codec;
+pub mod ops;
+mod quota;
+mod server;
+mod worker;
+
+pub use client::{RemoteTensor, TensorElement, Worker};
+pub use ops::{Array, DType, OpError, Scalar};
+pub use quota::Quota;
+pub use worker::{TensorWorker, TENSOR_WORKER};

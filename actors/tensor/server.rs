@@ -1,0 +1,414 @@
+//! The `Tensor` capabilities a worker hands out, and the store that keeps
+//! track of them.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+
+use capnp::capability::FromClientHook;
+
+use super::codec;
+use super::ops::{self, Alloc, Array, OpError, SliceSpec};
+use super::quota::{Held, Quota, Reservation};
+use crate::schema::tensor_capnp::{tensor, tensor_worker};
+use crate::Error;
+
+/// Ops whose inputs hold more elements than this run on tokio's blocking
+/// pool, so one big matmul does not stall every other call on the vat.
+const OFFLOAD_ELEMENTS: usize = 1 << 16;
+
+/// The tensors of one worker instance (one vat).
+#[derive(Debug)]
+pub(crate) struct Store {
+    pub(crate) quota: Arc<Quota>,
+    tensors: RefCell<HashMap<usize, Weak<TensorCap>>>,
+}
+
+impl Store {
+    pub(crate) fn new(quota: Arc<Quota>) -> Rc<Store> {
+        Rc::new(Store {
+            quota,
+            tensors: RefCell::default(),
+        })
+    }
+
+    /// Hands out `array` (whose bytes `res` reserved) as a capability.
+    pub(crate) fn publish(self: &Rc<Self>, array: Array, res: Reservation) -> tensor::Client {
+        let held = res.keep(array.nbytes() as u64);
+        let cap = Rc::new(TensorCap {
+            value: RefCell::new(Some((Arc::new(array), held))),
+            store: Rc::downgrade(self),
+        });
+        self.tensors
+            .borrow_mut()
+            .insert(Rc::as_ptr(&cap) as usize, Rc::downgrade(&cap));
+        crate::new_client_from_rc(cap)
+    }
+
+    /// The array behind a tensor capability, which must be one of ours.
+    pub(crate) async fn resolve(&self, client: tensor::Client) -> Result<Arc<Array>, Error> {
+        let resolved: tensor::Client = capnp::capability::get_resolved_cap(client).await;
+        // A promise that failed (an error earlier in a pipeline) resolves to
+        // a broken capability: surface its error, not "another worker".
+        resolved.client.when_resolved().await?;
+        let ptr = resolved.as_client_hook().get_ptr();
+        let cap = self.tensors.borrow().get(&ptr).and_then(Weak::upgrade);
+        match cap {
+            Some(cap) => cap.array(),
+            None => Err(Error::invalid(
+                "tensor argument lives on another worker; copy it here with copyTo first",
+            )),
+        }
+    }
+
+    /// Runs `op` with a reservation on the quota, off the vat if the inputs
+    /// are big, and publishes the result.
+    pub(crate) async fn compute<F>(
+        self: &Rc<Self>,
+        inputs: usize,
+        op: F,
+    ) -> Result<tensor::Client, Error>
+    where
+        F: FnOnce(&dyn Alloc) -> Result<Array, OpError> + Send + 'static,
+    {
+        let res = Reservation::new(&self.quota);
+        let (out, res) = if inputs > OFFLOAD_ELEMENTS {
+            tokio::task::spawn_blocking(move || (op(&res), res))
+                .await
+                .map_err(|e| Error::internal(format_args!("tensor op task failed: {e}")))?
+        } else {
+            (op(&res), res)
+        };
+        Ok(self.publish(out?, res))
+    }
+}
+
+/// One tensor. `None` once moved away.
+#[derive(Debug)]
+pub(crate) struct TensorCap {
+    value: RefCell<Option<(Arc<Array>, Held)>>,
+    store: Weak<Store>,
+}
+
+impl Drop for TensorCap {
+    fn drop(&mut self) {
+        if let Some(store) = self.store.upgrade() {
+            store
+                .tensors
+                .borrow_mut()
+                .remove(&(self as *const Self as usize));
+        }
+    }
+}
+
+impl TensorCap {
+    fn array(&self) -> Result<Arc<Array>, Error> {
+        match &*self.value.borrow() {
+            Some((a, _)) => Ok(a.clone()),
+            None => Err(Error::invalid("tensor has been moved to another worker")),
+        }
+    }
+
+    fn store(&self) -> Result<Rc<Store>, Error> {
+        self.store
+            .upgrade()
+            .ok_or_else(|| Error::Disconnected("worker has shut down".into()))
+    }
+
+    /// Runs a one-input op on this tensor.
+    async fn unary_op<F>(&self, op: F) -> Result<tensor::Client, Error>
+    where
+        F: FnOnce(&Array, &dyn Alloc) -> Result<Array, OpError> + Send + 'static,
+    {
+        let a = self.array()?;
+        self.store()?
+            .compute(a.len(), move |alloc| op(&a, alloc))
+            .await
+    }
+
+    /// Runs a two-input op on this tensor and `other`.
+    async fn binary_op<F>(&self, other: tensor::Client, op: F) -> Result<tensor::Client, Error>
+    where
+        F: FnOnce(&Array, &Array, &dyn Alloc) -> Result<Array, OpError> + Send + 'static,
+    {
+        let store = self.store()?;
+        let a = self.array()?;
+        let b = store.resolve(other).await?;
+        store
+            .compute(a.len() + b.len(), move |alloc| op(&a, &b, alloc))
+            .await
+    }
+
+    async fn copy_to(&self, dest: tensor_worker::Client) -> Result<tensor::Client, Error> {
+        let a = self.array()?;
+        let mut req = dest.from_data_request();
+        codec::encode(&a, req.get().init_data())?;
+        let reply = req.send().promise.await?;
+        Ok(reply.get()?.get_tensor()?)
+    }
+}
+
+macro_rules! result {
+    ($results:expr, $client:expr) => {{
+        let client = $client.map_err(capnp::Error::from)?;
+        $results.get().set_result(client);
+        Ok(())
+    }};
+}
+
+impl tensor::Server for TensorCap {
+    async fn meta(
+        self: Rc<Self>,
+        _: tensor::MetaParams,
+        mut results: tensor::MetaResults,
+    ) -> Result<(), capnp::Error> {
+        let a = self.array()?;
+        let mut r = results.get();
+        r.set_dtype(codec::to_wire(a.dtype()));
+        let mut s = r.init_shape(a.shape().len() as u32);
+        for (i, d) in a.shape().iter().enumerate() {
+            s.set(i as u32, *d as u64);
+        }
+        Ok(())
+    }
+
+    async fn read(
+        self: Rc<Self>,
+        _: tensor::ReadParams,
+        mut results: tensor::ReadResults,
+    ) -> Result<(), capnp::Error> {
+        let a = self.array()?;
+        codec::encode(&a, results.get().init_data())?;
+        Ok(())
+    }
+
+    async fn binary(
+        self: Rc<Self>,
+        params: tensor::BinaryParams,
+        mut results: tensor::BinaryResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let op = codec::binary_op(p.get_op())?;
+        let other = p.get_other()?;
+        result!(
+            results,
+            self.binary_op(other, move |a, b, m| Array::binary(op, a, b, m))
+                .await
+        )
+    }
+
+    async fn binary_scalar(
+        self: Rc<Self>,
+        params: tensor::BinaryScalarParams,
+        mut results: tensor::BinaryScalarResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let op = codec::binary_op(p.get_op())?;
+        let s = codec::scalar(p.get_scalar()?)?;
+        let left = p.get_scalar_on_left();
+        result!(
+            results,
+            self.unary_op(move |a, m| Array::binary_scalar(op, a, s, left, m))
+                .await
+        )
+    }
+
+    async fn unary(
+        self: Rc<Self>,
+        params: tensor::UnaryParams,
+        mut results: tensor::UnaryResults,
+    ) -> Result<(), capnp::Error> {
+        let op = codec::unary_op(params.get()?.get_op())?;
+        result!(
+            results,
+            self.unary_op(move |a, m| Array::unary(op, a, m)).await
+        )
+    }
+
+    async fn compare(
+        self: Rc<Self>,
+        params: tensor::CompareParams,
+        mut results: tensor::CompareResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let op = codec::compare_op(p.get_op())?;
+        let other = p.get_other()?;
+        result!(
+            results,
+            self.binary_op(other, move |a, b, m| Array::compare(op, a, b, m))
+                .await
+        )
+    }
+
+    async fn compare_scalar(
+        self: Rc<Self>,
+        params: tensor::CompareScalarParams,
+        mut results: tensor::CompareScalarResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let op = codec::compare_op(p.get_op())?;
+        let s = codec::scalar(p.get_scalar()?)?;
+        result!(
+            results,
+            self.unary_op(move |a, m| Array::compare_scalar(op, a, s, m))
+                .await
+        )
+    }
+
+    async fn matmul(
+        self: Rc<Self>,
+        params: tensor::MatmulParams,
+        mut results: tensor::MatmulResults,
+    ) -> Result<(), capnp::Error> {
+        let other = params.get()?.get_other()?;
+        result!(results, self.binary_op(other, Array::matmul).await)
+    }
+
+    async fn reduce(
+        self: Rc<Self>,
+        params: tensor::ReduceParams,
+        mut results: tensor::ReduceResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let op = codec::reduce_op(p.get_op())?;
+        let axis = (!p.get_all_axes()).then(|| p.get_axis());
+        let keep = p.get_keep_dims();
+        result!(
+            results,
+            self.unary_op(move |a, m| Array::reduce(op, a, axis, keep, m))
+                .await
+        )
+    }
+
+    async fn reshape(
+        self: Rc<Self>,
+        params: tensor::ReshapeParams,
+        mut results: tensor::ReshapeResults,
+    ) -> Result<(), capnp::Error> {
+        let shape: Vec<i64> = params.get()?.get_shape()?.iter().collect();
+        result!(
+            results,
+            self.unary_op(move |a, m| Array::reshape(a, &shape, m))
+                .await
+        )
+    }
+
+    async fn transpose(
+        self: Rc<Self>,
+        params: tensor::TransposeParams,
+        mut results: tensor::TransposeResults,
+    ) -> Result<(), capnp::Error> {
+        let perm: Vec<usize> = params
+            .get()?
+            .get_perm()?
+            .iter()
+            .map(|p| p as usize)
+            .collect();
+        result!(
+            results,
+            self.unary_op(move |a, m| {
+                let perm = (!perm.is_empty()).then_some(&perm[..]);
+                Array::transpose(a, perm, m)
+            })
+            .await
+        )
+    }
+
+    async fn slice(
+        self: Rc<Self>,
+        params: tensor::SliceParams,
+        mut results: tensor::SliceResults,
+    ) -> Result<(), capnp::Error> {
+        let specs: Vec<SliceSpec> = params
+            .get()?
+            .get_specs()?
+            .iter()
+            .map(|s| SliceSpec {
+                start: s.get_has_start().then(|| s.get_start()),
+                stop: s.get_has_stop().then(|| s.get_stop()),
+                step: s.get_step(),
+            })
+            .collect();
+        result!(
+            results,
+            self.unary_op(move |a, m| Array::slice(a, &specs, m)).await
+        )
+    }
+
+    async fn cast(
+        self: Rc<Self>,
+        params: tensor::CastParams,
+        mut results: tensor::CastResults,
+    ) -> Result<(), capnp::Error> {
+        let dtype = codec::dtype(params.get()?.get_dtype())?;
+        result!(
+            results,
+            self.unary_op(move |a, m| Array::cast(a, dtype, m)).await
+        )
+    }
+
+    async fn select(
+        self: Rc<Self>,
+        params: tensor::SelectParams,
+        mut results: tensor::SelectResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let store = self.store()?;
+        let cond = self.array()?;
+        let t = store.resolve(p.get_if_true()?).await?;
+        let f = store.resolve(p.get_if_false()?).await?;
+        let n = cond.len() + t.len() + f.len();
+        result!(
+            results,
+            store
+                .compute(n, move |m| Array::where_(&cond, &t, &f, m))
+                .await
+        )
+    }
+
+    async fn copy_to(
+        self: Rc<Self>,
+        params: tensor::CopyToParams,
+        mut results: tensor::CopyToResults,
+    ) -> Result<(), capnp::Error> {
+        let dest = params.get()?.get_worker()?;
+        result!(results, TensorCap::copy_to(&self, dest).await)
+    }
+
+    async fn move_to(
+        self: Rc<Self>,
+        params: tensor::MoveToParams,
+        mut results: tensor::MoveToResults,
+    ) -> Result<(), capnp::Error> {
+        let dest = params.get()?.get_worker()?;
+        let moved = TensorCap::copy_to(&self, dest).await?;
+        // Only once the copy has landed is the original freed.
+        self.value.borrow_mut().take();
+        results.get().set_result(moved);
+        Ok(())
+    }
+}
+
+/// Reads a list of tensor capabilities and resolves them against `store`.
+pub(crate) async fn resolve_all(
+    store: &Store,
+    list: capnp::capability_list::Reader<'_, tensor::Client>,
+) -> Result<Vec<Arc<Array>>, Error> {
+    let clients: Vec<tensor::Client> = list.iter().collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(clients.len());
+    for c in clients {
+        out.push(store.resolve(c).await?);
+    }
+    Ok(out)
+}
+
+/// Needed by `ops::Array::concat`, which takes references.
+pub(crate) fn concat(
+    arrays: &[Arc<Array>],
+    axis: i64,
+    alloc: &dyn Alloc,
+) -> Result<Array, OpError> {
+    let refs: Vec<&Array> = arrays.iter().map(|a| &**a).collect();
+    ops::Array::concat(&refs, axis, alloc)
+}
