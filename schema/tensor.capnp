@@ -104,7 +104,7 @@ struct Distribution {
 
 interface Tensor {
   # A tensor on a worker. Tensor arguments must live on the same worker
-  # (move them with `copyTo` first).
+  # (bring them over with `TensorWorker.fetch` first).
 
   meta @0 () -> (dtype :DType, shape :List(UInt64));
   read @1 () -> (data :TensorData);
@@ -130,10 +130,9 @@ interface Tensor {
   select @13 (ifTrue :Tensor, ifFalse :Tensor) -> (result :Tensor);
   # This (bool) tensor picks from `ifTrue` or `ifFalse`, broadcasting.
 
-  copyTo @14 (worker :TensorWorker) -> (result :Tensor);
-  # A copy of this tensor on `worker`.
-  moveTo @15 (worker :TensorWorker) -> (result :Tensor);
-  # Like copyTo, then frees this tensor: later calls on it fail.
+  take @14 () -> (data :TensorData);
+  # The contents, after which this tensor is freed and later calls on it
+  # fail. What `TensorWorker.fetch` with `move` uses.
 }
 
 interface TensorWorker extends(Actor) {
@@ -145,4 +144,8 @@ interface TensorWorker extends(Actor) {
   random @3 (dtype :DType, shape :List(UInt64), distribution :Distribution, seed :UInt64) -> (tensor :Tensor);
   # Deterministic for a given seed.
   concat @4 (tensors :List(Tensor), axis :Int64) -> (tensor :Tensor);
+  fetch @5 (source :Tensor, move :Bool) -> (tensor :Tensor);
+  # A copy of `source`, a tensor held by another worker, on this one. With
+  # `move`, the source is freed once its contents have been read. The
+  # result is this worker's own answer, so calls pipeline on it at once.
 }

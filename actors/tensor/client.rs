@@ -226,6 +226,13 @@ impl Worker {
         self.sent(req.send().pipeline.get_tensor())
     }
 
+    fn fetch(&self, source: &RemoteTensor, take: bool) -> RemoteTensor {
+        let mut req = self.client.fetch_request();
+        req.get().set_source(source.client.clone());
+        req.get().set_move(take);
+        self.sent(req.send().pipeline.get_tensor())
+    }
+
     /// A handle whose every use fails with `e` (for errors found before
     /// anything was sent).
     fn broken(&self, e: Error) -> RemoteTensor {
@@ -508,19 +515,18 @@ impl RemoteTensor {
         self.then(req.send().pipeline.get_result())
     }
 
-    /// A copy of this tensor on `dest` (pipelined like any op).
+    /// A copy of this tensor on `dest`, usable there at once (pipelined
+    /// like any op). The bytes travel from this tensor's worker to `dest`
+    /// through this client's connections.
     pub fn copy_to(&self, dest: &Worker) -> RemoteTensor {
-        let mut req = self.client.copy_to_request();
-        req.get().set_worker(dest.client.clone());
-        dest.sent(req.send().pipeline.get_result())
+        dest.fetch(self, false)
     }
 
-    /// Moves this tensor to `dest`: once the copy has landed the original is
-    /// freed, and other handles to it fail with "tensor has been moved".
+    /// Moves this tensor to `dest`: once its contents have been read the
+    /// original is freed, and other handles to it fail with "tensor has
+    /// been moved".
     pub fn move_to(self, dest: &Worker) -> RemoteTensor {
-        let mut req = self.client.move_to_request();
-        req.get().set_worker(dest.client.clone());
-        dest.sent(req.send().pipeline.get_result())
+        dest.fetch(&self, true)
     }
 
     fn waited(&self) {

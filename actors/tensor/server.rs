@@ -6,12 +6,10 @@ use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
-use capnp::capability::FromClientHook;
-
 use super::codec;
 use super::ops::{self, Alloc, Array, OpError, SliceSpec};
 use super::quota::{Held, Quota, Reservation};
-use crate::schema::tensor_capnp::{tensor, tensor_worker};
+use crate::schema::tensor_capnp::tensor;
 use crate::Error;
 
 /// Ops whose inputs hold more elements than this run on tokio's blocking
@@ -47,18 +45,41 @@ impl Store {
     }
 
     /// The array behind a tensor capability, which must be one of ours.
+    ///
+    /// Follows local promises (results of calls pipelined on this worker)
+    /// until they resolve, but fails at once on a capability that leads to
+    /// another vat: capnp-rpc 0.27 never resolves a promise passed on from a
+    /// third connection, so waiting for one could hang the call.
     pub(crate) async fn resolve(&self, client: tensor::Client) -> Result<Arc<Array>, Error> {
-        let resolved: tensor::Client = capnp::capability::get_resolved_cap(client).await;
+        let foreign = || {
+            Error::invalid(
+                "tensor argument lives on another worker; bring it here with fetch first",
+            )
+        };
+        let mut hook = client.client.hook;
+        loop {
+            while let Some(next) = hook.get_resolved() {
+                hook = next;
+            }
+            if hook.get_brand() != 0 {
+                return Err(foreign());
+            }
+            match hook.when_more_resolved() {
+                Some(next) => hook = next.await?,
+                None => break,
+            }
+        }
         // A promise that failed (an error earlier in a pipeline) resolves to
-        // a broken capability: surface its error, not "another worker".
-        resolved.client.when_resolved().await?;
-        let ptr = resolved.as_client_hook().get_ptr();
-        let cap = self.tensors.borrow().get(&ptr).and_then(Weak::upgrade);
+        // a broken capability: surface its error.
+        hook.when_resolved().await?;
+        let cap = self
+            .tensors
+            .borrow()
+            .get(&hook.get_ptr())
+            .and_then(Weak::upgrade);
         match cap {
             Some(cap) => cap.array(),
-            None => Err(Error::invalid(
-                "tensor argument lives on another worker; copy it here with copyTo first",
-            )),
+            None => Err(foreign()),
         }
     }
 
@@ -138,14 +159,6 @@ impl TensorCap {
         store
             .compute(a.len() + b.len(), move |alloc| op(&a, &b, alloc))
             .await
-    }
-
-    async fn copy_to(&self, dest: tensor_worker::Client) -> Result<tensor::Client, Error> {
-        let a = self.array()?;
-        let mut req = dest.from_data_request();
-        codec::encode(&a, req.get().init_data())?;
-        let reply = req.send().promise.await?;
-        Ok(reply.get()?.get_tensor()?)
     }
 }
 
@@ -367,25 +380,15 @@ impl tensor::Server for TensorCap {
         )
     }
 
-    async fn copy_to(
+    async fn take(
         self: Rc<Self>,
-        params: tensor::CopyToParams,
-        mut results: tensor::CopyToResults,
+        _: tensor::TakeParams,
+        mut results: tensor::TakeResults,
     ) -> Result<(), capnp::Error> {
-        let dest = params.get()?.get_worker()?;
-        result!(results, TensorCap::copy_to(&self, dest).await)
-    }
-
-    async fn move_to(
-        self: Rc<Self>,
-        params: tensor::MoveToParams,
-        mut results: tensor::MoveToResults,
-    ) -> Result<(), capnp::Error> {
-        let dest = params.get()?.get_worker()?;
-        let moved = TensorCap::copy_to(&self, dest).await?;
-        // Only once the copy has landed is the original freed.
+        let a = self.array()?;
+        codec::encode(&a, results.get().init_data())?;
+        // Freed only once the reply is built: a failure above leaves it.
         self.value.borrow_mut().take();
-        results.get().set_result(moved);
         Ok(())
     }
 }

@@ -174,4 +174,23 @@ impl tensor_worker::Server for TensorWorker {
         results.get().set_tensor(t);
         Ok(())
     }
+
+    async fn fetch(
+        self: Rc<Self>,
+        params: tensor_worker::FetchParams,
+        mut results: tensor_worker::FetchResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let source = p.get_source()?;
+        // The bytes come from the source worker through the client that
+        // holds both (capnp-rpc has no three-party handoff).
+        let reply = if p.get_move() {
+            source.take_request().send().promise.await?
+        } else {
+            source.read_request().send().promise.await?
+        };
+        let t = self.make(|m| codec::decode(reply.get()?.get_data()?, m))?;
+        results.get().set_tensor(t);
+        Ok(())
+    }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use capactor::schema::probe_capnp::probe;
 use capactor::{ConnectOptions, Connection, LinkConditions, Runtime, ServeOptions, TcpServer};
+use tokio::io::AsyncReadExt;
 
 /// How a test reaches its actor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,8 +31,18 @@ where
     F: Fn(Harness) -> Fut,
     Fut: Future<Output = ()>,
 {
+    each_on(transports, 2, body)
+}
+
+/// [`each`] with runtimes of `vats` vat threads (1 puts every actor a test
+/// spawns on the same vat).
+pub fn each_on<F, Fut>(transports: &[Transport], vats: usize, body: F)
+where
+    F: Fn(Harness) -> Fut,
+    Fut: Future<Output = ()>,
+{
     for &t in transports {
-        let rt = Arc::new(Runtime::builder().vats(2).build().unwrap());
+        let rt = Arc::new(Runtime::builder().vats(vats).build().unwrap());
         eprintln!("--- over {t:?}");
         capactor::block_on(body(Harness { transport: t, rt }));
     }
@@ -61,11 +72,20 @@ impl<C> std::ops::Deref for Spawned<C> {
 impl<C> Spawned<C> {
     /// Cuts the connection (remote transports only).
     pub fn cut(&self) {
+        self.link().cut();
+    }
+
+    /// The connection's link (remote transports only).
+    pub fn link(&self) -> &capactor::LinkHandle {
         self.conn
             .as_ref()
             .expect("local actors have no link")
             .link()
-            .cut();
+    }
+
+    /// Takes the TCP server out, e.g. to shut it down (TCP only).
+    pub fn take_server(&mut self) -> TcpServer {
+        self.server.take().expect("only TCP actors have a server")
     }
 }
 
@@ -140,4 +160,86 @@ impl Harness {
 /// failure, not a hung test run).
 pub async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> T {
     tokio::time::timeout(limit, fut).await.expect("timed out")
+}
+
+/// Waits until `cond` holds, checking every millisecond; fails the test if
+/// it still does not after `limit`.
+pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) {
+    within(limit, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+}
+
+/// Serves probes called `name` over TCP on 127.0.0.1 with `opts`.
+pub async fn serve_probe(rt: &Runtime, name: &'static str, opts: ServeOptions) -> TcpServer {
+    rt.serve_tcp::<probe::Client, _, _>(
+        "127.0.0.1:0",
+        move || capactor::actors::Probe::new(name),
+        opts,
+    )
+    .await
+    .unwrap()
+}
+
+/// Connects a probe client to `server` with `opts`.
+pub async fn connect_probe(server: &TcpServer, opts: &ConnectOptions) -> Connection<probe::Client> {
+    capactor::connect_tcp(&server.local_addr().to_string(), opts)
+        .await
+        .unwrap()
+}
+
+/// Pings `p` and fails the test unless it answers within `limit`.
+pub async fn ping(p: &probe::Client, limit: Duration) {
+    let base: capactor::schema::actor_capnp::actor::Client = capactor::cast(p);
+    within(limit, base.ping_request().send().promise)
+        .await
+        .expect("ping failed");
+}
+
+/// A `sleep(millis)` call on `p`, sent now.
+pub fn sleep_call(
+    p: &probe::Client,
+    millis: u32,
+) -> impl Future<Output = capnp::Result<()>> + 'static {
+    let mut req = p.sleep_request();
+    req.get().set_millis(millis);
+    let promise = req.send().promise;
+    async move { promise.await.map(drop) }
+}
+
+/// Reads from a raw socket, discarding what arrives, until the peer closes
+/// it (end of stream or a reset); fails the test if that takes longer than
+/// `limit`.
+pub async fn closed_by_peer(stream: &mut tokio::net::TcpStream, limit: Duration) {
+    within(limit, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+}
+
+/// Asserts that `err` says the peer is gone.
+#[track_caller]
+pub fn assert_disconnected(err: &capnp::Error) {
+    assert_eq!(err.kind, capnp::ErrorKind::Disconnected, "{err}");
+}
+
+/// Waits (bounded by `within`) until `cond` holds, yielding to the runtime
+/// in between: for effects that arrive asynchronously, such as a Release
+/// message freeing an object.
+pub async fn until(mut cond: impl FnMut() -> bool) {
+    within(Duration::from_secs(20), async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
 }
