@@ -184,12 +184,13 @@ impl tensor_worker::Server for TensorWorker {
         let source = p.get_source()?;
         // The bytes come from the source worker through the client that
         // holds both (capnp-rpc has no three-party handoff).
-        let reply = if p.get_move() {
-            source.take_request().send().promise.await?
+        let t = if p.get_move() {
+            let r = source.take_request().send().promise.await?;
+            self.make(|m| codec::decode(r.get()?.get_data()?, m))?
         } else {
-            source.read_request().send().promise.await?
+            let r = source.read_request().send().promise.await?;
+            self.make(|m| codec::decode(r.get()?.get_data()?, m))?
         };
-        let t = self.make(|m| codec::decode(reply.get()?.get_data()?, m))?;
         results.get().set_tensor(t);
         Ok(())
     }
