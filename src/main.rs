@@ -8,7 +8,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use capactor::actors::tensor::{Quota, TensorWorker};
 use capactor::schema::actor_capnp::actor;
+use capactor::schema::tensor_capnp::tensor_worker;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -20,7 +22,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve a worker over TCP until SIGINT or SIGTERM.
+    /// Serve a tensor worker over TCP until SIGINT or SIGTERM.
     Worker {
         /// Address to listen on; port 0 picks a free port.
         #[arg(long, default_value = "127.0.0.1:7001")]
@@ -34,6 +36,9 @@ enum Command {
         /// Seconds in-flight calls get to finish at shutdown.
         #[arg(long, default_value_t = 10)]
         grace: u64,
+        /// Memory the worker's tensors may hold, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        memory_mib: u64,
     },
     /// Connect to a worker and print what it is.
     Info {
@@ -57,7 +62,14 @@ fn main() -> ExitCode {
             name,
             vats,
             grace,
-        } => worker(&listen, name, vats, Duration::from_secs(grace)),
+            memory_mib,
+        } => worker(
+            &listen,
+            name,
+            vats,
+            Duration::from_secs(grace),
+            memory_mib << 20,
+        ),
         Command::Info { addr } => info(&addr),
     };
     match result {
@@ -74,6 +86,7 @@ fn worker(
     name: String,
     vats: Option<usize>,
     grace: Duration,
+    memory: u64,
 ) -> capactor::Result<()> {
     let mut builder = capactor::Runtime::builder();
     if let Some(n) = vats {
@@ -81,10 +94,11 @@ fn worker(
     }
     let rt = builder.build()?;
     capactor::block_on(async {
+        let quota = Quota::new(memory);
         let server = rt
-            .serve_tcp::<actor::Client, _, _>(
+            .serve_tcp::<tensor_worker::Client, _, _>(
                 listen,
-                move || capactor::actors::Probe::new(name.clone()),
+                move || TensorWorker::new(name.clone(), quota.clone()),
                 capactor::ServeOptions::default(),
             )
             .await?;

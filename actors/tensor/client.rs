@@ -603,7 +603,31 @@ macro_rules! operator {
                 self.binary(BinaryOp::$op, rhs)
             }
         }
+        impl std::ops::$trait<RemoteTensor> for RemoteTensor {
+            type Output = RemoteTensor;
+            fn $method(self, rhs: RemoteTensor) -> RemoteTensor {
+                self.binary(BinaryOp::$op, &rhs)
+            }
+        }
+        impl std::ops::$trait<&RemoteTensor> for RemoteTensor {
+            type Output = RemoteTensor;
+            fn $method(self, rhs: &RemoteTensor) -> RemoteTensor {
+                self.binary(BinaryOp::$op, rhs)
+            }
+        }
+        impl std::ops::$trait<RemoteTensor> for &RemoteTensor {
+            type Output = RemoteTensor;
+            fn $method(self, rhs: RemoteTensor) -> RemoteTensor {
+                self.binary(BinaryOp::$op, &rhs)
+            }
+        }
         impl<S: Into<Scalar>> std::ops::$trait<S> for &RemoteTensor {
+            type Output = RemoteTensor;
+            fn $method(self, rhs: S) -> RemoteTensor {
+                self.binary_scalar(BinaryOp::$op, rhs.into(), false)
+            }
+        }
+        impl<S: Into<Scalar>> std::ops::$trait<S> for RemoteTensor {
             type Output = RemoteTensor;
             fn $method(self, rhs: S) -> RemoteTensor {
                 self.binary_scalar(BinaryOp::$op, rhs.into(), false)
@@ -618,6 +642,13 @@ operator!(Mul, mul, Mul);
 operator!(Div, div, Div);
 
 impl std::ops::Neg for &RemoteTensor {
+    type Output = RemoteTensor;
+    fn neg(self) -> RemoteTensor {
+        self.unary(UnaryOp::Neg)
+    }
+}
+
+impl std::ops::Neg for RemoteTensor {
     type Output = RemoteTensor;
     fn neg(self) -> RemoteTensor {
         self.unary(UnaryOp::Neg)
