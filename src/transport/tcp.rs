@@ -172,22 +172,32 @@ where
     }
 
     let accepting = server.accepting.clone();
+    let connections = server.connections.clone();
     let max = opts.max_connections;
     let limits = opts.limits.clone();
     let tracker = server.tracker.clone();
     rt.run_on_vat(0, move || {
         tokio::task::spawn_local(accept_loop(
-            listener, vats, accepting, open, max, limits, tracker,
+            listener,
+            vats,
+            accepting,
+            connections,
+            open,
+            max,
+            limits,
+            tracker,
         ));
     });
     tracing::info!(%local_addr, "serving");
     Ok(server)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn accept_loop(
     listener: std::net::TcpListener,
     vats: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
     accepting: CancellationToken,
+    connections: CancellationToken,
     open: Arc<AtomicUsize>,
     max: usize,
     limits: Limits,
@@ -222,14 +232,16 @@ async fn accept_loop(
             let err = Error::limit("connections", now_open, max);
             let open = open.clone();
             let limits = limits.clone();
+            let cut = connections.child_token();
             tracker.spawn_local(async move {
                 let _open = OpenSlot(open);
-                let cut = CancellationToken::new();
                 let broken = capnp_rpc::new_broken_cap(err.into());
                 // The refused peer gets an answer to its first call, then a
-                // short while to read it.
-                super::serve_bootstrap(stream, broken, &limits, Some(Duration::from_secs(2)), cut)
-                    .await;
+                // short while to read it. The while is not an idle timeout:
+                // a peer that keeps talking (a heartbeat) would otherwise
+                // hold its slot for ever. Shutdown cuts it short.
+                let serve = super::serve_bootstrap(stream, broken, &limits, None, cut);
+                let _ = tokio::time::timeout(REFUSED_LINGER, serve).await;
             });
             continue;
         }
@@ -248,6 +260,10 @@ async fn accept_loop(
         next = next.wrapping_add(1);
     }
 }
+
+/// How long a connection refused for the connection limit stays open, so
+/// that its peer can read why.
+const REFUSED_LINGER: Duration = Duration::from_secs(2);
 
 async fn vat_loop(
     mut rx: mpsc::UnboundedReceiver<std::net::TcpStream>,

@@ -134,13 +134,17 @@ impl Harness {
                 }
             }
             Transport::Tcp => {
-                let server = self
-                    .rt
-                    .serve_tcp::<C, _, _>("127.0.0.1:0", make, serve)
-                    .await
-                    .unwrap();
+                let server = within(
+                    SETUP_LIMIT,
+                    self.rt.serve_tcp::<C, _, _>("127.0.0.1:0", make, serve),
+                )
+                .await
+                .unwrap();
                 let addr = server.local_addr().to_string();
-                let conn: Connection<C> = capactor::connect_tcp(&addr, &connect).await.unwrap();
+                let conn: Connection<C> =
+                    within(SETUP_LIMIT, capactor::connect_tcp(&addr, &connect))
+                        .await
+                        .unwrap();
                 Spawned {
                     client: conn.client().clone(),
                     conn: Some(conn),
@@ -173,22 +177,35 @@ pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) {
     .await
 }
 
+/// How long binding a listener or connecting on loopback may take.
+pub const SETUP_LIMIT: Duration = Duration::from_secs(20);
+
 /// Serves probes called `name` over TCP on 127.0.0.1 with `opts`.
 pub async fn serve_probe(rt: &Runtime, name: &'static str, opts: ServeOptions) -> TcpServer {
-    rt.serve_tcp::<probe::Client, _, _>(
+    let serving = rt.serve_tcp::<probe::Client, _, _>(
         "127.0.0.1:0",
         move || capactor::actors::Probe::new(name),
         opts,
-    )
-    .await
-    .unwrap()
+    );
+    within(SETUP_LIMIT, serving).await.unwrap()
 }
 
 /// Connects a probe client to `server` with `opts`.
 pub async fn connect_probe(server: &TcpServer, opts: &ConnectOptions) -> Connection<probe::Client> {
-    capactor::connect_tcp(&server.local_addr().to_string(), opts)
+    let addr = server.local_addr().to_string();
+    within(SETUP_LIMIT, capactor::connect_tcp(&addr, opts))
         .await
         .unwrap()
+}
+
+/// A raw TCP connection to `server`, for speaking bytes rather than RPC.
+pub async fn connect_raw(server: &TcpServer) -> tokio::net::TcpStream {
+    within(
+        SETUP_LIMIT,
+        tokio::net::TcpStream::connect(server.local_addr()),
+    )
+    .await
+    .unwrap()
 }
 
 /// Pings `p` and fails the test unless it answers within `limit`.
