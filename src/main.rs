@@ -5,6 +5,8 @@
 //! capactor info 127.0.0.1:7001
 //! ```
 
+use std::net::ToSocketAddrs;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -39,12 +41,31 @@ enum Command {
         /// Memory the worker's tensors may hold, in MiB.
         #[arg(long, default_value_t = 1024)]
         memory_mib: u64,
+        #[command(flatten)]
+        auth: ServeAuth,
     },
     /// Connect to a worker and print what it is.
     Info {
         /// The worker's address.
         addr: String,
+        /// File holding the worker's token (or set CAPACTOR_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
+}
+
+/// How a worker authenticates its clients.
+#[derive(clap::Args, Debug)]
+struct ServeAuth {
+    /// File holding the token clients must present. Without it (and without
+    /// CAPACTOR_TOKEN) the worker generates a token and writes it to a new
+    /// file readable only by you, whose path it prints on stderr.
+    #[arg(long, conflicts_with = "insecure_no_auth")]
+    token_file: Option<PathBuf>,
+    /// Serve without authentication. Refused unless the listen address is
+    /// a loopback address.
+    #[arg(long)]
+    insecure_no_auth: bool,
 }
 
 fn main() -> ExitCode {
@@ -63,14 +84,16 @@ fn main() -> ExitCode {
             vats,
             grace,
             memory_mib,
+            auth,
         } => worker(
             &listen,
             name,
             vats,
             Duration::from_secs(grace),
             memory_mib << 20,
+            &auth,
         ),
-        Command::Info { addr } => info(&addr),
+        Command::Info { addr, token_file } => info(&addr, token_file.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -87,7 +110,9 @@ fn worker(
     vats: Option<usize>,
     grace: Duration,
     memory: u64,
+    auth: &ServeAuth,
 ) -> capactor::Result<()> {
+    let token = serve_token(listen, auth)?;
     let mut builder = capactor::Runtime::builder();
     if let Some(n) = vats {
         builder.vats(n);
@@ -95,13 +120,27 @@ fn worker(
     let rt = builder.build()?;
     capactor::block_on(async {
         let quota = Quota::new(memory);
+        let mut opts = capactor::ServeOptions::default();
+        let generated = matches!(token, Token::Generate);
+        opts.token = match token {
+            Token::None => None,
+            Token::Given(t) => Some(t),
+            Token::Generate => Some(generate_token()),
+        };
         let server = rt
             .serve_tcp::<tensor_worker::Client, _, _>(
                 listen,
                 move || TensorWorker::new(name.clone(), quota.clone()),
-                capactor::ServeOptions::default(),
+                opts.clone(),
             )
             .await?;
+        if generated {
+            let path = write_token_file(
+                server.local_addr().port(),
+                opts.token.as_deref().unwrap_or_default(),
+            )?;
+            eprintln!("token written to {}", path.display());
+        }
         println!("listening on {}", server.local_addr());
         shutdown_signal().await?;
         tracing::info!("shutting down; in-flight calls get {grace:?}");
@@ -121,9 +160,81 @@ async fn shutdown_signal() -> std::io::Result<()> {
     }
 }
 
-fn info(addr: &str) -> capactor::Result<()> {
+/// Where a worker's token comes from.
+enum Token {
+    None,
+    Given(Vec<u8>),
+    Generate,
+}
+
+fn serve_token(listen: &str, auth: &ServeAuth) -> capactor::Result<Token> {
+    if auth.insecure_no_auth {
+        let addrs: Vec<_> = listen.to_socket_addrs()?.collect();
+        if addrs.is_empty() || !addrs.iter().all(|a| a.ip().is_loopback()) {
+            return Err(capactor::Error::invalid(format!(
+                "--insecure-no-auth is only allowed on a loopback address, not {listen}"
+            )));
+        }
+        tracing::warn!("serving without authentication (loopback only)");
+        return Ok(Token::None);
+    }
+    match client_token(auth.token_file.as_deref())? {
+        Some(t) => Ok(Token::Given(t)),
+        None => Ok(Token::Generate),
+    }
+}
+
+/// The token from `file`, else from `CAPACTOR_TOKEN`, else none.
+fn client_token(file: Option<&Path>) -> capactor::Result<Option<Vec<u8>>> {
+    let token = match file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| {
+            capactor::Error::invalid(format!("cannot read token file {}: {e}", path.display()))
+        })?,
+        None => match std::env::var("CAPACTOR_TOKEN") {
+            Ok(t) => t,
+            Err(_) => return Ok(None),
+        },
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(capactor::Error::invalid("the token is empty"));
+    }
+    Ok(Some(token.as_bytes().to_vec()))
+}
+
+/// 32 random bytes from the OS-seeded CSPRNG, as 64 hex digits.
+fn generate_token() -> Vec<u8> {
+    let mut raw = [0u8; 32];
+    rand::fill(&mut raw);
+    raw.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// Writes a generated token to a new file only the current user can read.
+fn write_token_file(port: u16, token: &[u8]) -> capactor::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let path = dir.join(format!("capactor-{port}-{}.token", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    f.write_all(token)?;
+    f.write_all(b"\n")?;
+    Ok(path)
+}
+
+fn info(addr: &str, token_file: Option<&Path>) -> capactor::Result<()> {
+    let token = client_token(token_file)?.unwrap_or_default();
     capactor::block_on(async {
-        let opts = capactor::ConnectOptions::default();
+        let mut opts = capactor::ConnectOptions::default();
+        opts.token = token;
         let conn: capactor::Connection<actor::Client> = capactor::connect_tcp(addr, &opts).await?;
         let reply = conn.info_request().send().promise.await?;
         let info = reply.get()?.get_info()?;

@@ -158,6 +158,7 @@ impl Runtime {
                 token: None,
                 limits,
                 idle_timeout: None,
+                handshake_timeout: None,
             };
             tokio::task::spawn_local(async move {
                 transport::serve_stream(theirs, &site, cut).await;

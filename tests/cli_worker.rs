@@ -133,8 +133,20 @@ fn a_cli_worker_answers_info_and_exits_cleanly_on_sigterm() {
         "1",
     ]));
     let addr = listening_addr(&mut worker);
+    let token_file = generated_token_file(&worker);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&token_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the token file is private");
 
-    let info = Running::spawn(Command::new(BIN).args(["info", &addr])).output(LIMIT);
+    // Without the token: refused.
+    let refused = Running::spawn(Command::new(BIN).args(["info", &addr])).output(LIMIT);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("credential rejected"), "{stderr}");
+
+    let info = Running::spawn(Command::new(BIN).args(["info", &addr, "--token-file", &token_file]))
+        .output(LIMIT);
     let stdout = String::from_utf8_lossy(&info.stdout);
     assert!(
         info.status.success(),
@@ -152,6 +164,92 @@ fn a_cli_worker_answers_info_and_exits_cleanly_on_sigterm() {
     assert!(killed.success());
     let status = worker.wait(LIMIT);
     assert!(status.success(), "worker exited with {status}");
+    let _ = std::fs::remove_file(&token_file);
+}
+
+/// The path the worker printed on stderr for the token it generated.
+fn generated_token_file(worker: &Running) -> String {
+    let start = Instant::now();
+    loop {
+        let stderr = worker.stderr.lock().unwrap().clone();
+        if let Some(rest) = stderr.split("token written to ").nth(1) {
+            if let Some(path) = rest.lines().next() {
+                return path.trim().to_string();
+            }
+        }
+        assert!(start.elapsed() < LIMIT, "no token path printed: {stderr}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_token_from_a_file_or_the_environment_is_required_by_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let token_file = token_file.to_str().unwrap().to_string();
+    let mut worker = Running::spawn(Command::new(BIN).args([
+        "worker",
+        "--listen",
+        "127.0.0.1:0",
+        "--vats",
+        "1",
+        "--token-file",
+        &token_file,
+    ]));
+    let addr = listening_addr(&mut worker);
+    let by_env = Running::spawn(
+        Command::new(BIN)
+            .args(["info", &addr])
+            .env("CAPACTOR_TOKEN", "s3cret-token"),
+    )
+    .output(LIMIT);
+    assert!(
+        by_env.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_env.stderr)
+    );
+    let wrong = Running::spawn(
+        Command::new(BIN)
+            .args(["info", &addr])
+            .env("CAPACTOR_TOKEN", "guess"),
+    )
+    .output(LIMIT);
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("credential rejected"));
+}
+
+#[test]
+fn serving_without_auth_is_refused_off_loopback() {
+    let out = Running::spawn(Command::new(BIN).args([
+        "worker",
+        "--listen",
+        "0.0.0.0:0",
+        "--insecure-no-auth",
+    ]))
+    .output(LIMIT);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("only allowed on a loopback address"),
+        "{stderr}"
+    );
+
+    let mut open = Running::spawn(Command::new(BIN).args([
+        "worker",
+        "--listen",
+        "127.0.0.1:0",
+        "--vats",
+        "1",
+        "--insecure-no-auth",
+    ]));
+    let addr = listening_addr(&mut open);
+    let info = Running::spawn(Command::new(BIN).args(["info", &addr])).output(LIMIT);
+    assert!(
+        info.status.success(),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
 }
 
 #[test]

@@ -1,21 +1,48 @@
 //! The `Gate`: the bootstrap capability of every capactor connection.
 
+use std::cell::Cell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use capnp::capability::FromClientHook;
+use tokio_util::sync::CancellationToken;
 
 use crate::schema::actor_capnp::{actor, gate};
 use crate::Error;
 
-/// Serves `Gate.open`: hands out `actor` to a caller with the right token.
+/// Failed attempts after which a connection is closed.
+pub(crate) const MAX_FAILURES: u32 = 5;
+
+/// Serves `Gate.open` for one connection: hands out `actor` to a caller
+/// with the right token.
+///
+/// Failed attempts are throttled: the n-th rejection is answered only after
+/// 100 ms × 2^(n-1) (so guessing costs time), and after [`MAX_FAILURES`]
+/// the connection is closed.
 pub(crate) struct Gate {
     actor: actor::Client,
     token: Option<Rc<[u8]>>,
+    failures: Cell<u32>,
+    opened: Rc<Cell<bool>>,
+    cut: CancellationToken,
 }
 
 impl Gate {
-    pub(crate) fn client(actor: actor::Client, token: Option<Rc<[u8]>>) -> gate::Client {
-        capnp_rpc::new_client(Gate { actor, token })
+    /// The gate of one connection. `opened` turns true at the first
+    /// successful `open`; `cut` closes the connection.
+    pub(crate) fn client(
+        actor: actor::Client,
+        token: Option<Rc<[u8]>>,
+        opened: Rc<Cell<bool>>,
+        cut: CancellationToken,
+    ) -> gate::Client {
+        capnp_rpc::new_client(Gate {
+            actor,
+            token,
+            failures: Cell::new(0),
+            opened,
+            cut,
+        })
     }
 }
 
@@ -28,10 +55,18 @@ impl gate::Server for Gate {
         if let Some(expected) = &self.token {
             let offered = params.get()?.get_token()?;
             if !constant_time_eq(offered, expected) {
-                tracing::warn!("gate: credential rejected");
+                let n = self.failures.get() + 1;
+                self.failures.set(n);
+                tracing::warn!(attempt = n, "gate: credential rejected");
+                tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(n.min(6) - 1)).await;
+                if n >= MAX_FAILURES {
+                    tracing::warn!("gate: closing connection after {n} failed attempts");
+                    self.cut.cancel();
+                }
                 return Err(Error::Unauthorized.into());
             }
         }
+        self.opened.set(true);
         results.get().set_actor(self.actor.clone());
         Ok(())
     }

@@ -11,6 +11,7 @@ mod link;
 pub(crate) mod memory;
 pub(crate) mod tcp;
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -228,6 +229,8 @@ pub(crate) struct ServeSite {
     pub(crate) token: Option<Rc<[u8]>>,
     pub(crate) limits: Limits,
     pub(crate) idle_timeout: Option<Duration>,
+    /// How long a new connection has to open the gate.
+    pub(crate) handshake_timeout: Option<Duration>,
 }
 
 /// Serves `site`'s actor over `stream` until the peer leaves or `cut` is
@@ -236,8 +239,33 @@ pub(crate) async fn serve_stream<S>(stream: S, site: &ServeSite, cut: Cancellati
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let gate = Gate::client(site.actor.clone(), site.token.clone());
-    serve_bootstrap(stream, gate.client, &site.limits, site.idle_timeout, cut).await
+    let opened = Rc::new(Cell::new(false));
+    let gate = Gate::client(
+        site.actor.clone(),
+        site.token.clone(),
+        opened.clone(),
+        cut.clone(),
+    );
+    let serving = serve_bootstrap(
+        stream,
+        gate.client,
+        &site.limits,
+        site.idle_timeout,
+        cut.clone(),
+    );
+    let Some(limit) = site.handshake_timeout else {
+        return serving.await;
+    };
+    tokio::pin!(serving);
+    tokio::select! {
+        () = &mut serving => return,
+        () = tokio::time::sleep(limit) => {}
+    }
+    if !opened.get() {
+        tracing::warn!("closing a connection that did not open the gate within {limit:?}");
+        cut.cancel();
+    }
+    serving.await
 }
 
 /// Serves an arbitrary bootstrap capability over `stream`.

@@ -48,6 +48,9 @@ pub struct ServeOptions {
     /// TCP keepalive idle time; the kernel then probes every third of it
     /// and gives up after three misses. Default 30 s.
     pub keepalive: Option<Duration>,
+    /// How long a new connection has to open the gate before it is closed.
+    /// Default 10 s.
+    pub handshake_timeout: Option<Duration>,
     /// Longest a single call may run before it fails with
     /// `call exceeded its deadline`. Default 5 minutes; `None` for no limit.
     pub call_deadline: Option<Duration>,
@@ -61,6 +64,7 @@ impl Default for ServeOptions {
             max_connections: 1024,
             idle_timeout: None,
             keepalive: Some(Duration::from_secs(30)),
+            handshake_timeout: Some(Duration::from_secs(10)),
             call_deadline: Some(Duration::from_secs(300)),
         }
     }
@@ -159,6 +163,7 @@ where
                 token: opts.token.map(Rc::from),
                 limits: opts.limits,
                 idle_timeout: opts.idle_timeout,
+                handshake_timeout: opts.handshake_timeout,
             };
             tokio::task::spawn_local(vat_loop(
                 rx,
