@@ -54,6 +54,7 @@ pub use call::{new_client, new_client_from_rc};
 pub use error::{Error, ErrorId, Result};
 pub use runtime::{block_on, spawn_local, Builder, Runtime};
 pub use transport::tcp::{ServeOptions, TcpServer};
+pub use transport::tls;
 pub use transport::{ConnectOptions, Connection, Heartbeat, Limits, LinkConditions, LinkHandle};
 
 /// Connects to the actor a capactor worker serves at `addr`, as the

@@ -43,6 +43,12 @@ enum Command {
         memory_mib: u64,
         #[command(flatten)]
         auth: ServeAuth,
+        /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Connect to a worker and print what it is.
     Info {
@@ -51,7 +57,37 @@ enum Command {
         /// File holding the worker's token (or set CAPACTOR_TOKEN).
         #[arg(long)]
         token_file: Option<PathBuf>,
+        #[command(flatten)]
+        tls: ClientTlsArgs,
     },
+}
+
+/// How a client checks a TLS worker.
+#[derive(clap::Args, Debug)]
+struct ClientTlsArgs {
+    /// Speak TLS, trusting the root certificates in this PEM file.
+    #[arg(long, conflicts_with = "tls_pin")]
+    tls_ca: Option<PathBuf>,
+    /// Speak TLS, trusting exactly the certificate in this PEM file (for a
+    /// self-signed worker).
+    #[arg(long)]
+    tls_pin: Option<PathBuf>,
+    /// The name to check the worker's certificate against (default: the
+    /// host of the address).
+    #[arg(long)]
+    tls_name: Option<String>,
+}
+
+impl ClientTlsArgs {
+    fn load(&self) -> capactor::Result<Option<capactor::tls::ClientTls>> {
+        let mut tls = match (&self.tls_ca, &self.tls_pin) {
+            (Some(ca), _) => capactor::tls::ClientTls::roots_pem_file(ca)?,
+            (None, Some(pin)) => capactor::tls::ClientTls::pinned_pem_file(pin)?,
+            (None, None) => return Ok(None),
+        };
+        tls.server_name = self.tls_name.clone();
+        Ok(Some(tls))
+    }
 }
 
 /// How a worker authenticates its clients.
@@ -85,6 +121,8 @@ fn main() -> ExitCode {
             grace,
             memory_mib,
             auth,
+            tls_cert,
+            tls_key,
         } => worker(
             &listen,
             name,
@@ -92,8 +130,15 @@ fn main() -> ExitCode {
             Duration::from_secs(grace),
             memory_mib << 20,
             &auth,
+            tls_cert.as_deref().zip(tls_key.as_deref()),
         ),
-        Command::Info { addr, token_file } => info(&addr, token_file.as_deref()),
+        Command::Info {
+            addr,
+            token_file,
+            tls,
+        } => tls
+            .load()
+            .and_then(|tls| info(&addr, token_file.as_deref(), tls)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,7 +156,11 @@ fn worker(
     grace: Duration,
     memory: u64,
     auth: &ServeAuth,
+    tls: Option<(&Path, &Path)>,
 ) -> capactor::Result<()> {
+    let tls = tls
+        .map(|(cert, key)| capactor::tls::ServerTls::from_pem_files(cert, key))
+        .transpose()?;
     let token = serve_token(listen, auth)?;
     let mut builder = capactor::Runtime::builder();
     if let Some(n) = vats {
@@ -121,6 +170,7 @@ fn worker(
     capactor::block_on(async {
         let quota = Quota::new(memory);
         let mut opts = capactor::ServeOptions::default();
+        opts.tls = tls;
         let generated = matches!(token, Token::Generate);
         opts.token = match token {
             Token::None => None,
@@ -230,11 +280,16 @@ fn write_token_file(port: u16, token: &[u8]) -> capactor::Result<PathBuf> {
     Ok(path)
 }
 
-fn info(addr: &str, token_file: Option<&Path>) -> capactor::Result<()> {
+fn info(
+    addr: &str,
+    token_file: Option<&Path>,
+    tls: Option<capactor::tls::ClientTls>,
+) -> capactor::Result<()> {
     let token = client_token(token_file)?.unwrap_or_default();
     capactor::block_on(async {
         let mut opts = capactor::ConnectOptions::default();
         opts.token = token;
+        opts.tls = tls;
         let conn: capactor::Connection<actor::Client> = capactor::connect_tcp(addr, &opts).await?;
         let reply = conn.info_request().send().promise.await?;
         let info = reply.get()?.get_info()?;

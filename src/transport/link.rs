@@ -47,11 +47,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Link<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.read_cut.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "link cut",
-            )));
+        // Polling the cut future registers a waker each time (a few hundred
+        // instructions); checking the flag is enough while the stream is
+        // ready, and the future is polled below before parking.
+        if this.token.is_cancelled() {
+            return Poll::Ready(Err(cut_read()));
         }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
@@ -64,6 +64,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Link<S> {
                 Poll::Ready(r)
             }
             Poll::Pending => {
+                if this.read_cut.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(cut_read()));
+                }
                 if let Some((d, sleep)) = &mut this.idle {
                     if sleep.as_mut().poll(cx).is_ready() {
                         this.token.cancel();
@@ -85,22 +88,44 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Link<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.write_cut.as_mut().poll(cx).is_ready() {
+        // As in `poll_read`: the flag on the fast path, the future only
+        // before parking.
+        if self.token.is_cancelled() {
             return Poll::Ready(Err(cut_write()));
         }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Pending => self.park_write(cx),
+            ready => ready,
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.write_cut.as_mut().poll(cx).is_ready() {
+        if self.token.is_cancelled() {
             return Poll::Ready(Err(cut_write()));
         }
-        Pin::new(&mut self.inner).poll_flush(cx)
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending => self.park_write(cx),
+            ready => ready,
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+impl<S> Link<S> {
+    /// The inner stream cannot take more yet: wake on a cut as well.
+    fn park_write<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        if self.write_cut.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(cut_write()));
+        }
+        Poll::Pending
+    }
+}
+
+fn cut_read() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "link cut")
 }
 
 fn cut_write() -> io::Error {

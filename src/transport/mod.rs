@@ -10,6 +10,7 @@ mod gatekeeper;
 mod link;
 pub(crate) mod memory;
 pub(crate) mod tcp;
+pub mod tls;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -106,8 +107,11 @@ pub struct ConnectOptions {
     pub limits: Limits,
     /// Heartbeats, or `None` to rely on the transport alone.
     pub heartbeat: Option<Heartbeat>,
-    /// How long establishing a TCP connection may take. Default 10 s.
+    /// How long establishing a TCP connection (and its TLS handshake) may
+    /// take. Default 10 s.
     pub connect_timeout: Duration,
+    /// Speak TLS, authenticating the worker this way; `None` for plain TCP.
+    pub tls: Option<tls::ClientTls>,
 }
 
 impl Default for ConnectOptions {
@@ -117,6 +121,7 @@ impl Default for ConnectOptions {
             limits: Limits::default(),
             heartbeat: Some(Heartbeat::default()),
             connect_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }

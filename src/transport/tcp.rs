@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::tls::ServerTls;
 use super::{ConnectOptions, Connection, Limits, ServeSite};
 use crate::call::{Drain, Guard};
 use crate::schema::actor_capnp::actor;
@@ -48,6 +49,8 @@ pub struct ServeOptions {
     /// TCP keepalive idle time; the kernel then probes every third of it
     /// and gives up after three misses. Default 30 s.
     pub keepalive: Option<Duration>,
+    /// Serve TLS with this identity; `None` for plain TCP.
+    pub tls: Option<ServerTls>,
     /// How long a new connection has to open the gate before it is closed.
     /// Default 10 s.
     pub handshake_timeout: Option<Duration>,
@@ -65,6 +68,7 @@ impl Default for ServeOptions {
             idle_timeout: None,
             keepalive: Some(Duration::from_secs(30)),
             handshake_timeout: Some(Duration::from_secs(10)),
+            tls: None,
             call_deadline: Some(Duration::from_secs(300)),
         }
     }
@@ -168,6 +172,7 @@ where
             tokio::task::spawn_local(vat_loop(
                 rx,
                 site,
+                opts.tls,
                 opts.keepalive,
                 connections,
                 tracker,
@@ -273,6 +278,7 @@ const REFUSED_LINGER: Duration = Duration::from_secs(2);
 async fn vat_loop(
     mut rx: mpsc::UnboundedReceiver<std::net::TcpStream>,
     site: ServeSite,
+    tls: Option<ServerTls>,
     keepalive: Option<Duration>,
     connections: CancellationToken,
     tracker: TaskTracker,
@@ -294,9 +300,23 @@ async fn vat_loop(
         configure(&stream, keepalive);
         let site = site.clone();
         let cut = connections.child_token();
+        let tls = tls.clone();
         tracker.spawn_local(async move {
             let _slot = slot;
-            super::serve_stream(stream, &site, cut).await;
+            let Some(tls) = tls else {
+                return super::serve_stream(stream, &site, cut).await;
+            };
+            // The TLS handshake counts against the handshake timeout too.
+            let limit = site.handshake_timeout.unwrap_or(Duration::from_secs(10));
+            let handshake = tokio::time::timeout(limit, tls.acceptor.accept(stream));
+            match tokio::select! {
+                _ = cut.cancelled() => return,
+                h = handshake => h,
+            } {
+                Ok(Ok(stream)) => super::serve_stream(stream, &site, cut).await,
+                Ok(Err(e)) => tracing::warn!("tls handshake failed: {e}"),
+                Err(_) => tracing::warn!("tls handshake took longer than {limit:?}"),
+            }
         });
     }
 }
@@ -340,5 +360,18 @@ pub(crate) async fn connect<C: FromClientHook>(
             ))
         })??;
     configure(&stream, Some(Duration::from_secs(30)));
-    Ok(super::connect_stream(stream, opts))
+    match &opts.tls {
+        None => Ok(super::connect_stream(stream, opts)),
+        Some(tls) => {
+            let stream = tokio::time::timeout(opts.connect_timeout, tls.connect(addr, stream))
+                .await
+                .map_err(|_| {
+                    Error::Disconnected(format!(
+                        "tls handshake with {addr} took longer than {:?}",
+                        opts.connect_timeout
+                    ))
+                })??;
+            Ok(super::connect_stream(stream, opts))
+        }
+    }
 }

@@ -1,0 +1,106 @@
+//! TLS workers: clients that trust the worker's root or pin its certificate
+//! get in; anyone else gets a clear error, and the worker keeps serving.
+
+mod common;
+
+use std::time::Duration;
+
+use capactor::tls::{ClientTls, ServerTls};
+use capactor::{ConnectOptions, Runtime, ServeOptions};
+use common::{connect_probe, ping, serve_probe, within};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A self-signed certificate for 127.0.0.1, made for this test run.
+fn identity() -> (CertificateDer<'static>, ServerTls) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let der = cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let server = ServerTls::new(vec![der.clone()], key).unwrap();
+    (der, server)
+}
+
+fn tls_server_opts(server: ServerTls) -> ServeOptions {
+    let mut opts = ServeOptions::default();
+    opts.tls = Some(server);
+    opts.token = Some(b"t".to_vec());
+    opts
+}
+
+fn client(tls: ClientTls) -> ConnectOptions {
+    let mut opts = ConnectOptions::default();
+    opts.tls = Some(tls);
+    opts.token = b"t".to_vec();
+    opts
+}
+
+#[test]
+fn a_client_trusting_the_root_or_pinning_the_certificate_is_served() {
+    let rt = Runtime::builder().vats(1).build().unwrap();
+    capactor::block_on(async {
+        let (cert, identity) = identity();
+        let server = serve_probe(&rt, "tls", tls_server_opts(identity)).await;
+        let by_root = connect_probe(
+            &server,
+            &client(ClientTls::with_roots(&[cert.clone()]).unwrap()),
+        )
+        .await;
+        ping(&by_root, LIMIT).await;
+        let pinned = connect_probe(&server, &client(ClientTls::pinned(cert).unwrap())).await;
+        let mut req = pinned.echo_request();
+        req.get().set_data(&[7u8; 100_000]);
+        let reply = within(LIMIT, req.send().promise).await.unwrap();
+        assert_eq!(reply.get().unwrap().get_data().unwrap().len(), 100_000);
+    });
+}
+
+#[test]
+fn a_client_that_does_not_trust_the_worker_gets_a_clear_error() {
+    let rt = Runtime::builder().vats(1).build().unwrap();
+    capactor::block_on(async {
+        let (cert, identity) = identity();
+        let (other, _) = identity();
+        let server = serve_probe(&rt, "tls", tls_server_opts(identity)).await;
+        let addr = server.local_addr().to_string();
+        for tls in [
+            ClientTls::with_roots(&[other.clone()]).unwrap(),
+            ClientTls::pinned(other).unwrap(),
+        ] {
+            let err = within(
+                LIMIT,
+                capactor::connect_tcp::<capactor::schema::probe_capnp::probe::Client>(
+                    &addr,
+                    &client(tls),
+                ),
+            )
+            .await
+            .err()
+            .expect("refused");
+            assert!(err.to_string().contains("tls handshake"), "{err}");
+        }
+        // A plain-TCP client gets a disconnect, not a hang.
+        let mut plain = ConnectOptions::default();
+        plain.token = b"t".to_vec();
+        let p = connect_probe(&server, &plain).await;
+        let base: capactor::schema::actor_capnp::actor::Client = capactor::cast(&*p);
+        let err = within(LIMIT, base.ping_request().send().promise)
+            .await
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(
+                err.kind,
+                capnp::ErrorKind::Disconnected | capnp::ErrorKind::PrematureEndOfFile
+            ),
+            "{err}"
+        );
+        // Still serving trusted clients.
+        let ok = connect_probe(&server, &client(ClientTls::pinned(cert).unwrap())).await;
+        ping(&ok, LIMIT).await;
+    });
+}
