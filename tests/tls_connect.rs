@@ -43,8 +43,8 @@ fn client(tls: ClientTls) -> ConnectOptions {
 fn a_client_trusting_the_root_or_pinning_the_certificate_is_served() {
     let rt = Runtime::builder().vats(1).build().unwrap();
     capactor::block_on(async {
-        let (cert, identity) = identity();
-        let server = serve_probe(&rt, "tls", tls_server_opts(identity)).await;
+        let (cert, server_identity) = identity();
+        let server = serve_probe(&rt, "tls", tls_server_opts(server_identity)).await;
         let by_root = connect_probe(
             &server,
             &client(ClientTls::with_roots(&[cert.clone()]).unwrap()),
@@ -63,9 +63,9 @@ fn a_client_trusting_the_root_or_pinning_the_certificate_is_served() {
 fn a_client_that_does_not_trust_the_worker_gets_a_clear_error() {
     let rt = Runtime::builder().vats(1).build().unwrap();
     capactor::block_on(async {
-        let (cert, identity) = identity();
+        let (cert, server_identity) = identity();
         let (other, _) = identity();
-        let server = serve_probe(&rt, "tls", tls_server_opts(identity)).await;
+        let server = serve_probe(&rt, "tls", tls_server_opts(server_identity)).await;
         let addr = server.local_addr().to_string();
         for tls in [
             ClientTls::with_roots(&[other.clone()]).unwrap(),
