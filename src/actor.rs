@@ -121,8 +121,9 @@ impl ActorMeta {
         );
         info.set_live_objects(live_objects);
         info.set_live_bytes(live_bytes);
-        info.set_calls_served(guard.served());
-        info.set_calls_in_flight(guard.in_flight());
+        let calls = guard.actor();
+        info.set_calls_served(calls.served());
+        info.set_calls_in_flight(calls.in_flight().try_into().unwrap_or(u32::MAX));
         let mut list = info.init_interfaces(self.interfaces.len() as u32);
         for (i, iface) in self.interfaces.iter().enumerate() {
             let mut e = list.reborrow().get(i as u32);

@@ -3,37 +3,40 @@
 //!
 //! [`new_client`] turns a server object into a capability, as
 //! `capnp_rpc::new_client` does, but every call to it goes through a
-//! guard that
+//! [`Guard`] that
 //!
 //! - catches a panic in the method and fails only that call (the error the
 //!   caller sees carries an error id; the panic message is logged),
 //! - enforces the actor's call deadline, if one is configured,
-//! - refuses new calls while the actor drains for shutdown, and
+//! - refuses new calls while the actor drains for shutdown,
+//! - bounds the calls one connection may have in flight, and
 //! - counts calls in flight and served, for `Actor.info` and for
 //!   graceful shutdown.
 //!
-//! Capabilities an actor creates while serving a call (a tensor returned by
-//! an op, say) are guarded by the same [`Guard`], because `new_client` uses
-//! the guard of the call being served. Outside any call it uses a fresh
-//! default guard.
+//! Each remote connection gets its own guard: the gate hands the client a
+//! guarded proxy of the actor ([`Guard::proxy`]), and capabilities the actor
+//! creates while serving a call (a tensor returned by an op, say) are
+//! guarded by the same guard, because `new_client` uses the guard of the call
+//! being served. So a connection's limits cover everything it reaches.
+//! Outside any call `new_client` uses a fresh default guard.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use capnp::any_pointer;
 use capnp::capability::{
-    DispatchCallResult, FromClientHook, FromServer, Params, Promise, Results, Server,
+    DispatchCallResult, DynClientHook, FromClientHook, FromServer, Params, Promise, Results, Server,
 };
 use tokio::sync::Notify;
 
-use crate::Error;
+use crate::{Error, Quota};
 
 /// Creates a capability of type `C` served by `server`, with every call
 /// guarded (see the [module docs](self)).
@@ -67,19 +70,76 @@ where
     Guard::current().client_from_rc(server)
 }
 
-/// Per-actor call accounting and policy, shared by every capability the
-/// actor hands out. Cheap to clone. Lives on one vat thread (`!Send`).
-#[derive(Clone, Debug, Default)]
+/// The calls of one actor, across every vat and connection serving it:
+/// its call deadline, its drain switch for shutdown, and its counters.
+/// `Send + Sync`; shared through an `Arc`.
+#[derive(Debug, Default)]
+pub struct ActorCalls {
+    deadline: Option<Duration>,
+    draining: AtomicBool,
+    in_flight: AtomicUsize,
+    served: AtomicU64,
+    idle: Notify,
+}
+
+impl ActorCalls {
+    /// Counters for an actor whose calls may each run for at most
+    /// `deadline`.
+    pub fn new(deadline: Option<Duration>) -> Arc<Self> {
+        Arc::new(ActorCalls {
+            deadline,
+            ..ActorCalls::default()
+        })
+    }
+
+    /// Refuses new calls from now on (they fail with "actor is shutting
+    /// down") and waits until the calls already under way have finished.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future leaves the actor refusing calls.
+    pub async fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        loop {
+            let idle = self.idle.notified();
+            if self.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    /// Calls in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Calls completed, successfully or not.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Acquire)
+    }
+}
+
+/// Per-connection call accounting and policy, shared by every capability
+/// reached through the connection. Cheap to clone. Lives on one vat thread
+/// (`!Send`).
+#[derive(Clone, Debug)]
 pub struct Guard {
     inner: Rc<GuardInner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct GuardInner {
+    actor: Arc<ActorCalls>,
     in_flight: Cell<u32>,
-    served: Cell<u64>,
-    deadline: Option<Duration>,
-    drain: Option<Arc<Drain>>,
+    max_in_flight: Option<u32>,
+    memory: Option<Arc<Quota>>,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard::new(Arc::default(), None, None)
+    }
 }
 
 thread_local! {
@@ -87,14 +147,20 @@ thread_local! {
 }
 
 impl Guard {
-    /// A guard with the given call deadline, reporting to `drain` (if any)
-    /// so that a graceful shutdown can wait for its calls.
-    pub fn new(deadline: Option<Duration>, drain: Option<Arc<Drain>>) -> Self {
+    /// A guard for one connection to the actor counted by `actor`, allowing
+    /// at most `max_in_flight` calls at once, with an optional memory
+    /// budget for what the connection creates.
+    pub fn new(
+        actor: Arc<ActorCalls>,
+        max_in_flight: Option<u32>,
+        memory: Option<Arc<Quota>>,
+    ) -> Self {
         Guard {
             inner: Rc::new(GuardInner {
-                deadline,
-                drain,
-                ..GuardInner::default()
+                actor,
+                in_flight: Cell::new(0),
+                max_in_flight,
+                memory,
             }),
         }
     }
@@ -118,32 +184,52 @@ impl Guard {
     where
         C: FromServer<S>,
     {
+        self.wrap(C::from_server(server))
+    }
+
+    /// A capability that forwards every call to `target` through this
+    /// guard. The gate hands each connection such a proxy of its actor.
+    pub fn proxy<C: FromClientHook>(&self, target: &C) -> C {
+        self.wrap(Forward(target.as_client_hook().add_ref()))
+    }
+
+    fn wrap<C: FromClientHook, D: Server + Clone + 'static>(&self, inner: D) -> C {
         let dispatch = GuardedDispatch {
-            inner: C::from_server(server),
+            inner,
             guard: self.clone(),
         };
         let hook: GuardedHook = capnp_rpc::new_client_from_rc::<GuardedHook, _>(Rc::new(dispatch));
         C::new(hook.0)
     }
 
-    /// Calls currently being served.
+    /// The actor-wide counters this guard reports to.
+    pub fn actor(&self) -> &Arc<ActorCalls> {
+        &self.inner.actor
+    }
+
+    /// This connection's memory budget, if it has one.
+    pub fn memory(&self) -> Option<&Arc<Quota>> {
+        self.inner.memory.as_ref()
+    }
+
+    /// Calls this guard's connection has in flight.
     pub fn in_flight(&self) -> u32 {
         self.inner.in_flight.get()
     }
 
-    /// Calls completed (successfully or not) since the guard was made.
-    pub fn served(&self) -> u64 {
-        self.inner.served.get()
-    }
-
     fn begin(&self) -> Result<CallToken, Error> {
-        if let Some(drain) = &self.inner.drain {
-            if drain.draining.load(Ordering::Acquire) {
-                return Err(Error::ShuttingDown);
-            }
-            drain.in_flight.fetch_add(1, Ordering::AcqRel);
+        let g = &self.inner;
+        if g.actor.draining.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
         }
-        self.inner.in_flight.set(self.inner.in_flight.get() + 1);
+        let n = g.in_flight.get() + 1;
+        if let Some(max) = g.max_in_flight {
+            if n > max {
+                return Err(Error::limit("calls in flight", n, max));
+            }
+        }
+        g.in_flight.set(n);
+        g.actor.in_flight.fetch_add(1, Ordering::AcqRel);
         Ok(CallToken {
             guard: self.clone(),
         })
@@ -169,54 +255,44 @@ impl Drop for CallToken {
     fn drop(&mut self) {
         let g = &self.guard.inner;
         g.in_flight.set(g.in_flight.get().saturating_sub(1));
-        g.served.set(g.served.get() + 1);
-        if let Some(drain) = &g.drain {
-            if drain.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-                drain.idle.notify_waiters();
-            }
+        g.actor.served.fetch_add(1, Ordering::AcqRel);
+        if g.actor.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            g.actor.idle.notify_waiters();
         }
     }
 }
 
-/// Shared across the vats serving one actor: lets a shutdown stop new
-/// calls and wait for the calls in flight.
-#[derive(Debug, Default)]
-pub struct Drain {
-    draining: AtomicBool,
-    in_flight: AtomicUsize,
-    idle: Notify,
-}
+/// Forwards calls to another capability (a connection's view of its actor).
+struct Forward(Box<DynClientHook>);
 
-impl Drain {
-    /// A drain with no calls in flight.
-    pub fn new() -> Arc<Self> {
-        Arc::default()
-    }
-
-    /// Refuses new calls from now on (they fail with "actor is shutting
-    /// down") and waits until the calls already under way have finished.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: dropping the future leaves the drain refusing calls.
-    pub async fn drain(&self) {
-        self.draining.store(true, Ordering::Release);
-        loop {
-            let idle = self.idle.notified();
-            if self.in_flight.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            idle.await;
-        }
-    }
-
-    /// Calls in flight across every vat.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Acquire)
+impl Clone for Forward {
+    fn clone(&self) -> Self {
+        Forward(self.0.add_ref())
     }
 }
 
-/// The guarded server: wraps the generated `ServerDispatch`.
+impl Server for Forward {
+    fn dispatch_call(
+        self,
+        interface_id: u64,
+        method_id: u16,
+        params: Params<any_pointer::Owned>,
+        results: Results<any_pointer::Owned>,
+    ) -> DispatchCallResult {
+        DispatchCallResult::new(
+            self.0
+                .call(interface_id, method_id, params.hook, results.hook),
+            false,
+        )
+    }
+
+    fn as_ptr(&self) -> usize {
+        self.0.get_ptr()
+    }
+}
+
+/// The guarded server: wraps the generated `ServerDispatch` (or a
+/// [`Forward`]).
 struct GuardedDispatch<D> {
     inner: D,
     guard: Guard,
@@ -258,6 +334,7 @@ impl<D: Server + Clone + 'static> Server for GuardedRef<D> {
             }) => {
                 let deadline = guard
                     .inner
+                    .actor
                     .deadline
                     .map(|d| (d, Box::pin(tokio::time::sleep(d))));
                 let call = GuardedCall {
@@ -279,16 +356,16 @@ impl<D: Server + Clone + 'static> Server for GuardedRef<D> {
 }
 
 /// Adapter so `capnp_rpc::new_client_from_rc` builds the local hook for us.
-struct GuardedHook(Box<capnp::capability::DynClientHook>);
+struct GuardedHook(Box<DynClientHook>);
 
 impl FromClientHook for GuardedHook {
-    fn new(hook: Box<capnp::capability::DynClientHook>) -> Self {
+    fn new(hook: Box<DynClientHook>) -> Self {
         GuardedHook(hook)
     }
-    fn into_client_hook(self) -> Box<capnp::capability::DynClientHook> {
+    fn into_client_hook(self) -> Box<DynClientHook> {
         self.0
     }
-    fn as_client_hook(&self) -> &capnp::capability::DynClientHook {
+    fn as_client_hook(&self) -> &DynClientHook {
         &*self.0
     }
 }

@@ -9,7 +9,7 @@ use capnp::capability::{FromClientHook, FromServer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::call::Guard;
+use crate::call::ActorCalls;
 use crate::schema::actor_capnp::actor;
 use crate::transport::{self, memory, ConnectOptions, Connection, LinkConditions, ServeSite};
 use crate::Result;
@@ -151,10 +151,10 @@ impl Runtime {
         let cut = conn.link().cut.clone();
         let limits = opts.limits.clone();
         self.run_on_vat(self.next_vat(), move || {
-            let guard = Guard::default();
-            let actor: C = guard.enter(|| crate::new_client(make()));
+            let actor: C = capnp_rpc::new_client(make());
             let site = ServeSite {
                 actor: actor::Client::new(actor.into_client_hook()),
+                calls: ActorCalls::new(None),
                 token: None,
                 limits,
                 idle_timeout: None,

@@ -9,11 +9,13 @@ use crate::Error;
 impl From<OpError> for Error {
     fn from(e: OpError) -> Self {
         match e {
-            OpError::TooLarge {
-                op: _,
-                bytes,
+            OpError::TooLarge { bytes, limit, .. } => Error::limit("tensor size", bytes, limit),
+            OpError::Budget {
+                what,
+                requested,
                 limit,
-            } => Error::limit("tensor memory", bytes, limit),
+                ..
+            } => Error::limit(what, requested, limit),
             other => Error::invalid(other.to_string()),
         }
     }

@@ -15,7 +15,7 @@ mod quota;
 mod server;
 mod worker;
 
+pub use crate::Quota;
 pub use client::{RemoteTensor, TensorElement, Worker};
 pub use ops::{Array, DType, OpError, Scalar};
-pub use quota::Quota;
 pub use worker::{TensorWorker, TENSOR_WORKER};

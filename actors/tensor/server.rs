@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use super::codec;
 use super::ops::{self, Alloc, Array, OpError, SliceSpec};
-use super::quota::{Held, Quota, Reservation};
+use super::quota::{Held, Reservation};
 use crate::schema::tensor_capnp::tensor;
 use crate::Error;
+use crate::Quota;
 
 /// Ops whose inputs hold more elements than this run on tokio's blocking
 /// pool, so one big matmul does not stall every other call on the vat.

@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use super::codec;
 use super::ops::{Alloc, Array};
-use super::quota::{Quota, Reservation};
+use super::quota::Reservation;
 use super::server::{self, Store};
 use crate::actor::{ActorMeta, Interface};
 use crate::schema::actor_capnp::actor;
 use crate::schema::tensor_capnp::{distribution, tensor, tensor_worker};
 use crate::Error;
+use crate::Quota;
 
 /// The `TensorWorker` interface.
 pub const TENSOR_WORKER: Interface = Interface::of::<tensor_worker::Client>("TensorWorker");

@@ -14,6 +14,7 @@ pub mod tls;
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use capnp::capability::FromClientHook;
@@ -24,7 +25,9 @@ use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
 use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 use tokio_util::sync::CancellationToken;
 
+use crate::call::{ActorCalls, Guard};
 use crate::schema::actor_capnp::{actor, gate};
+use crate::Quota;
 
 pub(crate) use gatekeeper::Gate;
 pub(crate) use link::Link;
@@ -50,6 +53,13 @@ pub struct Limits {
     /// Flow-control window of each `-> stream` method, in bytes.
     /// Default 1 MiB.
     pub stream_window: usize,
+    /// Calls the peer may have in flight on the actors this side serves;
+    /// one more fails with `calls in flight limit exceeded`. Default 1024.
+    pub max_calls_in_flight: u32,
+    /// Memory the objects created through this connection may hold (a
+    /// tensor worker's tensors, say), on top of the actor's own quota.
+    /// Default `None` (only the actor's quota applies).
+    pub max_connection_memory: Option<u64>,
 }
 
 impl Default for Limits {
@@ -58,6 +68,8 @@ impl Default for Limits {
             max_message_bytes: 64 << 20,
             max_nesting: 64,
             stream_window: 1 << 20,
+            max_calls_in_flight: 1024,
+            max_connection_memory: None,
         }
     }
 }
@@ -230,7 +242,10 @@ where
 /// What a server needs to serve one connection.
 #[derive(Clone)]
 pub(crate) struct ServeSite {
+    /// The actor, unguarded: each connection reaches it through a proxy
+    /// guarded by that connection's own [`Guard`].
     pub(crate) actor: actor::Client,
+    pub(crate) calls: Arc<ActorCalls>,
     pub(crate) token: Option<Rc<[u8]>>,
     pub(crate) limits: Limits,
     pub(crate) idle_timeout: Option<Duration>,
@@ -244,13 +259,15 @@ pub(crate) async fn serve_stream<S>(stream: S, site: &ServeSite, cut: Cancellati
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let opened = Rc::new(Cell::new(false));
-    let gate = Gate::client(
-        site.actor.clone(),
-        site.token.clone(),
-        opened.clone(),
-        cut.clone(),
+    let memory = site.limits.max_connection_memory.map(Quota::new);
+    let guard = Guard::new(
+        site.calls.clone(),
+        Some(site.limits.max_calls_in_flight),
+        memory,
     );
+    let actor = guard.proxy(&site.actor);
+    let opened = Rc::new(Cell::new(false));
+    let gate = Gate::client(actor, site.token.clone(), opened.clone(), cut.clone());
     let serving = serve_bootstrap(
         stream,
         gate.client,

@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use super::tls::ServerTls;
 use super::{ConnectOptions, Connection, Limits, ServeSite};
-use crate::call::{Drain, Guard};
+use crate::call::ActorCalls;
 use crate::schema::actor_capnp::actor;
 use crate::{Error, Result, Runtime};
 
@@ -81,7 +81,7 @@ pub struct TcpServer {
     local_addr: SocketAddr,
     accepting: CancellationToken,
     connections: CancellationToken,
-    drain: Arc<Drain>,
+    calls: Arc<ActorCalls>,
     tracker: TaskTracker,
 }
 
@@ -94,7 +94,7 @@ impl TcpServer {
 
     /// Calls in flight across every connection.
     pub fn calls_in_flight(&self) -> usize {
-        self.drain.in_flight()
+        self.calls.in_flight()
     }
 
     /// Shuts down gracefully: stops accepting, refuses new calls (they fail
@@ -108,7 +108,7 @@ impl TcpServer {
     /// refusing calls; drop the `TcpServer` to finish closing it.
     pub async fn shutdown(self, grace: Duration) -> bool {
         self.accepting.cancel();
-        let clean = tokio::time::timeout(grace, self.drain.drain())
+        let clean = tokio::time::timeout(grace, self.calls.drain())
             .await
             .is_ok();
         self.connections.cancel();
@@ -144,7 +144,7 @@ where
         local_addr,
         accepting: CancellationToken::new(),
         connections: CancellationToken::new(),
-        drain: Drain::new(),
+        calls: ActorCalls::new(opts.call_deadline),
         tracker: TaskTracker::new(),
     };
     let make = Arc::new(make);
@@ -155,15 +155,15 @@ where
         vats.push(tx);
         let make = make.clone();
         let opts = opts.clone();
-        let drain = server.drain.clone();
+        let calls = server.calls.clone();
         let connections = server.connections.clone();
         let tracker = server.tracker.clone();
         let open = open.clone();
         rt.run_on_vat(i, move || {
-            let guard = Guard::new(opts.call_deadline, Some(drain));
-            let actor: C = guard.enter(|| crate::new_client(make()));
+            let actor: C = capnp_rpc::new_client(make());
             let site = ServeSite {
                 actor: actor::Client::new(actor.into_client_hook()),
+                calls,
                 token: opts.token.map(Rc::from),
                 limits: opts.limits,
                 idle_timeout: opts.idle_timeout,
