@@ -341,6 +341,7 @@ impl<D: Server + Clone + 'static> Server for GuardedRef<D> {
                     promise,
                     deadline,
                     token,
+                    method: (interface_id, method_id),
                 };
                 DispatchCallResult::new(Promise::from_future(call), is_streaming)
             }
@@ -382,6 +383,7 @@ struct GuardedCall {
     promise: Promise<(), capnp::Error>,
     deadline: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
     token: CallToken,
+    method: (u64, u16),
 }
 
 impl Future for GuardedCall {
@@ -393,6 +395,14 @@ impl Future for GuardedCall {
         let polled =
             guard.enter(|| catch_unwind(AssertUnwindSafe(|| Pin::new(&mut this.promise).poll(cx))));
         match polled {
+            Ok(Poll::Ready(Err(e))) if e.kind == capnp::ErrorKind::Unimplemented => {
+                // The generated code's message names Rust types; say it in
+                // schema terms.
+                let (interface, method) = this.method;
+                return Poll::Ready(Err(capnp::Error::unimplemented(format!(
+                    "method @{method} of interface {interface:#018x} is not implemented by this actor"
+                ))));
+            }
             Ok(Poll::Ready(r)) => return Poll::Ready(r),
             Ok(Poll::Pending) => {}
             Err(panic) => return Poll::Ready(Err(panicked(panic))),
