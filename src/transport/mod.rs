@@ -300,7 +300,7 @@ pub(crate) async fn serve_bootstrap<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let link = Link::new(stream, cut, idle_timeout);
+    let link = Link::new(stream, cut, idle_timeout, limits.max_message_bytes);
     let system = rpc_system(link, Side::Server, Some(bootstrap), limits);
     if let Err(e) = system.await {
         tracing::debug!("connection closed: {e}");
@@ -315,7 +315,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let handle = LinkHandle::new(CancellationToken::new());
-    let link = Link::new(stream, handle.cut.clone(), None);
+    let link = Link::new(
+        stream,
+        handle.cut.clone(),
+        None,
+        opts.limits.max_message_bytes,
+    );
     let mut system = rpc_system(link, Side::Client, None, &opts.limits);
     let bootstrap: gate::Client = system.bootstrap(Side::Server);
     let client: C = gatekeeper::open(&bootstrap, &opts.token);
