@@ -1,1 +1,708 @@
-fn main() {}
+//! What a capactor call costs, against the baselines it should approach.
+//!
+//! Run with `cargo bench --bench rpc` (the run itself takes about 10 s;
+//! every figure comes from the same run, on loopback).
+//!
+//! It measures and prints:
+//!
+//! 1. Baselines: a raw TCP 64-byte ping-pong (blocking std sockets,
+//!    `TCP_NODELAY`, echo server on a thread) and a stock capnp-rpc no-op
+//!    call (`RpcSystem` + `twoparty::VatNetwork` over an unbuffered
+//!    `TcpStream`, as capnp-rpc's examples do, server on its own thread
+//!    with its own runtime). The same stock system with `BufReader` /
+//!    `BufWriter` is shown too: capactor buffers, so that row isolates what
+//!    capactor adds on top of capnp-rpc.
+//! 2. The round trip of a no-op capactor call (`Actor.ping` on a
+//!    [`Probe`]) over the local, virtual and TCP transports.
+//! 3. Calls per second over the same transports, one call at a time and
+//!    with [`WINDOW`] calls in flight.
+//! 4. Calls per second of a server doing real work per call
+//!    (`Probe.spin(50 µs)`) on 1 vat and on N vats (N = cores, at least 2),
+//!    reached over virtual and over TCP, with the CPU each side spent.
+//! 5. A summary: every figure as a ratio to raw TCP and to stock
+//!    capnp-rpc, and the targets PASS/MISS (a miss is reported, not fatal).
+//!
+//! Round trips are medians of [`SAMPLES`] calls after [`WARMUP`] untimed
+//! ones. capactor connections use the default `ConnectOptions` (heartbeat
+//! every 5 s: at most one ping lands inside a measurement) and the TCP
+//! server the default `ServeOptions` (so every call carries the 5-minute
+//! call deadline timer users get). On a shared machine other work skews
+//! every figure: the load average is printed with the results.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::rc::Rc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use capactor::actors::Probe;
+use capactor::schema::actor_capnp::actor;
+use capactor::schema::probe_capnp::probe;
+use capactor::{ConnectOptions, Runtime, ServeOptions};
+use capnp_rpc::rpc_twoparty_capnp::Side;
+use capnp_rpc::{twoparty, RpcSystem};
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::{AsyncReadExt, FutureExt};
+use tokio_util::compat::TokioAsyncReadCompatExt;
+
+/// Timed round trips per latency figure.
+const SAMPLES: usize = 2000;
+/// Untimed round trips before them.
+const WARMUP: usize = 200;
+/// Calls kept in flight for the pipelined throughput figures.
+const WINDOW: usize = 64;
+/// How long each throughput figure runs (after a warm-up of a fifth of it).
+const RUN: Duration = Duration::from_millis(500);
+/// Bytes per raw TCP ping.
+const PING_BYTES: usize = 64;
+
+/// Section 4: client connections, calls in flight on each, work per call.
+const SCALE_CONNECTIONS: usize = 8;
+const SCALE_WINDOW: usize = 8;
+const SPIN_MICROS: u32 = 50;
+const SCALE_RUN: Duration = Duration::from_secs(1);
+
+fn main() {
+    let started = Instant::now();
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    let load_before = load_average();
+    println!("capactor rpc bench: {cores} cores, loopback TCP");
+    println!(
+        "round trips: median (and p90) of {SAMPLES} sequential calls after {WARMUP} warm-up; \
+         sequential calls/s = {SAMPLES} / their total time"
+    );
+    println!(
+        "pipelined calls/s: {WINDOW} calls in flight for {} ms after {} ms warm-up\n",
+        RUN.as_millis(),
+        RUN.as_millis() / 5
+    );
+
+    let raw = raw_tcp();
+    let stock = [false, true].map(|buffered| capactor::block_on(stock_capnp_rpc(buffered)));
+    let (local, virt, tcp) = capactor::block_on(capactor_transports());
+    println!(
+        "4. vat scaling: Probe.spin({SPIN_MICROS} µs), {SCALE_CONNECTIONS} connections x \
+         {SCALE_WINDOW} calls in flight, {} ms timed after {} ms warm-up",
+        SCALE_RUN.as_millis(),
+        SCALE_RUN.as_millis() / 5
+    );
+    let scaling = [Reach::Virtual, Reach::Tcp]
+        .map(|reach| capactor::block_on(vat_scaling(reach, cores.max(2), cores)));
+
+    summary(&raw, &stock, &[local, virt, tcp], &scaling);
+    println!(
+        "\nbench took {:.1} s; load average before {}, after {} (other work on the machine skews every figure)",
+        started.elapsed().as_secs_f64(),
+        load_before,
+        load_average()
+    );
+}
+
+/// The 1-minute load average, or "?" off Linux.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Latency and throughput of one way of making a call.
+struct Figures {
+    name: &'static str,
+    rtt: Rtt,
+    pipelined: f64,
+}
+
+/// Round-trip statistics of [`SAMPLES`] sequential calls.
+#[derive(Clone, Copy)]
+struct Rtt {
+    median_us: f64,
+    p90_us: f64,
+    calls_per_s: f64,
+}
+
+impl Rtt {
+    fn of(mut samples: Vec<Duration>) -> Rtt {
+        let total: Duration = samples.iter().sum();
+        samples.sort_unstable();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+        Rtt {
+            median_us: at(0.5),
+            p90_us: at(0.9),
+            calls_per_s: samples.len() as f64 / total.as_secs_f64(),
+        }
+    }
+}
+
+fn report(f: &Figures) {
+    println!(
+        "  {:<22} rtt median {:>7.1} µs  p90 {:>7.1} µs | {:>9.0} calls/s sequential | {:>9.0} calls/s x{WINDOW}",
+        f.name, f.rtt.median_us, f.rtt.p90_us, f.rtt.calls_per_s, f.pipelined
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 1a. Raw TCP ping-pong.
+
+fn raw_tcp() -> Figures {
+    println!("1. baselines");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let echo = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut buf = [0u8; PING_BYTES];
+        // Until the client hangs up.
+        while s.read_exact(&mut buf).is_ok() {
+            s.write_all(&buf).unwrap();
+        }
+    });
+
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut buf = [7u8; PING_BYTES];
+    let mut ping = |s: &mut TcpStream| {
+        s.write_all(&buf).unwrap();
+        s.read_exact(&mut buf).unwrap();
+    };
+    for _ in 0..WARMUP {
+        ping(&mut s);
+    }
+    let samples = (0..SAMPLES)
+        .map(|_| {
+            let t = Instant::now();
+            ping(&mut s);
+            t.elapsed()
+        })
+        .collect();
+    let rtt = Rtt::of(samples);
+
+    // Pipelined: WINDOW pings outstanding, a new one sent per echo read.
+    let pipelined = {
+        let mut buf = [7u8; PING_BYTES];
+        for _ in 0..WINDOW {
+            s.write_all(&buf).unwrap();
+        }
+        let mut run = |d: Duration| {
+            let start = Instant::now();
+            let mut done = 0u64;
+            while start.elapsed() < d {
+                s.read_exact(&mut buf).unwrap();
+                s.write_all(&buf).unwrap();
+                done += 1;
+            }
+            done as f64 / start.elapsed().as_secs_f64()
+        };
+        run(RUN / 5);
+        let rate = run(RUN);
+        for _ in 0..WINDOW {
+            s.read_exact(&mut buf).unwrap();
+        }
+        rate
+    };
+    drop(s);
+    echo.join().unwrap();
+
+    let f = Figures {
+        name: "raw TCP 64 B ping-pong",
+        rtt,
+        pipelined,
+    };
+    report(&f);
+    f
+}
+
+// ---------------------------------------------------------------------------
+// 1b. Stock capnp-rpc.
+
+/// The trivial server of the stock baseline: `ping` and nothing else.
+struct Noop;
+
+impl actor::Server for Noop {
+    async fn ping(
+        self: Rc<Self>,
+        _: actor::PingParams,
+        _: actor::PingResults,
+    ) -> Result<(), capnp::Error> {
+        Ok(())
+    }
+}
+
+/// A plain capnp-rpc server on its own thread (current-thread runtime and
+/// `LocalSet`), serving [`Noop`] as the bootstrap capability.
+struct StockServer {
+    addr: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl StockServer {
+    fn start(buffered: bool) -> StockServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        listener.set_nonblocking(true).unwrap();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            tokio::task::LocalSet::new().block_on(&rt, async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let noop: actor::Client = capnp_rpc::new_client(Noop);
+                loop {
+                    let stream = tokio::select! {
+                        _ = &mut stopped => return,
+                        a = listener.accept() => a.unwrap().0,
+                    };
+                    let network = stock_network(stream, Side::Server, buffered);
+                    let system = RpcSystem::new(network, Some(noop.clone().client));
+                    tokio::task::spawn_local(system.map(|_| ()));
+                }
+            });
+        });
+        StockServer {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for StockServer {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// A two-party network over `stream` for a stock capnp-rpc system, over
+/// the bare socket (as capnp-rpc's examples do) or with futures' default
+/// 8 KiB `BufReader`/`BufWriter` around it.
+fn stock_network(
+    stream: tokio::net::TcpStream,
+    side: Side,
+    buffered: bool,
+) -> Box<dyn capnp_rpc::VatNetwork<Side>> {
+    stream.set_nodelay(true).unwrap();
+    let (r, w) = stream.compat().split();
+    if buffered {
+        let (r, w) = (
+            futures::io::BufReader::new(r),
+            futures::io::BufWriter::new(w),
+        );
+        Box::new(twoparty::VatNetwork::new(r, w, side, Default::default()))
+    } else {
+        Box::new(twoparty::VatNetwork::new(r, w, side, Default::default()))
+    }
+}
+
+async fn stock_capnp_rpc(buffered: bool) -> Figures {
+    let server = StockServer::start(buffered);
+    let stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    let mut system = RpcSystem::new(stock_network(stream, Side::Client, buffered), None);
+    let noop: actor::Client = system.bootstrap(Side::Server);
+    let disconnector = system.get_disconnector();
+    let system = tokio::task::spawn_local(system.map(|_| ()));
+
+    let f = Figures {
+        name: if buffered {
+            "stock capnp-rpc, BufIO"
+        } else {
+            "stock capnp-rpc TCP"
+        },
+        rtt: rtt(ping(&noop)).await,
+        pipelined: pipelined(1, WINDOW, RUN, |_| ping(&noop)())
+            .await
+            .calls_per_s,
+    };
+    report(&f);
+
+    drop(noop);
+    let _ = disconnector.await;
+    let _ = system.await;
+    drop(server);
+    f
+}
+
+// ---------------------------------------------------------------------------
+// 2 and 3. capactor over each transport.
+
+async fn capactor_transports() -> (Figures, Figures, Figures) {
+    println!("2-3. capactor Actor.ping (Probe), server on 1 vat thread");
+    let rt = Runtime::builder().vats(1).build().unwrap();
+
+    let p: probe::Client = capactor::spawn_local(Probe::new("local"));
+    let local = measure("capactor local", &capactor::cast(&p)).await;
+    drop(p);
+
+    let conn = rt.spawn_virtual::<probe::Client, _, _>(|| Probe::new("virtual"));
+    let virt = measure("capactor virtual", &capactor::cast(conn.client())).await;
+    drop(conn);
+
+    let server = rt
+        .serve_tcp::<probe::Client, _, _>(
+            "127.0.0.1:0",
+            || Probe::new("tcp"),
+            ServeOptions::default(),
+        )
+        .await
+        .unwrap();
+    let addr = server.local_addr().to_string();
+    let conn = capactor::connect_tcp::<probe::Client>(&addr, &ConnectOptions::default())
+        .await
+        .unwrap();
+    let tcp = measure("capactor TCP", &capactor::cast(conn.client())).await;
+    drop(conn);
+    drop(server);
+    drop(rt);
+    (local, virt, tcp)
+}
+
+async fn measure(name: &'static str, actor: &actor::Client) -> Figures {
+    let f = Figures {
+        name,
+        rtt: rtt(ping(actor)).await,
+        pipelined: pipelined(1, WINDOW, RUN, |_| ping(actor)())
+            .await
+            .calls_per_s,
+    };
+    report(&f);
+    f
+}
+
+/// A function that makes one `Actor.ping` call.
+fn ping(actor: &actor::Client) -> impl Fn() -> capnp::capability::Promise<(), capnp::Error> + '_ {
+    || {
+        let reply = actor.ping_request().send().promise;
+        capnp::capability::Promise::from_future(async move { reply.await.map(drop) })
+    }
+}
+
+/// Round trips of sequential calls made by `call`.
+async fn rtt<F, Fut>(call: F) -> Rtt
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), capnp::Error>>,
+{
+    for _ in 0..WARMUP {
+        call().await.unwrap();
+    }
+    let mut samples = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let t = Instant::now();
+        call().await.unwrap();
+        samples.push(t.elapsed());
+    }
+    Rtt::of(samples)
+}
+
+/// What a pipelined run measured.
+struct Throughput {
+    calls_per_s: f64,
+    /// On-CPU time per call of the bench (client) thread and of all vat
+    /// threads, in µs; `None` where Linux's schedstat is unavailable.
+    client_us: Option<f64>,
+    vats_us: Option<f64>,
+}
+
+/// Calls per second with `window` calls in flight on each of `streams`
+/// targets: `call(i)` makes one call on target `i`, and every completion is
+/// replaced at once by a new call on the same target. Runs a fifth of `run`
+/// as warm-up, then `run` timed.
+async fn pipelined<F, Fut>(streams: usize, window: usize, run: Duration, call: F) -> Throughput
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Result<(), capnp::Error>>,
+{
+    let issue = |i: usize| call(i).map(move |r| r.map(|()| i));
+    let mut in_flight = FuturesUnordered::new();
+    for i in 0..streams {
+        for _ in 0..window {
+            in_flight.push(issue(i));
+        }
+    }
+    let mut timed = None;
+    for d in [run / 5, run] {
+        let cpu = Cpu::now();
+        let start = Instant::now();
+        let mut done = 0u64;
+        while start.elapsed() < d {
+            let i = in_flight.next().await.unwrap().unwrap();
+            done += 1;
+            in_flight.push(issue(i));
+        }
+        let elapsed = start.elapsed();
+        let used = Cpu::now().since(&cpu);
+        let per_call = |t: Option<Duration>| t.map(|t| t.as_secs_f64() * 1e6 / done as f64);
+        timed = Some(Throughput {
+            calls_per_s: done as f64 / elapsed.as_secs_f64(),
+            client_us: per_call(used.client),
+            vats_us: per_call(used.vats),
+        });
+    }
+    while let Some(r) = in_flight.next().await {
+        r.unwrap();
+    }
+    timed.expect("ran")
+}
+
+/// On-CPU time so far of the calling thread and of this process's vat
+/// threads, from Linux's `/proc/.../schedstat` (nanosecond resolution).
+struct Cpu {
+    client: Option<Duration>,
+    vats: Option<Duration>,
+}
+
+impl Cpu {
+    fn now() -> Cpu {
+        let vats = std::fs::read_dir("/proc/self/task").ok().map(|tasks| {
+            tasks
+                .flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.starts_with("capactor-vat"))
+                })
+                .filter_map(|t| on_cpu(&t.path().join("schedstat")))
+                .sum()
+        });
+        Cpu {
+            client: on_cpu(std::path::Path::new("/proc/thread-self/schedstat")),
+            vats,
+        }
+    }
+
+    fn since(&self, earlier: &Cpu) -> Cpu {
+        let diff = |a: Option<Duration>, b: Option<Duration>| Some(a?.saturating_sub(b?));
+        Cpu {
+            client: diff(self.client, earlier.client),
+            vats: diff(self.vats, earlier.vats),
+        }
+    }
+}
+
+fn on_cpu(schedstat: &std::path::Path) -> Option<Duration> {
+    let stat = std::fs::read_to_string(schedstat).ok()?;
+    let nanos = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
+// ---------------------------------------------------------------------------
+// 4. Server scaling over vats.
+
+/// How the bench thread reaches the spinning actors of section 4.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    Tcp,
+    Virtual,
+}
+
+/// Calls/s of a CPU-bound server on 1 vat and on `n` vats.
+struct Scaling {
+    reach: &'static str,
+    n: usize,
+    cores: usize,
+    one: Throughput,
+    many: Throughput,
+}
+
+impl Scaling {
+    fn gain(&self) -> f64 {
+        self.many.calls_per_s / self.one.calls_per_s
+    }
+
+    /// The most the `n`-vat run could have gained over the 1-vat run on
+    /// this machine: it spent s µs of vat CPU and c µs of client CPU per
+    /// call, all on the same `cores`, so it served at most
+    /// cores / (s + c) calls per µs (and at most n times the 1-vat rate).
+    fn ceiling(&self) -> Option<f64> {
+        let per_call = self.many.vats_us? + self.many.client_us?;
+        let most = self.cores as f64 * 1e6 / per_call;
+        Some((self.n as f64).min(most / self.one.calls_per_s))
+    }
+}
+
+/// Setup: [`SCALE_CONNECTIONS`] connections from the bench thread to
+/// `Probe` actors on a runtime of 1 vat, then of `n` vats, each call
+/// spinning [`SPIN_MICROS`] µs of CPU on its vat. Over TCP the listener
+/// deals the connections round-robin over the vats; over virtual,
+/// `spawn_virtual` places the actors round-robin: either way every vat gets
+/// the same share. [`SCALE_WINDOW`] calls stay in flight on each
+/// connection, so a vat never waits for the client.
+///
+/// The client's work per call is only its side of a round trip (no spin),
+/// so the server is the bottleneck. The client still shares the machine's
+/// cores, so the CPU each side spends per call is measured and printed, with
+/// the gain that left possible ([`Scaling::ceiling`]). Over virtual the
+/// client's share is smallest (no kernel TCP on either side), so that ratio
+/// is closest to the server's own scaling; over TCP it is what a deployment
+/// on one host sees.
+async fn vat_scaling(reach: Reach, n: usize, cores: usize) -> Scaling {
+    let name = match reach {
+        Reach::Tcp => "TCP",
+        Reach::Virtual => "virtual",
+    };
+    let one = spin_rate(reach, 1).await;
+    let many = spin_rate(reach, n).await;
+    for (vats, t) in [(1, &one), (n, &many)] {
+        let us = |v: Option<f64>| v.map_or("?".into(), |v| format!("{v:.1}"));
+        let busy = |v: Option<f64>, threads: usize| {
+            v.map_or("?".into(), |v| {
+                format!("{:.0}%", v * t.calls_per_s / 1e4 / threads as f64)
+            })
+        };
+        println!(
+            "  {name:<7} {vats} vat{} {:>7.0} calls/s | CPU per call: vats {:>5} µs, client {:>5} µs | \
+             vats {:>4} busy, client {:>4}",
+            if vats == 1 { " " } else { "s" },
+            t.calls_per_s,
+            us(t.vats_us),
+            us(t.client_us),
+            busy(t.vats_us, vats),
+            busy(t.client_us, 1),
+        );
+    }
+    let scaling = Scaling {
+        reach: name,
+        n,
+        cores,
+        one,
+        many,
+    };
+    print!("  {name:<7} gain {:.2}x", scaling.gain());
+    match scaling.ceiling() {
+        Some(c) => println!(" (the cores allowed at most {c:.2}x)"),
+        None => println!(),
+    }
+    scaling
+}
+
+async fn spin_rate(reach: Reach, vats: usize) -> Throughput {
+    let rt = Runtime::builder().vats(vats).build().unwrap();
+    let mut server = None;
+    let mut conns = Vec::new();
+    for _ in 0..SCALE_CONNECTIONS {
+        let conn = match reach {
+            Reach::Virtual => rt.spawn_virtual::<probe::Client, _, _>(|| Probe::new("spin")),
+            Reach::Tcp => {
+                if server.is_none() {
+                    let s = rt
+                        .serve_tcp::<probe::Client, _, _>(
+                            "127.0.0.1:0",
+                            || Probe::new("spin"),
+                            ServeOptions::default(),
+                        )
+                        .await
+                        .unwrap();
+                    server = Some(s);
+                }
+                let addr = server.as_ref().unwrap().local_addr().to_string();
+                capactor::connect_tcp::<probe::Client>(&addr, &ConnectOptions::default())
+                    .await
+                    .unwrap()
+            }
+        };
+        conns.push(conn);
+    }
+    let spin = |i: usize| {
+        let mut req = conns[i].spin_request();
+        req.get().set_micros(SPIN_MICROS);
+        let reply = req.send().promise;
+        async move { reply.await.map(drop) }
+    };
+    let rate = pipelined(SCALE_CONNECTIONS, SCALE_WINDOW, SCALE_RUN, spin).await;
+    drop(conns);
+    drop(server);
+    drop(rt);
+    rate
+}
+
+// ---------------------------------------------------------------------------
+// 5. Summary.
+
+fn summary(raw: &Figures, stock: &[Figures], capactor: &[Figures], scaling: &[Scaling]) {
+    let stock_buffered = &stock[1];
+    let stock = &stock[0];
+    println!("\nsummary (ratio = figure / baseline; for RTT lower is better, for calls/s higher)");
+    println!(
+        "  {:<22} {:>9} {:>7} {:>7} | {:>9} {:>7} {:>7} | {:>9} {:>7} {:>7}",
+        "",
+        "RTT µs",
+        "x raw",
+        "x stock",
+        "seq/s",
+        "x raw",
+        "x stock",
+        format!("x{WINDOW}/s"),
+        "x raw",
+        "x stock"
+    );
+    for f in [raw, stock, stock_buffered].into_iter().chain(capactor) {
+        println!(
+            "  {:<22} {:>9.1} {:>7.2} {:>7.2} | {:>9.0} {:>7.2} {:>7.2} | {:>9.0} {:>7.2} {:>7.2}",
+            f.name,
+            f.rtt.median_us,
+            f.rtt.median_us / raw.rtt.median_us,
+            f.rtt.median_us / stock.rtt.median_us,
+            f.rtt.calls_per_s,
+            f.rtt.calls_per_s / raw.rtt.calls_per_s,
+            f.rtt.calls_per_s / stock.rtt.calls_per_s,
+            f.pipelined,
+            f.pipelined / raw.pipelined,
+            f.pipelined / stock.pipelined,
+        );
+    }
+    for sc in scaling {
+        println!(
+            "  spin {SPIN_MICROS} µs, {:<7} 1 vat {:>6.0} calls/s, {} vats {:>6.0} calls/s = {:.2}x{}",
+            sc.reach,
+            sc.one.calls_per_s,
+            sc.n,
+            sc.many.calls_per_s,
+            sc.gain(),
+            sc.ceiling()
+                .map_or(String::new(), |c| format!(" (cores allowed {c:.2}x)"))
+        );
+    }
+
+    let [_, virt, tcp] = capactor else {
+        unreachable!("local, virtual, TCP")
+    };
+    println!("\ntargets");
+    let tcp_vs_raw = tcp.rtt.median_us / raw.rtt.median_us;
+    check(
+        "TCP no-op RTT ≤ 1.5× raw TCP ping-pong",
+        tcp_vs_raw <= 1.5,
+        format!(
+            "{:.1} µs vs {:.1} µs = {tcp_vs_raw:.3}x",
+            tcp.rtt.median_us, raw.rtt.median_us
+        ),
+    );
+    check(
+        "virtual RTT < TCP RTT",
+        virt.rtt.median_us < tcp.rtt.median_us,
+        format!(
+            "{:.1} µs vs {:.1} µs",
+            virt.rtt.median_us, tcp.rtt.median_us
+        ),
+    );
+    for sc in scaling {
+        let gain = sc.gain();
+        check(
+            &format!("{} vats ≥ 1.6× 1 vat calls/s ({})", sc.n, sc.reach),
+            gain >= 1.6,
+            format!(
+                "{:.0} vs {:.0} calls/s = {gain:.3}x",
+                sc.many.calls_per_s, sc.one.calls_per_s
+            ),
+        );
+    }
+}
+
+fn check(target: &str, ok: bool, numbers: String) {
+    let verdict = if ok { "PASS" } else { "MISS" };
+    println!("  {verdict}  {target:<42} {numbers}");
+}
