@@ -11,9 +11,12 @@
 
 @0xa4d7ef3270c0f46e;
 
-const schemaVersion :UInt32 = 1;
+const schemaVersion :UInt32 = 2;
 # Bumped whenever this directory changes in a way a client could notice.
-# Compatibility rules: docs/PROTOCOL.md.
+# Changes are compatible only (new fields, methods and interfaces, never a
+# renumbering): clients and servers of any two versions work together.
+# Version 2 added `ActorInfo.runtime` and `TensorWorker.memory`.
+# The policy, and the tests that hold us to it: docs/EXTENDING.md.
 
 interface Gate {
   # The bootstrap capability of every capactor connection.
@@ -62,6 +65,10 @@ struct ActorInfo {
 
   callsInFlight @8 :UInt32;
   # Calls under way at the moment of the `info` call (including it).
+
+  runtime @9 :Text;
+  # The software serving the actor and its version, e.g. "capactor 0.1.0".
+  # Added in schema version 2: empty from older actors.
 }
 
 struct InterfaceRef {

@@ -148,4 +148,11 @@ interface TensorWorker extends(Actor) {
   # A copy of `source`, a tensor held by another worker, on this one. With
   # `move`, the source is freed once its contents have been read. The
   # result is this worker's own answer, so calls pipeline on it at once.
+
+  memory @6 () -> (limit :UInt64, used :UInt64, connectionLimit :UInt64, connectionUsed :UInt64);
+  # The worker's memory limit and the bytes its tensors hold (or that ops
+  # under way have reserved); then the same for the calling connection's own
+  # budget, or 0 and 0 if it has none. A call that would go over a limit
+  # fails with `overloaded`. Added in schema version 2: older workers answer
+  # `unimplemented`.
 }

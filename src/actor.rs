@@ -1,6 +1,8 @@
-//! What every actor shares: its identity and the `Actor.info` answer.
+//! What every actor shares: its identity and the `Actor.info` answer; and
+//! what any client can learn about any actor ([`describe`]).
 
-use std::time::Instant;
+use std::fmt;
+use std::time::{Duration, Instant};
 
 use capnp::capability::FromClientHook;
 use capnp::traits::HasTypeId;
@@ -39,6 +41,9 @@ impl Interface {
 
 /// The base interface every actor implements.
 pub const ACTOR: Interface = Interface::of::<actor::Client>("Actor");
+
+/// What actors built with this crate report as `ActorInfo.runtime`.
+pub const RUNTIME: &str = concat!("capactor ", env!("CARGO_PKG_VERSION"));
 
 /// An actor's identity, and what it needs to answer `Actor.info`.
 ///
@@ -112,6 +117,7 @@ impl ActorMeta {
         info.set_name(&self.name);
         info.set_kind(&self.kind);
         info.set_schema_version(crate::schema::actor_capnp::SCHEMA_VERSION);
+        info.set_runtime(RUNTIME);
         info.set_uptime_millis(
             self.started
                 .elapsed()
@@ -155,4 +161,288 @@ impl ActorMeta {
 /// ```
 pub fn cast<T: FromClientHook, C: FromClientHook>(client: &C) -> T {
     T::new(client.as_client_hook().add_ref())
+}
+
+/// What an actor says about itself in answer to `Actor.info`, read by
+/// [`describe`].
+///
+/// Its `Display` is what `capactor info` prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Description {
+    /// The name the actor was spawned with.
+    pub name: String,
+    /// What the actor is, e.g. "tensor-worker".
+    pub kind: String,
+    /// The `schemaVersion` of capactor's schema the actor was built from.
+    pub schema_version: u32,
+    /// The software serving the actor, e.g. "capactor 0.1.0"; empty for
+    /// actors built before schema version 2.
+    pub runtime: String,
+    /// Every interface the actor implements, most derived first, ending in
+    /// `Actor`.
+    pub interfaces: Vec<RemoteInterface>,
+    /// How long the actor has been up.
+    pub uptime: Duration,
+    /// Capabilities the actor has handed out that are still alive.
+    pub live_objects: u64,
+    /// Bytes those objects hold.
+    pub live_bytes: u64,
+    /// Calls the actor has completed.
+    pub calls_served: u64,
+    /// Calls under way when it answered (including the `info` call).
+    pub calls_in_flight: u32,
+}
+
+/// One interface an actor reports implementing: its type id and its name
+/// in its schema. Unlike [`Interface`], owns its name (it came over the
+/// wire).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RemoteInterface {
+    /// The interface's 64-bit type id.
+    pub id: u64,
+    /// Its name as written in its schema.
+    pub name: String,
+}
+
+impl Description {
+    /// Reads an `ActorInfo`.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the struct is malformed (a text field that is not UTF-8).
+    pub fn from_reader(info: actor_info::Reader<'_>) -> crate::Result<Self> {
+        let interfaces = info
+            .get_interfaces()?
+            .iter()
+            .map(|i| {
+                Ok(RemoteInterface {
+                    id: i.get_id(),
+                    name: i.get_name()?.to_str()?.to_owned(),
+                })
+            })
+            .collect::<crate::Result<_>>()?;
+        Ok(Description {
+            name: info.get_name()?.to_str()?.to_owned(),
+            kind: info.get_kind()?.to_str()?.to_owned(),
+            schema_version: info.get_schema_version(),
+            runtime: info.get_runtime()?.to_str()?.to_owned(),
+            interfaces,
+            uptime: Duration::from_millis(info.get_uptime_millis()),
+            live_objects: info.get_live_objects(),
+            live_bytes: info.get_live_bytes(),
+            calls_served: info.get_calls_served(),
+            calls_in_flight: info.get_calls_in_flight(),
+        })
+    }
+
+    /// Whether the actor reports implementing the interface with type id
+    /// `id`.
+    pub fn implements_id(&self, id: u64) -> bool {
+        self.interfaces.iter().any(|i| i.id == id)
+    }
+
+    /// Whether the actor reports implementing the interface whose
+    /// generated client is `C`: whether `cast::<C, _>` gives a client whose
+    /// calls it serves.
+    pub fn implements<C: HasTypeId>(&self) -> bool {
+        self.implements_id(C::TYPE_ID)
+    }
+}
+
+impl fmt::Display for Description {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let runtime = if self.runtime.is_empty() {
+            "unknown (built before schema version 2)"
+        } else {
+            &self.runtime
+        };
+        writeln!(f, "name:           {}", self.name)?;
+        writeln!(f, "kind:           {}", self.kind)?;
+        writeln!(f, "schema version: {}", self.schema_version)?;
+        writeln!(f, "runtime:        {runtime}")?;
+        writeln!(f, "uptime:         {:.1} s", self.uptime.as_secs_f64())?;
+        writeln!(f, "live objects:   {}", self.live_objects)?;
+        writeln!(f, "live bytes:     {}", self.live_bytes)?;
+        writeln!(f, "calls served:   {}", self.calls_served)?;
+        write!(f, "interfaces:")?;
+        for iface in &self.interfaces {
+            write!(f, "\n  {:#018x} {}", iface.id, iface.name)?;
+        }
+        Ok(())
+    }
+}
+
+/// Asks any actor what it is: its name, kind, versions and the interfaces
+/// it implements (extended ones included, most derived first).
+///
+/// Works on a client of any interface the actor serves (every one extends
+/// `Actor`), over every transport.
+///
+/// # Errors
+///
+/// Fails if the call fails.
+///
+/// # Examples
+///
+/// ```
+/// use capactor::actors::tensor::{Quota, TensorWorker, TENSOR_WORKER};
+/// use capactor::schema::tensor_capnp::tensor_worker;
+///
+/// capactor::block_on(async {
+///     let w: tensor_worker::Client =
+///         capactor::spawn_local(TensorWorker::new("w1", Quota::new(1 << 20)));
+///     let about = capactor::actor::describe(&w).await.unwrap();
+///     assert_eq!(about.name, "w1");
+///     assert_eq!(about.interfaces[0].name, "TensorWorker");
+///     assert!(about.implements::<tensor_worker::Client>());
+///     assert!(about.implements_id(TENSOR_WORKER.id));
+/// });
+/// ```
+pub async fn describe<C: FromClientHook>(client: &C) -> crate::Result<Description> {
+    let actor: actor::Client = cast(client);
+    let reply = actor.info_request().send().promise.await?;
+    Description::from_reader(reply.get()?.get_info()?)
+}
+
+/// Turns an `unimplemented` answer to a call of `method` into an error
+/// that says which actor lacks it and what that actor is: its name, kind,
+/// schema version and the interfaces it does implement. Other errors are
+/// returned as they are.
+///
+/// A server answers `unimplemented` to a method it does not know: one its
+/// schema is too old to have, or one of an interface it does not implement
+/// at all (a client cast to the wrong interface). The generated code's
+/// message does not say which; this asks the actor (one more round trip,
+/// on this error path only).
+///
+/// # Examples
+///
+/// ```
+/// use capactor::actors::tensor::{Quota, TensorWorker};
+/// use capactor::schema::probe_capnp::probe;
+/// use capactor::schema::tensor_capnp::tensor_worker;
+///
+/// capactor::block_on(async {
+///     let w: tensor_worker::Client =
+///         capactor::spawn_local(TensorWorker::new("w1", Quota::new(1 << 20)));
+///     // A tensor worker is not a probe.
+///     let p: probe::Client = capactor::cast(&w);
+///     let err = p.echo_request().send().promise.await.err().unwrap();
+///     let err = capactor::actor::explain_unimplemented(&p, "Probe.echo", err).await;
+///     assert_eq!(err.kind(), capnp::ErrorKind::Unimplemented);
+///     assert!(err.to_string().contains("Probe.echo is not implemented by actor \"w1\""));
+/// });
+/// ```
+pub async fn explain_unimplemented<C: FromClientHook>(
+    client: &C,
+    method: &str,
+    err: capnp::Error,
+) -> crate::Error {
+    if err.kind != capnp::ErrorKind::Unimplemented {
+        return err.into();
+    }
+    let what = match describe(client).await {
+        Ok(d) => {
+            let names: Vec<&str> = d.interfaces.iter().map(|i| i.name.as_str()).collect();
+            format!(
+                "actor \"{}\" (kind {}, schema version {}, implementing {})",
+                d.name,
+                d.kind,
+                d.schema_version,
+                names.join(", ")
+            )
+        }
+        Err(_) => "the actor".to_string(),
+    };
+    crate::Error::Remote(capnp::Error::unimplemented(format!(
+        "{method} is not implemented by {what}"
+    )))
+}
+
+/// Implements `Actor` (`schema/actor.capnp`) for a type, from an
+/// [`ActorMeta`] field: `ping` answers at once, `info` with the meta.
+///
+/// For actors whose own interface extends `Actor` directly: write only the
+/// methods of your interface, and let this serve the inherited ones. The
+/// optional third argument, a `fn(&Self) -> (u64, u64)`, gives the live
+/// objects and bytes that `info` reports (default: none).
+///
+/// # Examples
+///
+/// ```
+/// use std::rc::Rc;
+/// use capactor::{ActorMeta, Interface};
+/// use capactor::schema::actor_capnp::actor;
+///
+/// struct Greeter { meta: ActorMeta }
+/// capactor::serve_actor_via!(Greeter, meta);
+///
+/// capactor::block_on(async {
+///     let g: actor::Client = capactor::spawn_local(Greeter {
+///         meta: ActorMeta::new("hello", "greeter", &[]),
+///     });
+///     g.ping_request().send().promise.await.unwrap();
+///     let about = capactor::actor::describe(&g).await.unwrap();
+///     assert_eq!((about.name.as_str(), about.kind.as_str()), ("hello", "greeter"));
+/// });
+/// ```
+#[macro_export]
+macro_rules! serve_actor_via {
+    ($ty:ty, $meta:ident) => {
+        $crate::serve_actor_via!($ty, $meta, |_: &$ty| (0, 0));
+    };
+    ($ty:ty, $meta:ident, $live:expr) => {
+        impl $crate::schema::actor_capnp::actor::Server for $ty {
+            fn ping(
+                self: ::std::rc::Rc<Self>,
+                _: $crate::schema::actor_capnp::actor::PingParams,
+                _: $crate::schema::actor_capnp::actor::PingResults,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<(), $crate::__private::capnp::Error>,
+            > + 'static {
+                ::core::future::ready(::core::result::Result::Ok(()))
+            }
+
+            fn info(
+                self: ::std::rc::Rc<Self>,
+                _: $crate::schema::actor_capnp::actor::InfoParams,
+                mut results: $crate::schema::actor_capnp::actor::InfoResults,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<(), $crate::__private::capnp::Error>,
+            > + 'static {
+                let live: fn(&$ty) -> (u64, u64) = $live;
+                let (objects, bytes) = live(&self);
+                self.$meta
+                    .write_info(results.get().init_info(), objects, bytes);
+                ::core::future::ready(::core::result::Result::Ok(()))
+            }
+        }
+    };
+}
+
+/// Forwards the listed methods of a generated `Server` trait to the server
+/// in an `Rc` field. The machinery behind [`serve_actor_via!`]'s siblings.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __forward_server {
+    ($ty:ty, $field:ident, $inner:ty, $trait:path, [$($method:ident($params:ty, $results:ty)),* $(,)?]) => {
+        impl $trait for $ty {
+            $(
+                fn $method(
+                    self: ::std::rc::Rc<Self>,
+                    params: $params,
+                    results: $results,
+                ) -> impl ::core::future::Future<
+                    Output = ::core::result::Result<(), $crate::__private::capnp::Error>,
+                > + 'static {
+                    <$inner as $trait>::$method(
+                        ::std::rc::Rc::clone(&self.$field),
+                        params,
+                        results,
+                    )
+                }
+            )*
+        }
+    };
 }

@@ -50,7 +50,7 @@ mod runtime;
 pub mod schema;
 mod transport;
 
-pub use actor::{cast, ActorMeta, Interface};
+pub use actor::{cast, describe, ActorMeta, Description, Interface};
 pub use call::{new_client, new_client_from_rc};
 pub use error::{Error, ErrorId, Result};
 pub use quota::Quota;
@@ -90,4 +90,11 @@ pub async fn connect_tcp<C: capnp::capability::FromClientHook>(
     opts: &ConnectOptions,
 ) -> Result<Connection<C>> {
     transport::tcp::connect(addr, opts).await
+}
+
+/// What the exported macros need, under paths that do not depend on the
+/// user's own dependencies.
+#[doc(hidden)]
+pub mod __private {
+    pub use capnp;
 }

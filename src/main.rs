@@ -291,22 +291,9 @@ fn info(
         opts.token = token;
         opts.tls = tls;
         let conn: capactor::Connection<actor::Client> = capactor::connect_tcp(addr, &opts).await?;
-        let reply = conn.info_request().send().promise.await?;
-        let info = reply.get()?.get_info()?;
-        println!("name:           {}", info.get_name()?.to_str()?);
-        println!("kind:           {}", info.get_kind()?.to_str()?);
-        println!("schema version: {}", info.get_schema_version());
-        println!(
-            "uptime:         {:.1} s",
-            info.get_uptime_millis() as f64 / 1000.0
-        );
-        println!("live objects:   {}", info.get_live_objects());
-        println!("live bytes:     {}", info.get_live_bytes());
-        println!("calls served:   {}", info.get_calls_served());
-        println!("interfaces:");
-        for iface in info.get_interfaces()? {
-            println!("  {:#018x} {}", iface.get_id(), iface.get_name()?.to_str()?);
-        }
+        // Any actor answers, extended ones included: it lists its own
+        // interfaces first.
+        println!("{}", capactor::describe(conn.client()).await?);
         Ok(())
     })
 }

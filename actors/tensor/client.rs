@@ -56,6 +56,20 @@ impl std::fmt::Debug for Worker {
     }
 }
 
+/// A worker's memory budget and what is held in it, from
+/// [`Worker::memory`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Memory {
+    /// The worker's limit, in bytes.
+    pub limit: u64,
+    /// Bytes its tensors hold (and ops under way have reserved).
+    pub used: u64,
+    /// The limit and use of the asking connection's own budget, if it has
+    /// one.
+    pub connection: Option<(u64, u64)>,
+}
+
 /// Element types a [`RemoteTensor`] can be built from and read back as.
 pub trait TensorElement: Copy + 'static {
     /// The matching dtype.
@@ -224,6 +238,59 @@ impl Worker {
             list.set(i as u32, t.client.client.hook.add_ref());
         }
         self.sent(req.send().pipeline.get_tensor())
+    }
+
+    /// The worker's memory limit and use (`TensorWorker.memory`), waiting
+    /// for the answer.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the call fails. A worker built before schema version 2
+    /// lacks the method: the error is then `unimplemented` and says so.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use capactor::actors::tensor::{DType, Quota, TensorWorker, Worker};
+    ///
+    /// capactor::block_on(async {
+    ///     let w = Worker::new(capactor::spawn_local(TensorWorker::new("w", Quota::new(1 << 20))));
+    ///     let x = w.zeros(DType::F32, &[256]);
+    ///     x.shape().await.unwrap(); // made by now
+    ///     let m = w.memory().await.unwrap();
+    ///     assert_eq!((m.limit, m.used), (1 << 20, 1024));
+    /// });
+    /// ```
+    pub async fn memory(&self) -> Result<Memory, Error> {
+        self.counters.calls.set(self.counters.calls.get() + 1);
+        self.counters.waits.set(self.counters.waits.get() + 1);
+        let reply = self.client.memory_request().send().promise.await;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                let method = "TensorWorker.memory (added in schema version 2)";
+                return Err(crate::actor::explain_unimplemented(&self.client, method, e).await);
+            }
+        };
+        let r = reply.get()?;
+        let connection = (r.get_connection_limit() > 0)
+            .then(|| (r.get_connection_limit(), r.get_connection_used()));
+        Ok(Memory {
+            limit: r.get_limit(),
+            used: r.get_used(),
+            connection,
+        })
+    }
+
+    /// A handle to `tensor`, a tensor this worker holds that reached the
+    /// client some other way than through this handle: e.g. the result of
+    /// a method of an interface that extends `TensorWorker`. Pipelined
+    /// results are fine: ops on the handle go out at once.
+    pub fn adopt(&self, tensor: tensor::Client) -> RemoteTensor {
+        RemoteTensor {
+            client: tensor,
+            worker: self.clone(),
+        }
     }
 
     fn fetch(&self, source: &RemoteTensor, take: bool) -> RemoteTensor {

@@ -16,6 +16,6 @@ mod server;
 mod worker;
 
 pub use crate::Quota;
-pub use client::{RemoteTensor, TensorElement, Worker};
+pub use client::{Memory, RemoteTensor, TensorElement, Worker};
 pub use ops::{Array, DType, OpError, Scalar};
 pub use worker::{TensorWorker, TENSOR_WORKER};

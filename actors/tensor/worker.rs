@@ -4,10 +4,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::codec;
-use super::ops::{Alloc, Array};
+use super::ops::{Alloc, Array, OpError};
 use super::quota::Reservation;
 use super::server::{self, Store};
 use crate::actor::{ActorMeta, Interface};
+use crate::call::Guard;
 use crate::schema::actor_capnp::actor;
 use crate::schema::tensor_capnp::{distribution, tensor, tensor_worker};
 use crate::Error;
@@ -15,6 +16,116 @@ use crate::Quota;
 
 /// The `TensorWorker` interface.
 pub const TENSOR_WORKER: Interface = Interface::of::<tensor_worker::Client>("TensorWorker");
+
+/// Implements `Actor` and `TensorWorker` for a type by forwarding every
+/// call to the [`TensorWorker`] in one of its fields (an
+/// `Rc<TensorWorker>`).
+///
+/// For actors whose interface extends `TensorWorker`: write the methods of
+/// your own interface, and let this serve the inherited ones with capactor's
+/// implementation, including the methods later versions of capactor add.
+/// Make the inner worker with [`TensorWorker::with_meta`] so that `info`
+/// names your interfaces first. Your methods reach the tensors clients made
+/// through [`TensorWorker::array`], and hand out new ones with
+/// [`TensorWorker::publish`] or [`TensorWorker::compute`].
+///
+/// # Examples
+///
+/// A `Trainer extends(TensorWorker)` from your own schema (see
+/// docs/EXTENDING.md and `examples/trainer`):
+///
+/// ```ignore
+/// struct Trainer {
+///     worker: Rc<TensorWorker>,
+/// }
+///
+/// capactor::serve_tensor_worker_via!(Trainer, worker);
+///
+/// impl trainer::Server for Trainer {
+///     async fn step(self: Rc<Self>, params: trainer::StepParams, mut results: trainer::StepResults)
+///         -> Result<(), capnp::Error> {
+///         let x = self.worker.array(params.get()?.get_x()?).await?;
+///         // ...
+///         Ok(())
+///     }
+/// }
+/// ```
+///
+/// A type that only adds Rust behaviour serves `TensorWorker` itself:
+///
+/// ```
+/// use std::rc::Rc;
+/// use capactor::actors::tensor::{Quota, TensorWorker};
+/// use capactor::schema::tensor_capnp::tensor_worker;
+///
+/// struct Logged { worker: Rc<TensorWorker> }
+/// capactor::serve_tensor_worker_via!(Logged, worker);
+///
+/// capactor::block_on(async {
+///     let w: tensor_worker::Client = capactor::spawn_local(Logged {
+///         worker: Rc::new(TensorWorker::new("w", Quota::new(1 << 20))),
+///     });
+///     let about = capactor::describe(&w).await.unwrap();
+///     assert_eq!(about.interfaces[0].name, "TensorWorker");
+/// });
+/// ```
+#[macro_export]
+macro_rules! serve_tensor_worker_via {
+    ($ty:ty, $field:ident) => {
+        $crate::__forward_server!(
+            $ty,
+            $field,
+            $crate::actors::tensor::TensorWorker,
+            $crate::schema::actor_capnp::actor::Server,
+            [
+                ping(
+                    $crate::schema::actor_capnp::actor::PingParams,
+                    $crate::schema::actor_capnp::actor::PingResults
+                ),
+                info(
+                    $crate::schema::actor_capnp::actor::InfoParams,
+                    $crate::schema::actor_capnp::actor::InfoResults
+                ),
+            ]
+        );
+        $crate::__forward_server!(
+            $ty,
+            $field,
+            $crate::actors::tensor::TensorWorker,
+            $crate::schema::tensor_capnp::tensor_worker::Server,
+            [
+                from_data(
+                    $crate::schema::tensor_capnp::tensor_worker::FromDataParams,
+                    $crate::schema::tensor_capnp::tensor_worker::FromDataResults
+                ),
+                full(
+                    $crate::schema::tensor_capnp::tensor_worker::FullParams,
+                    $crate::schema::tensor_capnp::tensor_worker::FullResults
+                ),
+                arange(
+                    $crate::schema::tensor_capnp::tensor_worker::ArangeParams,
+                    $crate::schema::tensor_capnp::tensor_worker::ArangeResults
+                ),
+                random(
+                    $crate::schema::tensor_capnp::tensor_worker::RandomParams,
+                    $crate::schema::tensor_capnp::tensor_worker::RandomResults
+                ),
+                concat(
+                    $crate::schema::tensor_capnp::tensor_worker::ConcatParams,
+                    $crate::schema::tensor_capnp::tensor_worker::ConcatResults
+                ),
+                fetch(
+                    $crate::schema::tensor_capnp::tensor_worker::FetchParams,
+                    $crate::schema::tensor_capnp::tensor_worker::FetchResults
+                ),
+                memory(
+                    $crate::schema::tensor_capnp::tensor_worker::MemoryParams,
+                    $crate::schema::tensor_capnp::tensor_worker::MemoryResults
+                ),
+            ]
+        );
+    };
+}
 
 /// A worker that holds tensors and computes on them.
 ///
@@ -62,6 +173,72 @@ impl TensorWorker {
     /// The worker's quota.
     pub fn quota(&self) -> &Arc<Quota> {
         &self.store.quota
+    }
+
+    /// The actor's identity (what `info` answers with).
+    pub fn meta(&self) -> &ActorMeta {
+        &self.meta
+    }
+
+    /// The array behind `tensor`, a tensor this worker holds: for actors
+    /// that extend `TensorWorker` and compute on the tensors their clients
+    /// made on it.
+    ///
+    /// Waits for `tensor` if it is the pipelined result of a call to this
+    /// worker that has not finished yet.
+    ///
+    /// # Errors
+    ///
+    /// Fails if `tensor` lives on another worker (or is a broken
+    /// capability, in which case its error is returned), or has been moved
+    /// away.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use capactor::actors::tensor::{Array, Quota, TensorWorker};
+    /// use ndarray::array;
+    ///
+    /// capactor::block_on(async {
+    ///     let worker = TensorWorker::new("w", Quota::new(1 << 20));
+    ///     let t = worker.publish(Array::F32(array![1.0f32, 2.0].into_dyn())).unwrap();
+    ///     let a = worker.array(t).await.unwrap();
+    ///     assert_eq!(a.shape(), &[2]);
+    /// });
+    /// ```
+    pub async fn array(&self, tensor: tensor::Client) -> Result<Arc<Array>, Error> {
+        self.store.resolve(tensor).await
+    }
+
+    /// Hands out `array` as a tensor of this worker, counted against its
+    /// quota (and the calling connection's, inside a call) like the tensors
+    /// its own methods make.
+    ///
+    /// # Errors
+    ///
+    /// Fails with a limit error (`overloaded` on the wire) if a quota
+    /// cannot hold the array.
+    pub fn publish(&self, array: Array) -> Result<tensor::Client, Error> {
+        self.make(|m| -> Result<Array, Error> {
+            m.reserve("publish", array.nbytes())?;
+            Ok(array)
+        })
+    }
+
+    /// Runs `op` on the worker's quota, as the worker's own ops run: `op`
+    /// reserves its output through the [`Alloc`] before allocating it, runs
+    /// on tokio's blocking pool if `inputs` (elements read) is large, and
+    /// its result is handed out as a tensor of this worker.
+    ///
+    /// # Errors
+    ///
+    /// Fails with `op`'s error, or a limit error if a quota refuses the
+    /// output.
+    pub async fn compute<F>(&self, inputs: usize, op: F) -> Result<tensor::Client, Error>
+    where
+        F: FnOnce(&dyn Alloc) -> Result<Array, OpError> + Send + 'static,
+    {
+        self.store.compute(inputs, op).await
     }
 
     fn make<F, E>(&self, f: F) -> Result<tensor::Client, Error>
@@ -193,6 +370,22 @@ impl tensor_worker::Server for TensorWorker {
             self.make(|m| codec::decode(r.get()?.get_data()?, m))?
         };
         results.get().set_tensor(t);
+        Ok(())
+    }
+
+    async fn memory(
+        self: Rc<Self>,
+        _: tensor_worker::MemoryParams,
+        mut results: tensor_worker::MemoryResults,
+    ) -> Result<(), capnp::Error> {
+        let mut r = results.get();
+        let q = &self.store.quota;
+        r.set_limit(q.limit());
+        r.set_used(q.used());
+        if let Some(conn) = Guard::current().memory() {
+            r.set_connection_limit(conn.limit());
+            r.set_connection_used(conn.used());
+        }
         Ok(())
     }
 }
