@@ -134,11 +134,47 @@ struct GuardInner {
     in_flight: Cell<u32>,
     max_in_flight: Option<u32>,
     memory: Option<Arc<Quota>>,
+    outgoing: Option<Arc<Outgoing>>,
 }
 
 impl Default for Guard {
     fn default() -> Self {
-        Guard::new(Arc::default(), None, None)
+        Guard::new(Arc::default(), None, None, None)
+    }
+}
+
+/// Bytes of replies a connection has produced but not yet written to its
+/// peer. capnp-rpc's outgoing queue is unbounded; actors that build large
+/// replies (a tensor's contents) reserve them here first
+/// ([`Guard::reserve_reply`]), and the connection's link counts what it
+/// writes, so a peer that does not read cannot make the worker queue more
+/// than the limit.
+#[derive(Debug)]
+pub struct Outgoing {
+    limit: u64,
+    produced: AtomicU64,
+    written: AtomicU64,
+}
+
+impl Outgoing {
+    /// A budget of `limit` queued bytes.
+    pub fn new(limit: u64) -> Arc<Self> {
+        Arc::new(Outgoing {
+            limit,
+            produced: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+        })
+    }
+
+    /// Counts bytes written to the peer.
+    pub(crate) fn wrote(&self, n: usize) {
+        self.written.fetch_add(n as u64, Ordering::AcqRel);
+    }
+
+    /// Bytes produced and not yet written.
+    pub fn queued(&self) -> u64 {
+        let produced = self.produced.load(Ordering::Acquire);
+        produced.saturating_sub(self.written.load(Ordering::Acquire))
     }
 }
 
@@ -149,11 +185,13 @@ thread_local! {
 impl Guard {
     /// A guard for one connection to the actor counted by `actor`, allowing
     /// at most `max_in_flight` calls at once, with an optional memory
-    /// budget for what the connection creates.
+    /// budget for what the connection creates and an optional bound on the
+    /// reply bytes it may have queued.
     pub fn new(
         actor: Arc<ActorCalls>,
         max_in_flight: Option<u32>,
         memory: Option<Arc<Quota>>,
+        outgoing: Option<Arc<Outgoing>>,
     ) -> Self {
         Guard {
             inner: Rc::new(GuardInner {
@@ -161,8 +199,28 @@ impl Guard {
                 in_flight: Cell::new(0),
                 max_in_flight,
                 memory,
+                outgoing,
             }),
         }
+    }
+
+    /// Reserves `bytes` of reply for the connection being served, before
+    /// the reply is built.
+    ///
+    /// # Errors
+    ///
+    /// `outgoing queue limit exceeded` if the connection already has too
+    /// much written but not yet read by its peer.
+    pub fn reserve_reply(&self, bytes: u64) -> Result<(), Error> {
+        let Some(out) = &self.inner.outgoing else {
+            return Ok(());
+        };
+        let queued = out.queued().saturating_add(bytes);
+        if queued > out.limit {
+            return Err(Error::limit("outgoing queue", queued, out.limit));
+        }
+        out.produced.fetch_add(bytes, Ordering::AcqRel);
+        Ok(())
     }
 
     /// The guard of the call being served on this thread, or a new default

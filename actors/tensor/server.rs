@@ -193,6 +193,7 @@ impl tensor::Server for TensorCap {
         mut results: tensor::ReadResults,
     ) -> Result<(), capnp::Error> {
         let a = self.array()?;
+        crate::call::Guard::current().reserve_reply(a.nbytes() as u64)?;
         codec::encode(&a, results.get().init_data())?;
         Ok(())
     }
@@ -387,6 +388,7 @@ impl tensor::Server for TensorCap {
         mut results: tensor::TakeResults,
     ) -> Result<(), capnp::Error> {
         let a = self.array()?;
+        crate::call::Guard::current().reserve_reply(a.nbytes() as u64)?;
         codec::encode(&a, results.get().init_data())?;
         // Freed only once the reply is built: a failure above leaves it.
         self.value.borrow_mut().take();

@@ -3,7 +3,8 @@
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use std::future::Future;
@@ -11,6 +12,24 @@ use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::call::Outgoing;
+
+/// How a [`Link`] polices its peer.
+#[derive(Debug, Default)]
+pub(crate) struct LinkConfig {
+    /// Fail reads after the peer has sent nothing for this long.
+    pub(crate) idle_timeout: Option<Duration>,
+    /// Refuse a message larger than this (see [`Frames`]).
+    pub(crate) max_message_bytes: usize,
+    /// Fail writes after the peer has read nothing for this long.
+    pub(crate) write_stall_timeout: Option<Duration>,
+    /// Counts bytes written, for the connection's reply budget.
+    pub(crate) outgoing: Option<Arc<Outgoing>>,
+    /// Stop reading while writes are blocked: a server then takes no new
+    /// calls from a peer that does not read its replies.
+    pub(crate) pause_reads_while_blocked: bool,
+}
 
 /// Wraps a byte stream so that it can be cut from outside and times out
 /// when the peer sends nothing for too long.
@@ -27,22 +46,41 @@ pub(crate) struct Link<S> {
     read_cut: Pin<Box<WaitForCancellationFutureOwned>>,
     write_cut: Pin<Box<WaitForCancellationFutureOwned>>,
     idle: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// Set while a write is blocked: when the stall timer fires.
+    stall: Option<Pin<Box<Sleep>>>,
+    stall_timeout: Option<Duration>,
+    paused_reader: Option<Waker>,
+    pause_reads: bool,
+    outgoing: Option<Arc<Outgoing>>,
 }
 
 impl<S> Link<S> {
-    pub(crate) fn new(
-        inner: S,
-        token: CancellationToken,
-        idle_timeout: Option<Duration>,
-        max_message_bytes: usize,
-    ) -> Self {
+    pub(crate) fn new(inner: S, token: CancellationToken, config: LinkConfig) -> Self {
         Link {
             inner,
-            frames: Frames::new(max_message_bytes as u64),
+            frames: Frames::new(config.max_message_bytes as u64),
             read_cut: Box::pin(token.clone().cancelled_owned()),
             write_cut: Box::pin(token.clone().cancelled_owned()),
             token,
-            idle: idle_timeout.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
+            idle: config
+                .idle_timeout
+                .map(|d| (d, Box::pin(tokio::time::sleep(d)))),
+            stall: None,
+            stall_timeout: config.write_stall_timeout,
+            paused_reader: None,
+            pause_reads: config.pause_reads_while_blocked,
+            outgoing: config.outgoing,
+        }
+    }
+
+    /// A write made progress: the peer is reading.
+    fn wrote(&mut self, n: usize) {
+        if let Some(out) = &self.outgoing {
+            out.wrote(n);
+        }
+        self.stall = None;
+        if let Some(reader) = self.paused_reader.take() {
+            reader.wake();
         }
     }
 }
@@ -59,6 +97,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for Link<S> {
         // ready, and the future is polled below before parking.
         if this.token.is_cancelled() {
             return Poll::Ready(Err(cut_read()));
+        }
+        if this.pause_reads && this.stall.is_some() {
+            // Writes are blocked: take nothing more from this peer until it
+            // reads what it was sent.
+            this.paused_reader = Some(cx.waker().clone());
+            if this.read_cut.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(cut_read()));
+            }
+            return Poll::Pending;
         }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
@@ -111,6 +158,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Link<S> {
         }
         match Pin::new(&mut self.inner).poll_write(cx, buf) {
             Poll::Pending => self.park_write(cx),
+            Poll::Ready(Ok(n)) => {
+                self.wrote(n);
+                Poll::Ready(Ok(n))
+            }
             ready => ready,
         }
     }
@@ -121,6 +172,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Link<S> {
         }
         match Pin::new(&mut self.inner).poll_flush(cx) {
             Poll::Pending => self.park_write(cx),
+            Poll::Ready(Ok(())) => {
+                self.wrote(0);
+                Poll::Ready(Ok(()))
+            }
             ready => ready,
         }
     }
@@ -135,6 +190,21 @@ impl<S> Link<S> {
     fn park_write<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         if self.write_cut.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Err(cut_write()));
+        }
+        if let Some(limit) = self.stall_timeout {
+            let stall = self
+                .stall
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+            if stall.as_mut().poll(cx).is_ready() {
+                self.token.cancel();
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("peer read nothing for {limit:?}"),
+                )));
+            }
+        } else if self.pause_reads && self.stall.is_none() {
+            // No timeout, but reads still pause while blocked.
+            self.stall = Some(Box::pin(tokio::time::sleep(Duration::MAX / 4)));
         }
         Poll::Pending
     }

@@ -25,12 +25,12 @@ use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
 use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::call::{ActorCalls, Guard};
+use crate::call::{ActorCalls, Guard, Outgoing};
 use crate::schema::actor_capnp::{actor, gate};
 use crate::Quota;
 
 pub(crate) use gatekeeper::Gate;
-pub(crate) use link::Link;
+pub(crate) use link::{Link, LinkConfig};
 pub use memory::LinkConditions;
 
 /// Limits on what one connection may send us.
@@ -60,6 +60,13 @@ pub struct Limits {
     /// tensor worker's tensors, say), on top of the actor's own quota.
     /// Default `None` (only the actor's quota applies).
     pub max_connection_memory: Option<u64>,
+    /// Reply bytes this side may have queued for a peer that is not reading
+    /// them; a large reply past it fails with `outgoing queue limit
+    /// exceeded`. Default 256 MiB.
+    pub max_outgoing_bytes: u64,
+    /// Close the connection if the peer has read nothing of what this side
+    /// is trying to send for this long. Default 60 s.
+    pub write_stall_timeout: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -70,6 +77,8 @@ impl Default for Limits {
             stream_window: 1 << 20,
             max_calls_in_flight: 1024,
             max_connection_memory: None,
+            max_outgoing_bytes: 256 << 20,
+            write_stall_timeout: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -260,10 +269,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let memory = site.limits.max_connection_memory.map(Quota::new);
+    let outgoing = Outgoing::new(site.limits.max_outgoing_bytes);
     let guard = Guard::new(
         site.calls.clone(),
         Some(site.limits.max_calls_in_flight),
         memory,
+        Some(outgoing.clone()),
     );
     let actor = guard.proxy(&site.actor);
     let opened = Rc::new(Cell::new(false));
@@ -274,6 +285,7 @@ where
         &site.limits,
         site.idle_timeout,
         cut.clone(),
+        Some(outgoing),
     );
     let Some(limit) = site.handshake_timeout else {
         return serving.await;
@@ -297,10 +309,18 @@ pub(crate) async fn serve_bootstrap<S>(
     limits: &Limits,
     idle_timeout: Option<Duration>,
     cut: CancellationToken,
+    outgoing: Option<Arc<Outgoing>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let link = Link::new(stream, cut, idle_timeout, limits.max_message_bytes);
+    let config = LinkConfig {
+        idle_timeout,
+        max_message_bytes: limits.max_message_bytes,
+        write_stall_timeout: limits.write_stall_timeout,
+        outgoing,
+        pause_reads_while_blocked: true,
+    };
+    let link = Link::new(stream, cut, config);
     let system = rpc_system(link, Side::Server, Some(bootstrap), limits);
     if let Err(e) = system.await {
         tracing::debug!("connection closed: {e}");
@@ -315,12 +335,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let handle = LinkHandle::new(CancellationToken::new());
-    let link = Link::new(
-        stream,
-        handle.cut.clone(),
-        None,
-        opts.limits.max_message_bytes,
-    );
+    let config = LinkConfig {
+        max_message_bytes: opts.limits.max_message_bytes,
+        write_stall_timeout: opts.limits.write_stall_timeout,
+        ..LinkConfig::default()
+    };
+    let link = Link::new(stream, handle.cut.clone(), config);
     let mut system = rpc_system(link, Side::Client, None, &opts.limits);
     let bootstrap: gate::Client = system.bootstrap(Side::Server);
     let client: C = gatekeeper::open(&bootstrap, &opts.token);

@@ -250,7 +250,7 @@ async fn accept_loop(
                 // short while to read it. The while is not an idle timeout:
                 // a peer that keeps talking (a heartbeat) would otherwise
                 // hold its slot for ever. Shutdown cuts it short.
-                let serve = super::serve_bootstrap(stream, broken, &limits, None, cut);
+                let serve = super::serve_bootstrap(stream, broken, &limits, None, cut, None);
                 let _ = tokio::time::timeout(REFUSED_LINGER, serve).await;
             });
             continue;
