@@ -16,7 +16,8 @@ const schemaVersion :UInt32 = 2;
 # Changes are compatible only (new fields, methods and interfaces, never a
 # renumbering): clients and servers of any two versions work together.
 # Version 2 added `ActorInfo.runtime` and `TensorWorker.memory`.
-# The policy, and the tests that hold us to it: docs/EXTENDING.md.
+# The rules: docs/PROTOCOL.md; the tests that hold us to them, and what they
+# mean for actors that extend ours: docs/EXTENDING.md.
 
 interface Gate {
   # The bootstrap capability of every capactor connection.

@@ -43,9 +43,7 @@ fn read_rs(dir: &Path) -> BTreeMap<String, String> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "rs") && p.file_name().unwrap() != "mod.rs"
-        })
+        .filter(|p| p.extension().is_some_and(|e| e == "rs") && p.file_name().unwrap() != "mod.rs")
         .map(|p| {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             (name, std::fs::read_to_string(&p).unwrap())
@@ -99,7 +97,10 @@ fn frozen_versions_are_older_than_the_current_one() {
             text.contains(&format!("const schemaVersion :UInt32 = {version};")),
             "tests/compat/v{version} is not the schema of version {version}"
         );
-        assert!(*version < current, "version {version} is frozen but current is {current}");
+        assert!(
+            *version < current,
+            "version {version} is frozen but current is {current}"
+        );
     }
     assert_eq!(
         RELEASED.last().map(|(v, _)| v + 1),
@@ -144,12 +145,42 @@ fn the_check_catches_incompatible_changes() {
         old.incompatibilities(&Nodes::parse(&compile(dir.path(), files)))
     };
     let cases = [
-        ("actor.capnp", "  kind @1 :Text;", "  sort @1 :Text;", "field kind was removed or renamed"),
-        ("actor.capnp", "uptimeMillis @4 :UInt64;", "uptimeMillis @4 :UInt32;", "field uptimeMillis changed"),
-        ("tensor.capnp", "step @4 :Int64 = 1;", "step @4 :Int64 = 2;", "field step changed"),
-        ("tensor.capnp", "  sub @1;\n  mul @2;", "  mul @1;\n  sub @2;", "enumerant @1 sub is now mul"),
-        ("tensor.capnp", "  take @14 () -> (data :TensorData);", "", "method take was removed"),
-        ("tensor.capnp", "interface TensorWorker extends(Actor) {", "interface TensorWorker {", "no longer extends"),
+        (
+            "actor.capnp",
+            "  kind @1 :Text;",
+            "  sort @1 :Text;",
+            "field kind was removed or renamed",
+        ),
+        (
+            "actor.capnp",
+            "uptimeMillis @4 :UInt64;",
+            "uptimeMillis @4 :UInt32;",
+            "field uptimeMillis changed",
+        ),
+        (
+            "tensor.capnp",
+            "step @4 :Int64 = 1;",
+            "step @4 :Int64 = 2;",
+            "field step changed",
+        ),
+        (
+            "tensor.capnp",
+            "  sub @1;\n  mul @2;",
+            "  mul @1;\n  sub @2;",
+            "enumerant @1 sub is now mul",
+        ),
+        (
+            "tensor.capnp",
+            "  take @14 () -> (data :TensorData);",
+            "",
+            "method take was removed",
+        ),
+        (
+            "tensor.capnp",
+            "interface TensorWorker extends(Actor) {",
+            "interface TensorWorker {",
+            "no longer extends",
+        ),
     ];
     for (file, from, to, expected) in cases {
         let problems = broken(file, from, to);
@@ -277,7 +308,12 @@ fn compare_node(name: &str, old: node::Reader<'_>, now: node::Reader<'_>, out: &
                     }
                 }
             }
-            let bases: Vec<u64> = n.get_superclasses().unwrap().iter().map(|s| s.get_id()).collect();
+            let bases: Vec<u64> = n
+                .get_superclasses()
+                .unwrap()
+                .iter()
+                .map(|s| s.get_id())
+                .collect();
             for s in o.get_superclasses().unwrap() {
                 if !bases.contains(&s.get_id()) {
                     out.push(format!("{name}: no longer extends @{:#x}", s.get_id()));

@@ -33,7 +33,11 @@ const REMOTE: [Transport; 2] = [Transport::Virtual, Transport::Tcp];
 
 /// Serves what `make` makes as `S` (the server's own view) and connects
 /// to it as `C` (the client's view, of another schema version).
-async fn reach<S, C, F, A>(t: Transport, rt: &Runtime, make: F) -> (C, Option<TcpServer>, Box<dyn std::any::Any>)
+async fn reach<S, C, F, A>(
+    t: Transport,
+    rt: &Runtime,
+    make: F,
+) -> (C, Option<TcpServer>, Box<dyn std::any::Any>)
 where
     S: capnp::capability::FromClientHook + capnp::capability::FromServer<A> + Clone + 'static,
     C: capnp::capability::FromClientHook + Clone + 'static,
@@ -83,12 +87,13 @@ where
 #[test]
 fn a_v1_client_works_against_the_current_server() {
     each(|t, rt| async move {
-        let (old, _server, _keep) = reach::<tensor_worker::Client, v1::tensor_capnp::tensor_worker::Client, _, _>(
-            t,
-            &rt,
-            || TensorWorker::new("now", Quota::new(1 << 20)),
-        )
-        .await;
+        let (old, _server, _keep) =
+            reach::<tensor_worker::Client, v1::tensor_capnp::tensor_worker::Client, _, _>(
+                t,
+                &rt,
+                || TensorWorker::new("now", Quota::new(1 << 20)),
+            )
+            .await;
 
         // Tensor calls, pipelined, as version 1 knew them.
         let mut full = old.full_request();
@@ -117,7 +122,10 @@ fn a_v1_client_works_against_the_current_server() {
         let reply = base.info_request().send().promise.await.unwrap();
         let info = reply.get().unwrap().get_info().unwrap();
         assert_eq!(info.get_name().unwrap().to_str().unwrap(), "now");
-        assert_eq!(info.get_schema_version(), capactor::schema::actor_capnp::SCHEMA_VERSION);
+        assert_eq!(
+            info.get_schema_version(),
+            capactor::schema::actor_capnp::SCHEMA_VERSION
+        );
         assert!(info.get_schema_version() > v1::actor_capnp::SCHEMA_VERSION);
         let names: Vec<&str> = info
             .get_interfaces()
@@ -170,9 +178,13 @@ impl v1::actor_capnp::actor::Server for OldWorker {
         info.set_live_objects(self.inner.quota().live_tensors());
         info.set_live_bytes(self.inner.quota().used());
         let mut list = info.init_interfaces(2);
-        list.reborrow().get(0).set_id(v1::tensor_capnp::tensor_worker::Client::TYPE_ID);
+        list.reborrow()
+            .get(0)
+            .set_id(v1::tensor_capnp::tensor_worker::Client::TYPE_ID);
         list.reborrow().get(0).set_name("TensorWorker");
-        list.reborrow().get(1).set_id(v1::actor_capnp::actor::Client::TYPE_ID);
+        list.reborrow()
+            .get(1)
+            .set_id(v1::actor_capnp::actor::Client::TYPE_ID);
         list.reborrow().get(1).set_name("Actor");
         Ok(())
     }
@@ -209,8 +221,20 @@ impl v1::tensor_capnp::tensor_worker::Server for OldWorker {
     );
 }
 
-async fn old_server(t: Transport, rt: &Runtime) -> (tensor_worker::Client, Option<TcpServer>, Box<dyn std::any::Any>) {
-    reach::<v1::tensor_capnp::tensor_worker::Client, tensor_worker::Client, _, _>(t, rt, OldWorker::new).await
+async fn old_server(
+    t: Transport,
+    rt: &Runtime,
+) -> (
+    tensor_worker::Client,
+    Option<TcpServer>,
+    Box<dyn std::any::Any>,
+) {
+    reach::<v1::tensor_capnp::tensor_worker::Client, tensor_worker::Client, _, _>(
+        t,
+        rt,
+        OldWorker::new,
+    )
+    .await
 }
 
 #[test]
@@ -229,7 +253,9 @@ fn a_current_client_works_against_a_v1_server() {
         assert_eq!(about.runtime, "", "ActorInfo.runtime defaults to empty");
         assert!(about.implements::<tensor_worker::Client>());
         assert!(
-            about.to_string().contains("runtime:        unknown (built before schema version 2)"),
+            about
+                .to_string()
+                .contains("runtime:        unknown (built before schema version 2)"),
             "{about}"
         );
     });
@@ -264,7 +290,10 @@ fn a_method_a_v1_server_lacks_answers_unimplemented_with_a_clear_message() {
 
         // The connection is fine afterwards.
         let w = Worker::new(client);
-        assert_eq!(w.full(DType::I64, &[2], 7i64).sum().item().await.unwrap(), 14.0);
+        assert_eq!(
+            w.full(DType::I64, &[2], 7i64).sum().item().await.unwrap(),
+            14.0
+        );
     });
 }
 
@@ -273,12 +302,11 @@ fn the_current_server_answers_the_new_method() {
     each(|t, rt| async move {
         let quota = Quota::new(1 << 20);
         let q = quota.clone();
-        let (client, _server, _keep) = reach::<tensor_worker::Client, tensor_worker::Client, _, _>(
-            t,
-            &rt,
-            move || TensorWorker::new("now", q.clone()),
-        )
-        .await;
+        let (client, _server, _keep) =
+            reach::<tensor_worker::Client, tensor_worker::Client, _, _>(t, &rt, move || {
+                TensorWorker::new("now", q.clone())
+            })
+            .await;
         let w = Worker::new(client.clone());
         let x = w.zeros(DType::F64, &[16]);
         x.shape().await.unwrap();
