@@ -54,6 +54,9 @@ impl LinkConditions {
     }
 }
 
+/// The resolution of tokio's timer.
+const TIMER_TICK: Duration = Duration::from_millis(1);
+
 /// Largest chunk one write hands to the reader.
 const MAX_CHUNK: usize = 256 << 10;
 
@@ -148,6 +151,16 @@ impl AsyncRead for MemoryStream {
                 ready!(wait.as_mut().poll(cx));
                 rx.wait = None;
             }
+            if let Some(at) = rx.current.as_ref().and_then(|(c, _)| c.deliver_at) {
+                // tokio's timer rounds a deadline up to its next millisecond
+                // tick, which would add up to a millisecond to every hop;
+                // the timer wakes us a tick early and we yield until the
+                // exact time.
+                if Instant::now() < at {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+            }
             if let Some((chunk, off)) = &mut rx.current {
                 let n = (chunk.data.len() - *off).min(buf.remaining());
                 buf.put_slice(&chunk.data[*off..*off + n]);
@@ -161,8 +174,9 @@ impl AsyncRead for MemoryStream {
                 None => return Poll::Ready(Ok(())),
                 Some(chunk) => {
                     if let Some(at) = chunk.deliver_at {
-                        if at > Instant::now() {
-                            rx.wait = Some(Box::pin(tokio::time::sleep_until(at)));
+                        let early = at.checked_sub(TIMER_TICK).unwrap_or(at);
+                        if early > Instant::now() {
+                            rx.wait = Some(Box::pin(tokio::time::sleep_until(early)));
                         }
                     }
                     rx.current = Some((chunk, 0));
