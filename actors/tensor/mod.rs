@@ -5,8 +5,13 @@
 //!   op). No networking.
 //! - [`TensorWorker`]: the actor of `schema/tensor.capnp`, serving
 //!   `TensorWorker` and the `Tensor` capabilities it hands out.
-//! - [`RemoteTensor`] and [`Workers`]: the client API. Every op returns a
+//! - [`RemoteTensor`] and [`Worker`]: the client API. Every op returns a
 //!   new handle at once, so chains pipeline.
+//! - Actors whose own interface extends `TensorWorker` serve it with
+//!   [`serve_tensor_worker_via!`](crate::serve_tensor_worker_via) and reach
+//!   their clients' tensors through [`TensorWorker::array`],
+//!   [`TensorWorker::publish`] and [`TensorWorker::compute`]
+//!   (docs/EXTENDING.md).
 
 mod client;
 mod codec;
