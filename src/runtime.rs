@@ -168,7 +168,7 @@ impl Runtime {
     }
 
     /// Serves actors made by `make` on a TCP listener bound to `addr`
-    /// (`127.0.0.1:0` picks a free port; see [`TcpServer::local_addr`]).
+    /// (`127.0.0.1:0` picks a free port; see [`TcpServer::local_addr`](crate::TcpServer::local_addr)).
     ///
     /// Each vat gets its own actor instance, made by calling `make` on that
     /// vat, and serves the connections the listener hands it round-robin.

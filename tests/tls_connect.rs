@@ -47,7 +47,7 @@ fn a_client_trusting_the_root_or_pinning_the_certificate_is_served() {
         let server = serve_probe(&rt, "tls", tls_server_opts(server_identity)).await;
         let by_root = connect_probe(
             &server,
-            &client(ClientTls::with_roots(&[cert.clone()]).unwrap()),
+            &client(ClientTls::with_roots(std::slice::from_ref(&cert)).unwrap()),
         )
         .await;
         ping(&by_root, LIMIT).await;
@@ -68,7 +68,7 @@ fn a_client_that_does_not_trust_the_worker_gets_a_clear_error() {
         let server = serve_probe(&rt, "tls", tls_server_opts(server_identity)).await;
         let addr = server.local_addr().to_string();
         for tls in [
-            ClientTls::with_roots(&[other.clone()]).unwrap(),
+            ClientTls::with_roots(std::slice::from_ref(&other)).unwrap(),
             ClientTls::pinned(other).unwrap(),
         ] {
             let err = within(
