@@ -168,6 +168,10 @@ fn worker(
     }
     let rt = builder.build()?;
     capactor::block_on(async {
+        // Before anything is served, so that a signal sent as soon as the
+        // worker says where it listens shuts it down cleanly rather than
+        // killing it.
+        let shutdown = shutdown_signal()?;
         let quota = Quota::new(memory);
         let mut opts = capactor::ServeOptions::default();
         opts.tls = tls;
@@ -192,7 +196,7 @@ fn worker(
             eprintln!("token written to {}", path.display());
         }
         println!("listening on {}", server.local_addr());
-        shutdown_signal().await?;
+        shutdown.await;
         tracing::info!("shutting down; in-flight calls get {grace:?}");
         if !server.shutdown(grace).await {
             tracing::warn!("some calls were still running when the grace period ended");
@@ -201,13 +205,18 @@ fn worker(
     })
 }
 
-async fn shutdown_signal() -> std::io::Result<()> {
+/// Catches SIGINT and SIGTERM from now on; the future completes at the
+/// first of them.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r,
-        _ = term.recv() => Ok(()),
-    }
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 /// Where a worker's token comes from.

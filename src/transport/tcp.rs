@@ -1,17 +1,22 @@
 //! The TCP transport: a listener that spreads connections over the vats,
 //! and the client side.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use capnp::capability::{FromClientHook, FromServer};
 use socket2::{SockRef, TcpKeepalive};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
 use super::tls::ServerTls;
@@ -80,6 +85,8 @@ impl Default for ServeOptions {
 pub struct TcpServer {
     local_addr: SocketAddr,
     accepting: CancellationToken,
+    /// Stops every connection reading (see [`Closing`]).
+    closing: CancellationToken,
     connections: CancellationToken,
     calls: Arc<ActorCalls>,
     tracker: TaskTracker,
@@ -102,6 +109,12 @@ impl TcpServer {
     /// `grace`, then closes every connection. Returns `true` if every call
     /// finished within `grace`.
     ///
+    /// A connection closes as if its peer had hung up: it writes what it
+    /// has queued (the answers of the calls that finished, refusals) and an
+    /// abort, so the calls still pending on the client fail as
+    /// disconnected. One whose peer has not read all that within 2 s is
+    /// cut.
+    ///
     /// # Cancel safety
     ///
     /// Not cancel safe: dropping the future part way leaves the server
@@ -111,8 +124,12 @@ impl TcpServer {
         let clean = tokio::time::timeout(grace, self.calls.drain())
             .await
             .is_ok();
-        self.connections.cancel();
+        // Cutting the links at once would also fail the writes of answers
+        // still queued, and the calls they answer would look lost.
+        self.closing.cancel();
         self.tracker.close();
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.tracker.wait()).await;
+        self.connections.cancel();
         self.tracker.wait().await;
         clean
     }
@@ -143,6 +160,7 @@ where
     let server = TcpServer {
         local_addr,
         accepting: CancellationToken::new(),
+        closing: CancellationToken::new(),
         connections: CancellationToken::new(),
         calls: ActorCalls::new(opts.call_deadline),
         tracker: TaskTracker::new(),
@@ -156,6 +174,7 @@ where
         let make = make.clone();
         let opts = opts.clone();
         let calls = server.calls.clone();
+        let closing = server.closing.clone();
         let connections = server.connections.clone();
         let tracker = server.tracker.clone();
         let open = open.clone();
@@ -174,6 +193,7 @@ where
                 site,
                 opts.tls,
                 opts.keepalive,
+                closing,
                 connections,
                 tracker,
                 open,
@@ -182,6 +202,7 @@ where
     }
 
     let accepting = server.accepting.clone();
+    let closing = server.closing.clone();
     let connections = server.connections.clone();
     let max = opts.max_connections;
     let limits = opts.limits.clone();
@@ -191,6 +212,7 @@ where
             listener,
             vats,
             accepting,
+            closing,
             connections,
             open,
             max,
@@ -207,6 +229,7 @@ async fn accept_loop(
     listener: std::net::TcpListener,
     vats: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
     accepting: CancellationToken,
+    closing: CancellationToken,
     connections: CancellationToken,
     open: Arc<AtomicUsize>,
     max: usize,
@@ -243,6 +266,7 @@ async fn accept_loop(
             let open = open.clone();
             let limits = limits.clone();
             let cut = connections.child_token();
+            let stream = Closing::new(stream, &closing);
             tracker.spawn_local(async move {
                 let _open = OpenSlot(open);
                 let broken = capnp_rpc::new_broken_cap(err.into());
@@ -275,11 +299,13 @@ async fn accept_loop(
 /// that its peer can read why.
 const REFUSED_LINGER: Duration = Duration::from_secs(2);
 
+#[allow(clippy::too_many_arguments)]
 async fn vat_loop(
     mut rx: mpsc::UnboundedReceiver<std::net::TcpStream>,
     site: ServeSite,
     tls: Option<ServerTls>,
     keepalive: Option<Duration>,
+    closing: CancellationToken,
     connections: CancellationToken,
     tracker: TaskTracker,
     open: Arc<AtomicUsize>,
@@ -300,10 +326,12 @@ async fn vat_loop(
         configure(&stream, keepalive);
         let site = site.clone();
         let cut = connections.child_token();
+        let closing = closing.clone();
         let tls = tls.clone();
         tracker.spawn_local(async move {
             let _slot = slot;
             let Some(tls) = tls else {
+                let stream = Closing::new(stream, &closing);
                 return super::serve_stream(stream, &site, cut).await;
             };
             // The TLS handshake counts against the handshake timeout too.
@@ -313,11 +341,80 @@ async fn vat_loop(
                 _ = cut.cancelled() => return,
                 h = handshake => h,
             } {
-                Ok(Ok(stream)) => super::serve_stream(stream, &site, cut).await,
+                Ok(Ok(stream)) => {
+                    let stream = Closing::new(stream, &closing);
+                    super::serve_stream(stream, &site, cut).await
+                }
                 Ok(Err(e)) => tracing::warn!("tls handshake failed: {e}"),
                 Err(_) => tracing::warn!("tls handshake took longer than {limit:?}"),
             }
         });
+    }
+}
+
+/// How long a connection closed by [`TcpServer::shutdown`] has to write
+/// what it has queued before it is cut.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// A server's stream that stops reading when `closing` is cancelled: reads
+/// then fail as if the peer had hung up, while writes go on. capnp-rpc
+/// answers that by writing what it has queued, then an abort, and closing
+/// the connection. (Cutting the `Link` would fail those writes too.)
+struct Closing<S> {
+    inner: S,
+    token: CancellationToken,
+    closing: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl<S> Closing<S> {
+    fn new(inner: S, closing: &CancellationToken) -> Self {
+        Closing {
+            inner,
+            token: closing.clone(),
+            closing: Box::pin(closing.clone().cancelled_owned()),
+        }
+    }
+}
+
+fn closed_read() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "worker is shutting down")
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Closing<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        // As in `Link`: the flag while the stream is ready, the future (which
+        // registers a waker) only before parking.
+        if self.token.is_cancelled() {
+            return Poll::Ready(Err(closed_read()));
+        }
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Pending if self.closing.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Err(closed_read()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Closing<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
