@@ -514,6 +514,39 @@ impl Scaling {
         self.many.calls_per_s / self.one.calls_per_s
     }
 
+    /// A note for figures measured while the machine was not ours: the
+    /// 1-vat run should keep its vat busy, and the `n`-vat run should keep
+    /// its vats busy or use every core (vats and client together). Well
+    /// short of that, other processes held the cores and the gain says
+    /// little about the server.
+    fn caveat(&self) -> String {
+        let busy = |t: &Throughput, us: Option<f64>| us.map(|us| us * t.calls_per_s / 1e6);
+        let Some(one) = busy(&self.one, self.one.vats_us) else {
+            return String::new();
+        };
+        if one < 0.9 {
+            return format!(
+                " [1-vat run only {:.0}% busy: machine busy, re-run]",
+                one * 100.0
+            );
+        }
+        let (Some(vats), Some(client)) = (
+            busy(&self.many, self.many.vats_us),
+            busy(&self.many, self.many.client_us),
+        ) else {
+            return String::new();
+        };
+        let cores = self.cores as f64;
+        if vats < 0.9 * self.n as f64 && vats + client < 0.9 * cores {
+            return format!(
+                " [{}-vat run used only {:.2} of {cores} cores: machine busy, re-run]",
+                self.n,
+                vats + client
+            );
+        }
+        String::new()
+    }
+
     /// The most the `n`-vat run could have gained over the 1-vat run on
     /// this machine: it spent s µs of vat CPU and c µs of client CPU per
     /// call, all on the same `cores`, so it served at most
@@ -574,7 +607,7 @@ async fn vat_scaling(reach: Reach, n: usize, cores: usize) -> Scaling {
     };
     print!("  {name:<7} gain {:.2}x", scaling.gain());
     match scaling.ceiling() {
-        Some(c) => println!(" (the cores allowed at most {c:.2}x)"),
+        Some(c) => println!(" (the cores allowed at most {c:.2}x){}", scaling.caveat()),
         None => println!(),
     }
     scaling
@@ -695,8 +728,10 @@ fn summary(raw: &Figures, stock: &[Figures], capactor: &[Figures], scaling: &[Sc
             &format!("{} vats ≥ 1.6× 1 vat calls/s ({})", sc.n, sc.reach),
             gain >= 1.6,
             format!(
-                "{:.0} vs {:.0} calls/s = {gain:.3}x",
-                sc.many.calls_per_s, sc.one.calls_per_s
+                "{:.0} vs {:.0} calls/s = {gain:.3}x{}",
+                sc.many.calls_per_s,
+                sc.one.calls_per_s,
+                sc.caveat()
             ),
         );
     }
