@@ -45,6 +45,8 @@ pub mod actor;
 pub mod actors;
 pub mod call;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod quota;
 mod runtime;
 pub mod schema;
