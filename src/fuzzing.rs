@@ -25,16 +25,6 @@ use crate::schema::tensor_capnp::{tensor_data, tensor_worker};
 use crate::transport::{Link, LinkConfig};
 use crate::{Limits, Quota};
 
-/// The reader options a worker receives with under `limits`; the same as
-/// `transport::rpc_system` sets.
-fn reader_options(limits: &Limits) -> ReaderOptions {
-    let mut options = ReaderOptions::new();
-    options
-        .traversal_limit_in_words(Some(limits.max_message_bytes.div_ceil(8)))
-        .nesting_limit(limits.max_nesting);
-    options
-}
-
 fn limits(max_message_bytes: usize) -> Limits {
     Limits {
         max_message_bytes,
@@ -70,7 +60,7 @@ pub struct FramesRead {
 /// check must never turn away a message the limits allow.
 pub fn read_frames(bytes: &[u8], max_message_bytes: usize) -> FramesRead {
     let limits = limits(max_message_bytes);
-    let options = reader_options(&limits);
+    let options = limits.reader_options();
     let config = LinkConfig {
         max_message_bytes: limits.max_message_bytes,
         ..LinkConfig::default()
@@ -258,7 +248,7 @@ pub enum Decoded {
 ///
 /// See [`decode_tensor_message`] for what is checked.
 pub fn decode_tensor(bytes: &[u8], max_message_bytes: usize, memory_limit: u64) -> Decoded {
-    let options = reader_options(&limits(max_message_bytes));
+    let options = limits(max_message_bytes).reader_options();
     let Ok(message) = capnp::serialize::read_message(&mut &bytes[..], options) else {
         return Decoded::Unreadable;
     };

@@ -69,6 +69,17 @@ pub struct Limits {
     pub write_stall_timeout: Option<Duration>,
 }
 
+impl Limits {
+    /// How capnp reads what a peer sends under these limits.
+    pub(crate) fn reader_options(&self) -> capnp::message::ReaderOptions {
+        let mut options = capnp::message::ReaderOptions::new();
+        options
+            .traversal_limit_in_words(Some(self.max_message_bytes.div_ceil(8)))
+            .nesting_limit(self.max_nesting);
+        options
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -239,11 +250,7 @@ where
     // message as several slices followed by one flush.
     let r = BufReader::with_capacity(64 << 10, r).compat();
     let w = BufWriter::with_capacity(64 << 10, w).compat_write();
-    let mut options = capnp::message::ReaderOptions::new();
-    options
-        .traversal_limit_in_words(Some(limits.max_message_bytes.div_ceil(8)))
-        .nesting_limit(limits.max_nesting);
-    let mut network = twoparty::VatNetwork::new(r, w, side, options);
+    let mut network = twoparty::VatNetwork::new(r, w, side, limits.reader_options());
     network.set_window_size(limits.stream_window);
     RpcSystem::new(Box::new(network), bootstrap)
 }
