@@ -34,7 +34,7 @@ pub const TENSOR_WORKER: Interface = Interface::of::<tensor_worker::Client>("Ten
 /// A `Trainer extends(TensorWorker)` from your own schema (see
 /// docs/EXTENDING.md and `examples/trainer`):
 ///
-/// ```ignore
+/// ```text
 /// struct Trainer {
 ///     worker: Rc<TensorWorker>,
 /// }
