@@ -154,7 +154,9 @@ impl Runtime {
             let actor: C = capnp_rpc::new_client(make());
             let site = ServeSite {
                 actor: actor::Client::new(actor.into_client_hook()),
-                calls: ActorCalls::new(None),
+                // The same default deadline as a TCP worker's: no call hangs
+                // for ever by default.
+                calls: ActorCalls::new(crate::ServeOptions::default().call_deadline),
                 token: None,
                 limits,
                 idle_timeout: None,
