@@ -195,16 +195,11 @@ impl Worker {
         high: f64,
         seed: u64,
     ) -> RemoteTensor {
-        let mut req = self.client.random_request();
-        let mut p = req.get();
-        p.set_dtype(codec::to_wire(dtype));
-        p.set_shape(shape)
-            .expect("setting a list of u64 cannot fail");
-        p.set_seed(seed);
-        let mut u = p.init_distribution().init_uniform();
-        u.set_low(low);
-        u.set_high(high);
-        self.sent(req.send().pipeline.get_tensor())
+        self.random(dtype, shape, seed, |d| {
+            let mut u = d.init_uniform();
+            u.set_low(low);
+            u.set_high(high);
+        })
     }
 
     /// Normally distributed random values, deterministic for `seed`.
@@ -216,15 +211,27 @@ impl Worker {
         std: f64,
         seed: u64,
     ) -> RemoteTensor {
+        self.random(dtype, shape, seed, |d| {
+            let mut n = d.init_normal();
+            n.set_mean(mean);
+            n.set_std(std);
+        })
+    }
+
+    fn random(
+        &self,
+        dtype: DType,
+        shape: &[u64],
+        seed: u64,
+        distribution: impl FnOnce(crate::schema::tensor_capnp::distribution::Builder<'_>),
+    ) -> RemoteTensor {
         let mut req = self.client.random_request();
         let mut p = req.get();
         p.set_dtype(codec::to_wire(dtype));
         p.set_shape(shape)
             .expect("setting a list of u64 cannot fail");
         p.set_seed(seed);
-        let mut n = p.init_distribution().init_normal();
-        n.set_mean(mean);
-        n.set_std(std);
+        distribution(p.init_distribution());
         self.sent(req.send().pipeline.get_tensor())
     }
 
