@@ -14,15 +14,13 @@ use capnp_rpc::rpc_capnp::{
     resolve, return_,
 };
 use capnp_rpc::rpc_twoparty_capnp::Side;
-use capnp_rpc::{twoparty, VatNetwork as _};
+use capnp_rpc::VatNetwork as _;
 use futures::FutureExt;
-use tokio::io::BufReader;
-use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::actors::tensor::TensorWorker;
 use crate::schema::tensor_capnp::{tensor_data, tensor_worker};
-use crate::transport::{Link, LinkConfig};
+use crate::transport::{wire, Link, LinkConfig};
 use crate::{Limits, Quota};
 
 fn limits(max_message_bytes: usize) -> Limits {
@@ -46,9 +44,8 @@ pub struct FramesRead {
 }
 
 /// Feeds `bytes`, as a peer's whole byte stream, through the path a worker
-/// reads with: the `Link` with its frame check, the same buffering, the
-/// two-party network's message reader with the worker's reader options for
-/// `max_message_bytes`, then a traversal of each message as an RPC
+/// reads with: the `Link`, then the two-party network's reader (with its
+/// frame check) under the worker's limits for `max_message_bytes`, then a traversal of each message as an RPC
 /// `Message` (every pointer followed, under the traversal and nesting
 /// limits).
 ///
@@ -61,17 +58,10 @@ pub struct FramesRead {
 pub fn read_frames(bytes: &[u8], max_message_bytes: usize) -> FramesRead {
     let limits = limits(max_message_bytes);
     let options = limits.reader_options();
-    let config = LinkConfig {
-        max_message_bytes: limits.max_message_bytes,
-        ..LinkConfig::default()
-    };
     // The network wants a stream it can own.
     let stream = std::io::Cursor::new(bytes.to_vec());
-    let link = Link::new(stream, CancellationToken::new(), config);
-    let r = BufReader::with_capacity(64 << 10, link).compat();
-    let w = tokio::io::sink().compat_write();
-    let mut network = twoparty::VatNetwork::new(r, w, Side::Server, options);
-    network.set_window_size(limits.stream_window);
+    let link = Link::new(stream, CancellationToken::new(), LinkConfig::default());
+    let mut network = wire::network(link, Side::Server, &limits);
     let mut conn = network
         .accept()
         .now_or_never()

@@ -20,8 +20,6 @@ use crate::call::Outgoing;
 pub(crate) struct LinkConfig {
     /// Fail reads after the peer has sent nothing for this long.
     pub(crate) idle_timeout: Option<Duration>,
-    /// Refuse a message larger than this (see [`Frames`]).
-    pub(crate) max_message_bytes: usize,
     /// Fail writes after the peer has read nothing for this long.
     pub(crate) write_stall_timeout: Option<Duration>,
     /// Counts bytes written, for the connection's reply budget.
@@ -41,7 +39,6 @@ pub(crate) struct LinkConfig {
 /// closes its connections at shutdown: one mechanism for all of them.
 pub(crate) struct Link<S> {
     inner: S,
-    frames: Frames,
     token: CancellationToken,
     read_cut: Pin<Box<WaitForCancellationFutureOwned>>,
     write_cut: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -58,7 +55,6 @@ impl<S> Link<S> {
     pub(crate) fn new(inner: S, token: CancellationToken, config: LinkConfig) -> Self {
         Link {
             inner,
-            frames: Frames::new(config.max_message_bytes as u64),
             read_cut: Box::pin(token.clone().cancelled_owned()),
             write_cut: Box::pin(token.clone().cancelled_owned()),
             token,
@@ -113,15 +109,6 @@ impl<S: AsyncRead + Unpin> AsyncRead for Link<S> {
                 if buf.filled().len() > before {
                     if let Some((d, sleep)) = &mut this.idle {
                         sleep.as_mut().reset(Instant::now() + *d);
-                    }
-                    if let Err(msg) = this.frames.feed(&buf.filled()[before..]) {
-                        // Not cut: capnp-rpc still gets to tell the peer why.
-                        // The connection cannot go on after a refused frame,
-                        // so callers see it as gone.
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::ConnectionAborted,
-                            format!("peer sent an invalid frame: {msg}"),
-                        )));
                     }
                 }
                 Poll::Ready(r)
@@ -216,123 +203,4 @@ fn cut_read() -> io::Error {
 
 fn cut_write() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "link cut")
-}
-
-/// Most segments one message may have.
-const MAX_SEGMENTS: u64 = 512;
-
-/// Follows the Cap'n Proto stream framing (segment table, then segments)
-/// of what a peer sends, to refuse an oversized message with our own
-/// words before capnp reads it (capnp's own error names its internals).
-#[derive(Debug)]
-struct Frames {
-    max_bytes: u64,
-    state: FrameState,
-}
-
-#[derive(Debug)]
-enum FrameState {
-    /// Reading the 4-byte segment count (minus one).
-    Count { have: usize, buf: [u8; 4] },
-    /// Reading segment sizes, then padding to 8 bytes.
-    Table {
-        segments: u64,
-        read: u64,
-        have: usize,
-        buf: [u8; 4],
-        words: u64,
-    },
-    /// Skipping the body.
-    Body { left: u64 },
-}
-
-impl Frames {
-    fn new(max_bytes: u64) -> Self {
-        Frames {
-            max_bytes,
-            state: FrameState::Count {
-                have: 0,
-                buf: [0; 4],
-            },
-        }
-    }
-
-    fn feed(&mut self, mut data: &[u8]) -> Result<(), String> {
-        while !data.is_empty() {
-            match &mut self.state {
-                FrameState::Count { have, buf } => {
-                    buf[*have] = data[0];
-                    *have += 1;
-                    data = &data[1..];
-                    if *have == 4 {
-                        let segments = u64::from(u32::from_le_bytes(*buf)) + 1;
-                        if segments > MAX_SEGMENTS {
-                            return Err(format!(
-                                "message has {segments} segments, more than the limit of {MAX_SEGMENTS}"
-                            ));
-                        }
-                        self.state = FrameState::Table {
-                            segments,
-                            read: 0,
-                            have: 0,
-                            buf: [0; 4],
-                            words: 0,
-                        };
-                    }
-                }
-                FrameState::Table {
-                    segments,
-                    read,
-                    have,
-                    buf,
-                    words,
-                } => {
-                    // Sizes, then 4 bytes of padding if the table (count
-                    // included) is not a whole number of words.
-                    let padded = *segments + u64::from(*segments % 2 == 0);
-                    buf[*have] = data[0];
-                    *have += 1;
-                    data = &data[1..];
-                    if *have < 4 {
-                        continue;
-                    }
-                    *have = 0;
-                    if *read < *segments {
-                        *words += u64::from(u32::from_le_bytes(*buf));
-                        let bytes = *words * 8;
-                        if bytes > self.max_bytes {
-                            return Err(format!(
-                                "message of at least {bytes} bytes exceeds the limit of {} bytes",
-                                self.max_bytes
-                            ));
-                        }
-                    }
-                    *read += 1;
-                    if *read == padded {
-                        let left = *words * 8;
-                        self.state = if left == 0 {
-                            FrameState::Count {
-                                have: 0,
-                                buf: [0; 4],
-                            }
-                        } else {
-                            FrameState::Body { left }
-                        };
-                    }
-                }
-                FrameState::Body { left } => {
-                    let n = (*left).min(data.len() as u64);
-                    *left -= n;
-                    data = &data[n as usize..];
-                    if *left == 0 {
-                        self.state = FrameState::Count {
-                            have: 0,
-                            buf: [0; 4],
-                        };
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
 }

@@ -11,6 +11,7 @@ mod link;
 pub(crate) mod memory;
 pub(crate) mod tcp;
 pub mod tls;
+pub(crate) mod wire;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -19,10 +20,9 @@ use std::time::Duration;
 
 use capnp::capability::FromClientHook;
 use capnp_rpc::rpc_twoparty_capnp::Side;
-use capnp_rpc::{twoparty, RpcSystem};
+use capnp_rpc::RpcSystem;
 use futures::FutureExt;
-use tokio::io::{AsyncRead, AsyncWrite, BufReader, BufWriter};
-use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::call::{ActorCalls, Guard, Outgoing};
@@ -245,14 +245,7 @@ fn rpc_system<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let (r, w) = tokio::io::split(stream);
-    // Buffered both ways: capnp reads a frame in small pieces and writes a
-    // message as several slices followed by one flush.
-    let r = BufReader::with_capacity(64 << 10, r).compat();
-    let w = BufWriter::with_capacity(64 << 10, w).compat_write();
-    let mut network = twoparty::VatNetwork::new(r, w, side, limits.reader_options());
-    network.set_window_size(limits.stream_window);
-    RpcSystem::new(Box::new(network), bootstrap)
+    RpcSystem::new(Box::new(wire::network(stream, side, limits)), bootstrap)
 }
 
 /// What a server needs to serve one connection.
@@ -322,7 +315,6 @@ pub(crate) async fn serve_bootstrap<S>(
 {
     let config = LinkConfig {
         idle_timeout,
-        max_message_bytes: limits.max_message_bytes,
         write_stall_timeout: limits.write_stall_timeout,
         outgoing,
         pause_reads_while_blocked: true,
@@ -343,7 +335,6 @@ where
 {
     let handle = LinkHandle::new(CancellationToken::new());
     let config = LinkConfig {
-        max_message_bytes: opts.limits.max_message_bytes,
         write_stall_timeout: opts.limits.write_stall_timeout,
         ..LinkConfig::default()
     };

@@ -1,0 +1,740 @@
+//! [`network`]: capactor's two-party `VatNetwork`, the Cap'n Proto stream
+//! framing of RPC messages over one byte stream.
+//!
+//! It does what capnp-rpc's `twoparty` network does, on the path every
+//! call takes, with less work per message:
+//!
+//! - **Small first segments.** capnp-rpc asks for a 1024-word (8 KiB,
+//!   zeroed) first segment for every call; a call is usually a few dozen
+//!   words. Messages start at [`FIRST_SEGMENT_WORDS`] and grow as needed.
+//! - **One buffer each way, no channels.** Outgoing messages queue in a
+//!   `VecDeque`; the writer copies small ones into one buffer and writes a
+//!   large segment (tensor data) straight from the message, then flushes
+//!   once the queue is empty. Reads fill one buffer that frames are parsed
+//!   out of; a large body is read straight into the message's own memory.
+//! - **The frame check is the parser.** A frame claiming more than
+//!   [`MAX_SEGMENTS`] segments or more than `Limits::max_message_bytes` is
+//!   refused from its segment table, before anything is allocated for it,
+//!   with an error in our words.
+//!
+//! Everything runs on the RPC system's own task: the reader in
+//! `receive_incoming_message`, the writer in `drive_until_shutdown`.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{ready, Context, Poll, Waker};
+
+use capnp::capability::Promise;
+use capnp::message::{Builder, HeapAllocator, ReaderOptions, ReaderSegments};
+use capnp::{Error, Word};
+use capnp_rpc::rpc_twoparty_capnp::Side;
+use futures::future::LocalBoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::Limits;
+
+/// Words in the first segment of a message we send, at most.
+pub(crate) const FIRST_SEGMENT_WORDS: u32 = 64;
+/// Most segments a message we accept may have.
+pub(crate) const MAX_SEGMENTS: usize = 512;
+/// Bytes read from the stream at a time, and buffered for writing before a
+/// write is issued.
+const BUFFER: usize = 64 << 10;
+/// A segment at least this large is written from the message itself, not
+/// copied into the write buffer.
+const DIRECT: usize = 16 << 10;
+
+/// The two-party network of one connection over `stream`, for the RPC
+/// system on `side`.
+pub(crate) fn network<S>(stream: S, side: Side, limits: &Limits) -> Network<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let wire = Rc::new(Wire {
+        stream: RefCell::new(stream),
+        inbox: RefCell::new(Inbox::new(limits)),
+        outbox: RefCell::new(Outbox::default()),
+        stream_window: limits.stream_window,
+    });
+    let handle = Rc::new(Handle {
+        wire: wire.clone(),
+        peer: match side {
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
+        },
+    });
+    Network {
+        wire,
+        side,
+        handle: Rc::downgrade(&handle),
+        unaccepted: Some(handle),
+    }
+}
+
+/// See [`network`].
+pub(crate) struct Network<S> {
+    wire: Rc<Wire<S>>,
+    side: Side,
+    handle: Weak<Handle<S>>,
+    /// The connection, until the RPC system accepts it.
+    unaccepted: Option<Rc<Handle<S>>>,
+}
+
+/// What the reader, the writer and every message share.
+struct Wire<S> {
+    stream: RefCell<S>,
+    inbox: RefCell<Inbox>,
+    outbox: RefCell<Outbox>,
+    stream_window: usize,
+}
+
+/// The connection, as handed to the RPC system (possibly several times:
+/// by `accept` and by `connect`). When the last handle goes, the writer
+/// finishes what is queued and the network's driver resolves.
+struct Handle<S> {
+    wire: Rc<Wire<S>>,
+    peer: Side,
+}
+
+impl<S> Drop for Handle<S> {
+    fn drop(&mut self) {
+        let mut out = self.wire.outbox.borrow_mut();
+        out.dropped = true;
+        out.wake_writer();
+    }
+}
+
+struct Connection<S>(Rc<Handle<S>>);
+
+impl<S> capnp_rpc::VatNetwork<Side> for Network<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    fn connect(&mut self, host_id: Side) -> Option<Box<dyn capnp_rpc::Connection<Side>>> {
+        if host_id == self.side {
+            return None;
+        }
+        // Once every handle is gone the connection is over; a new handle on
+        // the same wire only sees it closed.
+        let handle = self.handle.upgrade().unwrap_or_else(|| {
+            Rc::new(Handle {
+                wire: self.wire.clone(),
+                peer: host_id,
+            })
+        });
+        Some(Box::new(Connection(handle)))
+    }
+
+    fn accept(&mut self) -> Promise<Box<dyn capnp_rpc::Connection<Side>>, Error> {
+        match self.unaccepted.take() {
+            Some(h) => Promise::ok(Box::new(Connection(h))),
+            None => Promise::from_future(std::future::pending()),
+        }
+    }
+
+    fn drive_until_shutdown(&mut self) -> Promise<(), Error> {
+        let wire = self.wire.clone();
+        Promise::from_future(poll_fn(move |cx| wire.poll_drive(cx)))
+    }
+}
+
+impl<S> capnp_rpc::Connection<Side> for Connection<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    fn get_peer_vat_id(&self) -> Side {
+        self.0.peer
+    }
+
+    fn new_outgoing_message(&mut self, hint: u32) -> Box<dyn capnp_rpc::OutgoingMessage> {
+        let words = match hint {
+            0 => FIRST_SEGMENT_WORDS,
+            n => n.min(FIRST_SEGMENT_WORDS),
+        };
+        Box::new(Outgoing {
+            message: Builder::new(HeapAllocator::new().first_segment_words(words)),
+            wire: self.0.wire.clone(),
+        })
+    }
+
+    fn receive_incoming_message(
+        &mut self,
+    ) -> Promise<Option<Box<dyn capnp_rpc::IncomingMessage>>, Error> {
+        let wire = self.0.wire.clone();
+        Promise::from_future(poll_fn(move |cx| wire.poll_receive(cx)))
+    }
+
+    fn new_stream(&mut self) -> (Box<dyn capnp_rpc::FlowController>, Promise<(), Error>) {
+        let window = Rc::new(RefCell::new(Window::new(self.0.wire.stream_window)));
+        let driver = window.clone();
+        (
+            Box::new(FlowController(window)),
+            Promise::from_future(poll_fn(move |cx| driver.borrow_mut().poll_acks(cx))),
+        )
+    }
+
+    fn shutdown(&mut self, _result: capnp::Result<()>) -> Promise<(), Error> {
+        self.0.wire.outbox.borrow_mut().closing = true;
+        self.0.wire.outbox.borrow_mut().wake_writer();
+        let wire = self.0.wire.clone();
+        Promise::from_future(poll_fn(move |cx| {
+            let mut out = wire.outbox.borrow_mut();
+            match &out.finished {
+                Some(r) => Poll::Ready(r.clone()),
+                None => {
+                    out.closers.push(cx.waker().clone());
+                    out.wake_writer();
+                    Poll::Pending
+                }
+            }
+        }))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Writing.
+
+/// A message being built, then queued on the wire.
+struct Outgoing<S> {
+    message: Builder<HeapAllocator>,
+    wire: Rc<Wire<S>>,
+}
+
+impl<S: 'static> capnp_rpc::OutgoingMessage for Outgoing<S> {
+    fn get_body(&mut self) -> capnp::Result<capnp::any_pointer::Builder<'_>> {
+        self.message.get_root()
+    }
+
+    fn get_body_as_reader(&self) -> capnp::Result<capnp::any_pointer::Reader<'_>> {
+        self.message.get_root_as_reader()
+    }
+
+    fn send(self: Box<Self>) -> (Promise<(), Error>, Rc<Builder<HeapAllocator>>) {
+        let message = Rc::new(self.message);
+        let mut out = self.wire.outbox.borrow_mut();
+        // After a write error or the close, there is nobody to send to.
+        if out.finished.is_none() {
+            out.queue.push_back(message.clone());
+            out.wake_writer();
+        }
+        // capnp-rpc never waits for a send; nothing to report.
+        (Promise::ok(()), message)
+    }
+
+    fn take(self: Box<Self>) -> Builder<HeapAllocator> {
+        self.message
+    }
+
+    fn size_in_words(&self) -> usize {
+        self.message.size_in_words()
+    }
+}
+
+/// The writer's state.
+#[derive(Default)]
+struct Outbox {
+    queue: VecDeque<Rc<Builder<HeapAllocator>>>,
+    /// Serialized bytes not yet written, from `written` on.
+    buf: Vec<u8>,
+    written: usize,
+    /// The message being serialized, and its next segment.
+    current: Option<(Rc<Builder<HeapAllocator>>, usize)>,
+    /// A large segment being written from its message: (message, segment,
+    /// bytes of it written). Goes after `buf`.
+    direct: Option<(Rc<Builder<HeapAllocator>>, usize, usize)>,
+    writer: Option<Waker>,
+    /// `shutdown` was called: finish what is queued, then stop.
+    closing: bool,
+    /// Every connection handle is gone.
+    dropped: bool,
+    /// How the writer ended: everything written after a close, or an error.
+    finished: Option<Result<(), Error>>,
+    /// `shutdown` promises waiting for `finished`.
+    closers: Vec<Waker>,
+}
+
+impl Outbox {
+    fn wake_writer(&mut self) {
+        if let Some(w) = self.writer.take() {
+            w.wake();
+        }
+    }
+
+    fn finish(&mut self, result: Result<(), Error>) {
+        self.finished = Some(result);
+        self.queue.clear();
+        self.current = None;
+        self.direct = None;
+        for w in self.closers.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Serializes queued messages into `buf` until it holds [`BUFFER`]
+    /// bytes, the queue is empty, or a large segment is next (set as
+    /// `direct`).
+    fn fill(&mut self) {
+        while self.buf.len() < BUFFER {
+            let (message, next) = match self.current.take() {
+                Some(c) => c,
+                None => match self.queue.pop_front() {
+                    Some(m) => {
+                        write_table(&mut self.buf, &m.get_segments_for_output());
+                        (m, 0)
+                    }
+                    None => return,
+                },
+            };
+            let segments = message.get_segments_for_output();
+            for (i, segment) in segments.iter().enumerate().skip(next) {
+                if segment.len() >= DIRECT {
+                    if i + 1 < segments.len() {
+                        self.current = Some((message.clone(), i + 1));
+                    }
+                    self.direct = Some((message, i, 0));
+                    return;
+                }
+                self.buf.extend_from_slice(segment);
+            }
+        }
+    }
+}
+
+/// The stream framing's segment table: count minus one, sizes in words,
+/// padded to a whole word.
+fn write_table(buf: &mut Vec<u8>, segments: &[&[u8]]) {
+    buf.extend_from_slice(&(segments.len() as u32 - 1).to_le_bytes());
+    for s in segments {
+        buf.extend_from_slice(&((s.len() / 8) as u32).to_le_bytes());
+    }
+    if segments.len() % 2 == 0 {
+        buf.extend_from_slice(&[0; 4]);
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
+    /// The network's driver: writes until the connection is closed and
+    /// every handle dropped, then resolves with how writing ended.
+    fn poll_drive(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut out = self.outbox.borrow_mut();
+        if out.finished.is_none() {
+            match self.poll_write_all(&mut out, cx) {
+                Poll::Ready(Ok(())) if out.closing || out.dropped => out.finish(Ok(())),
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => out.finish(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        match &out.finished {
+            Some(r) if out.dropped => Poll::Ready(r.clone()),
+            _ => {
+                out.writer = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Writes everything queued, then flushes.
+    fn poll_write_all(&self, out: &mut Outbox, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut stream = self.stream.borrow_mut();
+        let mut stream = Pin::new(&mut *stream);
+        loop {
+            if out.written < out.buf.len() {
+                let n = ready!(stream.as_mut().poll_write(cx, &out.buf[out.written..]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
+                }
+                out.written += n;
+                continue;
+            }
+            if let Some((message, segment, done)) = &mut out.direct {
+                let segments = message.get_segments_for_output();
+                let bytes = &segments[*segment][*done..];
+                if !bytes.is_empty() {
+                    let n = ready!(stream.as_mut().poll_write(cx, bytes))?;
+                    if n == 0 {
+                        return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
+                    }
+                    *done += n;
+                    continue;
+                }
+                out.direct = None;
+            }
+            out.buf.clear();
+            out.written = 0;
+            out.fill();
+            if out.buf.is_empty() && out.direct.is_none() {
+                ready!(stream.as_mut().poll_flush(cx))?;
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading.
+
+/// The reader's state.
+struct Inbox {
+    buf: Box<[u8]>,
+    /// Unparsed bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    /// The frame whose segment table has been read, and its body so far.
+    body: Option<Body>,
+    max_bytes: u64,
+    options: ReaderOptions,
+}
+
+struct Body {
+    segments: Segments,
+    filled: usize,
+}
+
+/// A received message's segments, in one word-aligned allocation.
+struct Segments {
+    words: Vec<Word>,
+    /// Where each segment ends, in words.
+    ends: Vec<u32>,
+}
+
+impl ReaderSegments for Segments {
+    fn get_segment(&self, idx: u32) -> Option<&[u8]> {
+        let idx = idx as usize;
+        let end = *self.ends.get(idx)? as usize;
+        let start = if idx == 0 {
+            0
+        } else {
+            self.ends[idx - 1] as usize
+        };
+        Some(Word::words_to_bytes(&self.words[start..end]))
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+}
+
+struct Incoming(capnp::message::Reader<Segments>);
+
+impl capnp_rpc::IncomingMessage for Incoming {
+    fn get_body(&self) -> capnp::Result<capnp::any_pointer::Reader<'_>> {
+        self.0.get_root()
+    }
+}
+
+impl Inbox {
+    fn new(limits: &Limits) -> Self {
+        Inbox {
+            buf: vec![0; BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            body: None,
+            max_bytes: limits.max_message_bytes as u64,
+            options: limits.reader_options(),
+        }
+    }
+
+    /// Takes the next message out of the buffer, or as much of it as is
+    /// there. `Ok(None)`: more bytes are needed.
+    fn parse(&mut self) -> Result<Option<Incoming>, String> {
+        if self.body.is_none() {
+            let Some((ends, table)) = parse_table(&self.buf[self.start..self.end], self.max_bytes)?
+            else {
+                return Ok(None);
+            };
+            self.start += table;
+            let words = ends.last().copied().unwrap_or(0) as usize;
+            self.body = Some(Body {
+                segments: Segments {
+                    words: Word::allocate_zeroed_vec(words),
+                    ends,
+                },
+                filled: 0,
+            });
+        }
+        let body = self.body.as_mut().expect("set above");
+        let bytes = Word::words_to_bytes_mut(&mut body.segments.words);
+        let n = (bytes.len() - body.filled).min(self.end - self.start);
+        bytes[body.filled..body.filled + n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        body.filled += n;
+        self.start += n;
+        if body.filled < bytes.len() {
+            return Ok(None);
+        }
+        let body = self.body.take().expect("set above");
+        Ok(Some(Incoming(capnp::message::Reader::new(
+            body.segments,
+            self.options,
+        ))))
+    }
+
+    /// Where the next read should go: straight into a large body still
+    /// missing more than a buffer's worth, or else the buffer's free end
+    /// (compacted first).
+    fn space(&mut self) -> &mut [u8] {
+        if let Some(body) = &mut self.body {
+            let bytes = Word::words_to_bytes_mut(&mut body.segments.words);
+            if bytes.len() - body.filled >= BUFFER {
+                return &mut bytes[body.filled..];
+            }
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.start > 0 && self.buf.len() - self.end < BUFFER / 4 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// `n` bytes were read into [`Inbox::space`].
+    fn filled(&mut self, n: usize) {
+        if let Some(body) = &mut self.body {
+            let len = body.segments.words.len() * 8;
+            if len - body.filled >= BUFFER {
+                body.filled += n;
+                return;
+            }
+        }
+        self.end += n;
+    }
+
+    fn idle(&self) -> bool {
+        self.body.is_none() && self.start == self.end
+    }
+}
+
+/// Reads a segment table from the front of `bytes`: the end of each
+/// segment in words, and the table's length in bytes. `Ok(None)` if the
+/// table is not all there yet; an error for a frame we refuse.
+fn parse_table(bytes: &[u8], max_bytes: u64) -> Result<Option<(Vec<u32>, usize)>, String> {
+    let Some(count) = bytes.get(..4) else {
+        return Ok(None);
+    };
+    let segments = u64::from(u32::from_le_bytes(count.try_into().expect("4 bytes"))) + 1;
+    if segments > MAX_SEGMENTS as u64 {
+        return Err(format!(
+            "message has {segments} segments, more than the limit of {MAX_SEGMENTS}"
+        ));
+    }
+    let segments = segments as usize;
+    let table = (4 + 4 * segments).next_multiple_of(8);
+    let Some(sizes) = bytes.get(4..4 + 4 * segments) else {
+        // Refuse an oversized frame as soon as the sizes seen say so.
+        let seen = &bytes[4..bytes.len() - (bytes.len() % 4)];
+        check_size(seen.chunks_exact(4).map(le_u32).sum(), max_bytes)?;
+        return Ok(None);
+    };
+    let mut ends = Vec::with_capacity(segments);
+    let mut words = 0u64;
+    for size in sizes.chunks_exact(4) {
+        words += le_u32(size);
+        check_size(words, max_bytes)?;
+        ends.push(words as u32);
+    }
+    if bytes.len() < table {
+        return Ok(None);
+    }
+    Ok(Some((ends, table)))
+}
+
+fn le_u32(b: &[u8]) -> u64 {
+    u64::from(u32::from_le_bytes(b.try_into().expect("4 bytes")))
+}
+
+fn check_size(words: u64, max_bytes: u64) -> Result<(), String> {
+    let bytes = words * 8;
+    if bytes > max_bytes {
+        return Err(format!(
+            "message of at least {bytes} bytes exceeds the limit of {max_bytes} bytes"
+        ));
+    }
+    Ok(())
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
+    /// The next message, `None` at a clean end of stream.
+    fn poll_receive(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Box<dyn capnp_rpc::IncomingMessage>>, Error>> {
+        let mut inbox = self.inbox.borrow_mut();
+        loop {
+            match inbox.parse() {
+                Ok(Some(message)) => return Poll::Ready(Ok(Some(Box::new(message)))),
+                Ok(None) => {}
+                // The stream cannot be resynchronised after a refused frame,
+                // so callers see the connection as gone; capnp-rpc still
+                // tells the peer why.
+                Err(msg) => {
+                    return Poll::Ready(Err(Error::disconnected(format!(
+                        "peer sent an invalid frame: {msg}"
+                    ))))
+                }
+            }
+            let n = {
+                let mut stream = self.stream.borrow_mut();
+                let mut buf = ReadBuf::new(inbox.space());
+                ready!(Pin::new(&mut *stream).poll_read(cx, &mut buf))?;
+                buf.filled().len()
+            };
+            if n == 0 {
+                return Poll::Ready(if inbox.idle() {
+                    Ok(None)
+                } else {
+                    Err(Error::from_kind(capnp::ErrorKind::PrematureEndOfFile))
+                });
+            }
+            inbox.filled(n);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Flow control of `-> stream` calls.
+
+/// A fixed window of bytes in flight per stream, as capnp-rpc's own (which
+/// only its `twoparty` network can size): a streaming call may go out while
+/// fewer than `size` bytes (plus the largest message, so one large message
+/// cannot stall the stream) await their acknowledgement.
+struct Window {
+    size: usize,
+    in_flight: usize,
+    largest: usize,
+    acks: FuturesUnordered<LocalBoxFuture<'static, Result<usize, Error>>>,
+    failed: Option<Error>,
+    /// Sends and `wait_all_acked` calls waiting for room.
+    waiting: Vec<Waker>,
+    driver: Option<Waker>,
+}
+
+impl Window {
+    fn new(size: usize) -> Self {
+        Window {
+            size,
+            in_flight: 0,
+            largest: 0,
+            acks: FuturesUnordered::new(),
+            failed: None,
+            waiting: Vec::new(),
+            driver: None,
+        }
+    }
+
+    /// Collects acknowledgements. Never resolves: it lives as long as the
+    /// stream.
+    fn poll_acks(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        while let Poll::Ready(Some(ack)) = self.acks.poll_next_unpin(cx) {
+            match ack {
+                Ok(size) => self.in_flight -= size,
+                Err(e) => {
+                    self.failed.get_or_insert(e);
+                }
+            }
+            for w in self.waiting.drain(..) {
+                w.wake();
+            }
+        }
+        self.driver = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn poll_until(
+        &mut self,
+        cx: &mut Context<'_>,
+        ready: fn(&Window) -> bool,
+    ) -> Poll<Result<(), Error>> {
+        if let Some(e) = &self.failed {
+            return Poll::Ready(Err(e.clone()));
+        }
+        if ready(self) {
+            return Poll::Ready(Ok(()));
+        }
+        self.waiting.push(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+struct FlowController(Rc<RefCell<Window>>);
+
+impl capnp_rpc::FlowController for FlowController {
+    fn send(
+        &mut self,
+        message: Box<dyn capnp_rpc::OutgoingMessage>,
+        ack: Promise<(), Error>,
+    ) -> Promise<(), Error> {
+        let size = message.size_in_words() * 8;
+        // Sent at once, whatever the window: calls must keep their order.
+        let _ = message.send();
+        {
+            let mut w = self.0.borrow_mut();
+            w.largest = w.largest.max(size);
+            w.in_flight += size;
+            w.acks
+                .push(Box::pin(async move { ack.await.map(|()| size) }));
+            if let Some(d) = w.driver.take() {
+                d.wake();
+            }
+        }
+        let window = self.0.clone();
+        Promise::from_future(poll_fn(move |cx| {
+            window
+                .borrow_mut()
+                .poll_until(cx, |w| w.in_flight < w.size + w.largest)
+        }))
+    }
+
+    fn wait_all_acked(&mut self) -> Promise<(), Error> {
+        let window = self.0.clone();
+        Promise::from_future(poll_fn(move |cx| {
+            window.borrow_mut().poll_until(cx, |w| w.in_flight == 0)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_read_whole_and_refused_early() {
+        let mut frame = 1u32.to_le_bytes().to_vec(); // two segments
+        frame.extend_from_slice(&3u32.to_le_bytes());
+        frame.extend_from_slice(&5u32.to_le_bytes());
+        assert_eq!(parse_table(&frame[..7], 1 << 20), Ok(None));
+        assert_eq!(parse_table(&frame, 1 << 20), Ok(None)); // padding missing
+        frame.extend_from_slice(&[0; 4]);
+        assert_eq!(parse_table(&frame, 1 << 20), Ok(Some((vec![3, 8], 16))));
+        // The first size alone is over the limit: refused before the rest.
+        assert!(parse_table(&frame[..8], 16)
+            .unwrap_err()
+            .contains("limit of 16"));
+        let many = (MAX_SEGMENTS as u32).to_le_bytes();
+        assert!(parse_table(&many, 1 << 20)
+            .unwrap_err()
+            .contains("513 segments"));
+    }
+
+    #[test]
+    fn tables_written_are_tables_read() {
+        for n in 1..5 {
+            let segments: Vec<Vec<u8>> = (0..n).map(|i| vec![0u8; 8 * (i + 1)]).collect();
+            let slices: Vec<&[u8]> = segments.iter().map(|s| &s[..]).collect();
+            let mut buf = Vec::new();
+            write_table(&mut buf, &slices);
+            assert_eq!(buf.len() % 8, 0);
+            let (ends, len) = parse_table(&buf, 1 << 20).unwrap().unwrap();
+            assert_eq!(len, buf.len());
+            assert_eq!(ends.len(), n);
+            assert_eq!(*ends.last().unwrap() as usize, (1..=n).sum::<usize>());
+        }
+    }
+}
