@@ -15,7 +15,8 @@ use crate::Error;
 pub const PROBE: Interface = Interface::of::<probe::Client>("Probe");
 
 /// A diagnostic actor for tests and benchmarks: echo, sleep, spin, fail,
-/// panic, and counter capabilities to pipeline on.
+/// panic, counter capabilities to pipeline on, and a flow-controlled
+/// stream sink.
 ///
 /// # Examples
 ///
@@ -35,6 +36,8 @@ pub struct Probe {
     meta: ActorMeta,
     live_counters: Arc<AtomicU32>,
     cancelled_sleeps: Rc<Cell<u32>>,
+    /// Chunks and bytes `sink` has taken.
+    streamed: Cell<(u64, u64)>,
 }
 
 impl Probe {
@@ -50,6 +53,7 @@ impl Probe {
             meta: ActorMeta::new(name, "probe", &[PROBE]),
             live_counters: live,
             cancelled_sleeps: Rc::default(),
+            streamed: Cell::default(),
         }
     }
 }
@@ -165,6 +169,27 @@ impl probe::Server for Probe {
         let mut r = results.get();
         r.set_live_counters(self.live_counters.load(Ordering::Relaxed));
         r.set_cancelled_sleeps(self.cancelled_sleeps.get());
+        let (chunks, bytes) = self.streamed.get();
+        r.set_streamed_chunks(chunks);
+        r.set_streamed_bytes(bytes);
+        Ok(())
+    }
+
+    async fn sink(self: Rc<Self>, params: probe::SinkParams) -> Result<(), capnp::Error> {
+        let params = params.get()?;
+        let (chunks, bytes) = self.streamed.get();
+        let seq = params.get_seq();
+        if seq != chunks {
+            return Err(Error::invalid(format!(
+                "sink: chunk {seq} arrived when chunk {chunks} was due"
+            ))
+            .into());
+        }
+        let len = params.get_data()?.len() as u64;
+        if len == 0 {
+            return Err(Error::invalid(format!("sink: chunk {seq} is empty")).into());
+        }
+        self.streamed.set((chunks + 1, bytes + len));
         Ok(())
     }
 }

@@ -27,8 +27,15 @@ interface Probe extends(Actor) {
   counter @5 (start :Int64) -> (counter :Counter);
   # A new counter capability; pipeline calls on it.
 
-  stats @6 () -> (liveCounters :UInt32, cancelledSleeps :UInt32);
-  # Counters alive on this actor, and sleeps dropped before they finished.
+  stats @6 () -> (liveCounters :UInt32, cancelledSleeps :UInt32,
+                  streamedChunks :UInt64, streamedBytes :UInt64);
+  # Counters alive on this actor, sleeps dropped before they finished, and
+  # the chunks and bytes `sink` has taken.
+
+  sink @7 (seq :UInt64, data :Data) -> stream;
+  # Takes one chunk of a stream, with flow control: the caller may have a
+  # window of chunks in flight. `seq` counts the chunks this actor has
+  # taken, from 0; a chunk out of order, or an empty one, fails.
 }
 
 interface Counter {
