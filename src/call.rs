@@ -390,14 +390,10 @@ impl<D: Server + Clone + 'static> Server for GuardedRef<D> {
                 promise,
                 is_streaming,
             }) => {
-                let deadline = guard
-                    .inner
-                    .actor
-                    .deadline
-                    .map(|d| (d, Box::pin(tokio::time::sleep(d))));
                 let call = GuardedCall {
                     promise,
-                    deadline,
+                    deadline: guard.inner.actor.deadline,
+                    timer: None,
                     token,
                     method: (interface_id, method_id),
                 };
@@ -439,7 +435,10 @@ impl<D: Server + Clone + 'static> FromServer<GuardedDispatch<D>> for GuardedHook
 /// One guarded call in progress.
 struct GuardedCall {
     promise: Promise<(), capnp::Error>,
-    deadline: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
+    deadline: Option<Duration>,
+    /// Started when the call first has to wait: most calls finish on their
+    /// first poll and never need one.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
     token: CallToken,
     method: (u64, u16),
 }
@@ -465,9 +464,12 @@ impl Future for GuardedCall {
             Ok(Poll::Pending) => {}
             Err(panic) => return Poll::Ready(Err(panicked(panic))),
         }
-        if let Some((limit, sleep)) = &mut this.deadline {
-            if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(Error::DeadlineExceeded(*limit).into()));
+        if let Some(limit) = this.deadline {
+            let timer = this
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Error::DeadlineExceeded(limit).into()));
             }
         }
         Poll::Pending
