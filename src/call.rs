@@ -13,8 +13,8 @@
 //! - counts calls in flight and served, for `Actor.info` and for
 //!   graceful shutdown.
 //!
-//! Each remote connection gets its own guard: the gate hands the client a
-//! guarded proxy of the actor ([`Guard::proxy`]), and capabilities the actor
+//! Each remote connection gets its own guard: the gate hands the client its
+//! own guarded capability to the vat's actor instance, and capabilities the actor
 //! creates while serving a call (a tensor returned by an op, say) are
 //! guarded by the same guard, because `new_client` uses the guard of the call
 //! being served. So a connection's limits cover everything it reaches.
@@ -245,12 +245,6 @@ impl Guard {
         self.wrap(C::from_server(server))
     }
 
-    /// A capability that forwards every call to `target` through this
-    /// guard. The gate hands each connection such a proxy of its actor.
-    pub fn proxy<C: FromClientHook>(&self, target: &C) -> C {
-        self.wrap(Forward(target.as_client_hook().add_ref()))
-    }
-
     fn wrap<C: FromClientHook, D: Server + Clone + 'static>(&self, inner: D) -> C {
         let dispatch = GuardedDispatch {
             inner,
@@ -320,37 +314,7 @@ impl Drop for CallToken {
     }
 }
 
-/// Forwards calls to another capability (a connection's view of its actor).
-struct Forward(Box<DynClientHook>);
-
-impl Clone for Forward {
-    fn clone(&self) -> Self {
-        Forward(self.0.add_ref())
-    }
-}
-
-impl Server for Forward {
-    fn dispatch_call(
-        self,
-        interface_id: u64,
-        method_id: u16,
-        params: Params<any_pointer::Owned>,
-        results: Results<any_pointer::Owned>,
-    ) -> DispatchCallResult {
-        DispatchCallResult::new(
-            self.0
-                .call(interface_id, method_id, params.hook, results.hook),
-            false,
-        )
-    }
-
-    fn as_ptr(&self) -> usize {
-        self.0.get_ptr()
-    }
-}
-
-/// The guarded server: wraps the generated `ServerDispatch` (or a
-/// [`Forward`]).
+/// The guarded server: wraps the generated `ServerDispatch`.
 struct GuardedDispatch<D> {
     inner: D,
     guard: Guard,

@@ -10,8 +10,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::call::ActorCalls;
-use crate::schema::actor_capnp::actor;
-use crate::transport::{self, memory, ConnectOptions, Connection, LinkConditions, ServeSite};
+use crate::transport::{
+    self, memory, ActorMint, ConnectOptions, Connection, LinkConditions, ServeSite,
+};
 use crate::Result;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -151,9 +152,8 @@ impl Runtime {
         let cut = conn.link().cut.clone();
         let limits = opts.limits.clone();
         self.run_on_vat(self.next_vat(), move || {
-            let actor: C = capnp_rpc::new_client(make());
             let site = ServeSite {
-                actor: actor::Client::new(actor.into_client_hook()),
+                actor: ActorMint::new::<C, S>(make()),
                 // The same default deadline as a TCP worker's: no call hangs
                 // for ever by default.
                 calls: ActorCalls::new(crate::ServeOptions::default().call_deadline),

@@ -18,7 +18,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use capnp::capability::FromClientHook;
+use capnp::capability::{FromClientHook, FromServer};
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use capnp_rpc::RpcSystem;
 use futures::FutureExt;
@@ -248,12 +248,35 @@ where
     RpcSystem::new(Box::new(wire::network(stream, side, limits)), bootstrap)
 }
 
+/// A vat's actor instance, as each connection gets to call it: guarded by
+/// that connection's own [`Guard`], dispatching straight to the instance
+/// (no forwarding hop).
+#[derive(Clone)]
+pub(crate) struct ActorMint(Rc<dyn Fn(&Guard) -> actor::Client>);
+
+impl ActorMint {
+    /// Serves `server` as a `C`.
+    pub(crate) fn new<C, S>(server: S) -> Self
+    where
+        C: FromClientHook + FromServer<S>,
+        S: 'static,
+    {
+        let server = Rc::new(server);
+        ActorMint(Rc::new(move |guard: &Guard| {
+            let client: C = guard.client_from_rc(server.clone());
+            actor::Client::new(client.into_client_hook())
+        }))
+    }
+
+    fn guarded(&self, guard: &Guard) -> actor::Client {
+        (self.0)(guard)
+    }
+}
+
 /// What a server needs to serve one connection.
 #[derive(Clone)]
 pub(crate) struct ServeSite {
-    /// The actor, unguarded: each connection reaches it through a proxy
-    /// guarded by that connection's own [`Guard`].
-    pub(crate) actor: actor::Client,
+    pub(crate) actor: ActorMint,
     pub(crate) calls: Arc<ActorCalls>,
     pub(crate) token: Option<Rc<[u8]>>,
     pub(crate) limits: Limits,
@@ -276,7 +299,7 @@ where
         memory,
         Some(outgoing.clone()),
     );
-    let actor = guard.proxy(&site.actor);
+    let actor = site.actor.guarded(&guard);
     let opened = Rc::new(Cell::new(false));
     let gate = Gate::client(actor, site.token.clone(), opened.clone(), cut.clone());
     let serving = serve_bootstrap(

@@ -20,9 +20,8 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
 use super::tls::ServerTls;
-use super::{ConnectOptions, Connection, Limits, ServeSite};
+use super::{ActorMint, ConnectOptions, Connection, Limits, ServeSite};
 use crate::call::ActorCalls;
-use crate::schema::actor_capnp::actor;
 use crate::{Error, Result, Runtime};
 
 /// How a TCP worker serves.
@@ -179,9 +178,8 @@ where
         let tracker = server.tracker.clone();
         let open = open.clone();
         rt.run_on_vat(i, move || {
-            let actor: C = capnp_rpc::new_client(make());
             let site = ServeSite {
-                actor: actor::Client::new(actor.into_client_hook()),
+                actor: ActorMint::new::<C, S>(make()),
                 calls,
                 token: opts.token.map(Rc::from),
                 limits: opts.limits,
