@@ -10,7 +10,8 @@
 //! ```
 //!
 //! With `CAPACTOR_CAPNP=/path/to/capnp` (CI sets it after installing
-//! Debian's `capnproto`), the reference C++ compiler compiles the schemas
+//! Debian's `capnproto` and `libcapnp-dev`, whose standard imports
+//! `-> stream` methods need), the reference C++ compiler compiles the schemas
 //! too, and its output must give the same Rust API (the embedded node
 //! encodings, which differ between compiler versions, are left out).
 
