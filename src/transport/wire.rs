@@ -179,8 +179,11 @@ where
     }
 
     fn shutdown(&mut self, _result: capnp::Result<()>) -> Promise<(), Error> {
-        self.0.wire.outbox.borrow_mut().closing = true;
-        self.0.wire.outbox.borrow_mut().wake_writer();
+        {
+            let mut out = self.0.wire.outbox.borrow_mut();
+            out.closing = true;
+            out.wake_writer();
+        }
         let wire = self.0.wire.clone();
         Promise::from_future(poll_fn(move |cx| {
             let mut out = wire.outbox.borrow_mut();
@@ -283,14 +286,14 @@ impl Outbox {
             let (message, next) = match self.current.take() {
                 Some(c) => c,
                 None => match self.queue.pop_front() {
-                    Some(m) => {
-                        write_table(&mut self.buf, &m.get_segments_for_output());
-                        (m, 0)
-                    }
+                    Some(m) => (m, 0),
                     None => return,
                 },
             };
             let segments = message.get_segments_for_output();
+            if next == 0 {
+                write_table(&mut self.buf, &segments);
+            }
             for (i, segment) in segments.iter().enumerate().skip(next) {
                 if segment.len() >= DIRECT {
                     if i + 1 < segments.len() {
@@ -345,22 +348,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         let mut stream = Pin::new(&mut *stream);
         loop {
             if out.written < out.buf.len() {
-                let n = ready!(stream.as_mut().poll_write(cx, &out.buf[out.written..]))?;
-                if n == 0 {
-                    return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
-                }
-                out.written += n;
+                out.written += ready!(poll_write_some(
+                    stream.as_mut(),
+                    cx,
+                    &out.buf[out.written..]
+                ))?;
                 continue;
             }
             if let Some((message, segment, done)) = &mut out.direct {
-                let segments = message.get_segments_for_output();
-                let bytes = &segments[*segment][*done..];
+                let bytes = &message.get_segments_for_output()[*segment][*done..];
                 if !bytes.is_empty() {
-                    let n = ready!(stream.as_mut().poll_write(cx, bytes))?;
-                    if n == 0 {
-                        return Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into()));
-                    }
-                    *done += n;
+                    *done += ready!(poll_write_some(stream.as_mut(), cx, bytes))?;
                     continue;
                 }
                 out.direct = None;
@@ -373,6 +371,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
                 return Poll::Ready(Ok(()));
             }
         }
+    }
+}
+
+/// Writes some of `bytes`; writing none is an error (the stream is closed).
+fn poll_write_some<S: AsyncWrite>(
+    stream: Pin<&mut S>,
+    cx: &mut Context<'_>,
+    bytes: &[u8],
+) -> Poll<Result<usize, Error>> {
+    match ready!(stream.poll_write(cx, bytes))? {
+        0 => Poll::Ready(Err(io::Error::from(io::ErrorKind::WriteZero).into())),
+        n => Poll::Ready(Ok(n)),
     }
 }
 
@@ -478,11 +488,9 @@ impl Inbox {
     /// missing more than a buffer's worth, or else the buffer's free end
     /// (compacted first).
     fn space(&mut self) -> &mut [u8] {
-        if let Some(body) = &mut self.body {
-            let bytes = Word::words_to_bytes_mut(&mut body.segments.words);
-            if bytes.len() - body.filled >= BUFFER {
-                return &mut bytes[body.filled..];
-            }
+        if self.reads_into_body() {
+            let body = self.body.as_mut().expect("reads into it");
+            return &mut Word::words_to_bytes_mut(&mut body.segments.words)[body.filled..];
         }
         if self.start == self.end {
             self.start = 0;
@@ -497,14 +505,19 @@ impl Inbox {
 
     /// `n` bytes were read into [`Inbox::space`].
     fn filled(&mut self, n: usize) {
-        if let Some(body) = &mut self.body {
-            let len = body.segments.words.len() * 8;
-            if len - body.filled >= BUFFER {
-                body.filled += n;
-                return;
-            }
+        if self.reads_into_body() {
+            self.body.as_mut().expect("reads into it").filled += n;
+        } else {
+            self.end += n;
         }
-        self.end += n;
+    }
+
+    /// The frame being read still misses a buffer's worth or more: reads
+    /// go straight into its body.
+    fn reads_into_body(&self) -> bool {
+        self.body
+            .as_ref()
+            .is_some_and(|b| b.segments.words.len() * 8 - b.filled >= BUFFER)
     }
 
     fn idle(&self) -> bool {
