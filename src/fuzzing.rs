@@ -45,9 +45,9 @@ pub struct FramesRead {
 
 /// Feeds `bytes`, as a peer's whole byte stream, through the path a worker
 /// reads with: the `Link`, then the two-party network's reader (with its
-/// frame check) under the worker's limits for `max_message_bytes`, then a traversal of each message as an RPC
-/// `Message` (every pointer followed, under the traversal and nesting
-/// limits).
+/// frame check) under the worker's limits for `max_message_bytes`, then a
+/// traversal of each message as an RPC `Message` (every pointer followed,
+/// under the traversal and nesting limits).
 ///
 /// # Panics
 ///

@@ -39,9 +39,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::Limits;
 
 /// Words in the first segment of a message we send, at most.
-pub(crate) const FIRST_SEGMENT_WORDS: u32 = 64;
+const FIRST_SEGMENT_WORDS: u32 = 64;
 /// Most segments a message we accept may have.
-pub(crate) const MAX_SEGMENTS: usize = 512;
+const MAX_SEGMENTS: usize = 512;
 /// Bytes read from the stream at a time, and buffered for writing before a
 /// write is issued.
 const BUFFER: usize = 64 << 10;
