@@ -30,11 +30,10 @@
 //! is reported, not fatal.
 
 use std::cell::RefCell;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -44,7 +43,10 @@ use capactor::ConnectOptions;
 use futures::future::join_all;
 use ndarray::Array2;
 
-const BIN: &str = env!("CARGO_BIN_EXE_capactor");
+#[path = "../tests/common/process.rs"]
+mod process;
+use process::{WorkerProcess, BIN};
+
 /// Longest one chain may take before it counts as an error.
 const CHAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on starting the worker and on connecting.
@@ -140,7 +142,7 @@ fn main() {
         "--token-file".as_ref(),
         token_file.as_os_str(),
     ]));
-    let addr = worker.listening_addr();
+    let addr = worker.listening_addr(START_TIMEOUT);
     let pid = worker.child.id();
     let baseline = rss_kib(pid).expect("reading the worker's VmRSS");
     println!(
@@ -433,94 +435,6 @@ async fn tensors_freed(addr: &str, opts: &ConnectOptions) -> Result<u64, String>
             return Ok(used);
         }
         tokio::time::sleep(SAMPLE_EVERY).await;
-    }
-}
-
-/// The worker process: killed if the bench fails before it exits, its
-/// stderr shown then.
-struct WorkerProcess {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl WorkerProcess {
-    fn spawn(cmd: &mut Command) -> WorkerProcess {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {BIN}: {e}"));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        WorkerProcess { child, stderr }
-    }
-
-    /// Reads stdout up to the `listening on <addr>` line.
-    fn listening_addr(&mut self) -> String {
-        let stdout = self.child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let line = rx
-            .recv_timeout(START_TIMEOUT)
-            .expect("the worker prints where it listens");
-        line.strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string()
-    }
-
-    fn signal_term(&self) {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(killed.success(), "kill -TERM failed");
-    }
-
-    /// Waits for the process to exit, failing after `limit`.
-    fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "worker still running after {limit:?}"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if thread::panicking() {
-            eprintln!("--- stderr of {BIN}:\n{}", self.stderr.lock().unwrap());
-        }
     }
 }
 

@@ -6,19 +6,20 @@
 //! shutting down, where a cut link would say `connection reset`).
 
 use std::cell::{Cell, RefCell};
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::rc::Rc;
-use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use capactor::actors::tensor::Worker;
 use capactor::schema::tensor_capnp::tensor_worker;
 use ndarray::Array2;
 use tokio::sync::Notify;
 
-const BIN: &str = env!("CARGO_BIN_EXE_capactor");
+#[path = "common/process.rs"]
+mod process;
+use process::{WorkerProcess, BIN};
+
 /// Client connections, each looping chains.
 const CLIENTS: usize = 20;
 /// Chains that must have completed before the worker is signalled.
@@ -29,7 +30,7 @@ const LIMIT: Duration = Duration::from_secs(10);
 
 #[test]
 fn a_worker_sent_sigterm_under_load_answers_every_chain_rightly_or_with_a_clear_error() {
-    let mut worker = Running::spawn(Command::new(BIN).args([
+    let mut worker = WorkerProcess::spawn(Command::new(BIN).args([
         "worker",
         "--listen",
         "127.0.0.1:0",
@@ -39,7 +40,7 @@ fn a_worker_sent_sigterm_under_load_answers_every_chain_rightly_or_with_a_clear_
         "--vats",
         "2",
     ]));
-    let addr = worker.listening_addr();
+    let addr = worker.listening_addr(LIMIT);
     let pid = worker.child.id();
 
     let t = capactor::block_on(load_and_signal(&addr, pid));
@@ -219,84 +220,4 @@ fn input(seed: u64) -> Array2<f32> {
 
 fn expected(a: &Array2<f32>) -> f64 {
     f64::from((a.dot(a) + a).mapv(|v| v.max(0.0)).sum())
-}
-
-/// The worker process: killed if the test fails before it exits, its
-/// stderr shown then.
-struct Running {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn spawn(cmd: &mut Command) -> Running {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting capactor");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Running { child, stderr }
-    }
-
-    /// Reads stdout up to the `listening on <addr>` line.
-    fn listening_addr(&mut self) -> String {
-        let stdout = self.child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let line = rx
-            .recv_timeout(LIMIT)
-            .expect("the worker prints where it listens");
-        line.strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string()
-    }
-
-    /// Waits for the process to exit, failing the test after `limit`.
-    fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "worker still running {limit:?} after the clients finished"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if thread::panicking() {
-            eprintln!("--- stderr of {BIN}:\n{}", self.stderr.lock().unwrap());
-        }
-    }
 }
