@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 use capactor::actors::tensor::ops::{Array, Unlimited};
 use capactor::actors::tensor::{Quota, RemoteTensor, TensorWorker, Worker};
 use capactor::schema::tensor_capnp::tensor_worker;
-use capactor::{ConnectOptions, Connection, LinkConditions, Runtime, ServeOptions};
+use capactor::{ConnectOptions, Connection, LinkConditions, Runtime, ServeOptions, VirtualOptions};
 use ndarray::Array2;
 
 /// Dependent ops in the chain (the final `sum` comes on top).
@@ -297,11 +297,9 @@ impl SlowLink {
 
 fn spawn(rt: &Runtime, link: &LinkConditions) -> Connection<tensor_worker::Client> {
     let quota = worker_quota();
-    rt.spawn_virtual_with(
-        move || TensorWorker::new("bench", quota),
-        link,
-        &ConnectOptions::default(),
-    )
+    let mut opts = VirtualOptions::default();
+    opts.link = link.clone();
+    rt.spawn_virtual_with(move || TensorWorker::new("bench", quota), &opts)
 }
 
 async fn chain_over_virtual(

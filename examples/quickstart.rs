@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use capactor::actors::tensor::{DType, Quota, RemoteTensor, TensorWorker, Worker};
 use capactor::schema::tensor_capnp::tensor_worker;
-use capactor::{ConnectOptions, Connection, LinkConditions, Runtime};
+use capactor::{Connection, Runtime, VirtualOptions};
 use ndarray::{Array1, Array2, Axis};
 
 const FEATURES: usize = 4;
@@ -31,15 +31,11 @@ fn main() -> capactor::Result<()> {
 }
 
 async fn train(rt: &Runtime) -> capactor::Result<()> {
-    let mut link = LinkConditions::default();
-    link.latency = Duration::from_millis(1);
+    let mut opts = VirtualOptions::default();
+    opts.link.latency = Duration::from_millis(1);
     let spawn = |name: &'static str| -> Connection<tensor_worker::Client> {
         let quota = Quota::new(256 << 20);
-        rt.spawn_virtual_with(
-            move || TensorWorker::new(name, quota),
-            &link,
-            &ConnectOptions::default(),
-        )
+        rt.spawn_virtual_with(move || TensorWorker::new(name, quota), &opts)
     };
     let (conn_a, conn_b) = (spawn("alice"), spawn("bob"));
     let (alice, bob) = (
@@ -126,7 +122,7 @@ async fn train(rt: &Runtime) -> capactor::Result<()> {
 
     let calls = alice.calls_sent() + bob.calls_sent();
     let waits = alice.round_trips() + bob.round_trips();
-    let rtt = link.latency * 2;
+    let rtt = opts.link.latency * 2;
     println!(
         "training took {:.2?} over a link with {:?} round trips",
         elapsed, rtt

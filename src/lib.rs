@@ -59,7 +59,9 @@ pub use quota::Quota;
 pub use runtime::{block_on, spawn_local, Builder, Runtime};
 pub use transport::tcp::{ServeOptions, TcpServer};
 pub use transport::tls;
-pub use transport::{ConnectOptions, Connection, Heartbeat, Limits, LinkConditions, LinkHandle};
+pub use transport::{
+    ConnectOptions, Connection, Heartbeat, Limits, LinkConditions, LinkHandle, VirtualOptions,
+};
 
 /// Connects to the actor a capactor worker serves at `addr`, as the
 /// interface `C`.

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::call::ActorCalls;
 use crate::transport::{
-    self, memory, ActorMint, ConnectOptions, Connection, LinkConditions, ServeSite,
+    self, memory, ActorMint, ConnectOptions, Connection, ServeSite, VirtualOptions,
 };
 use crate::Result;
 
@@ -130,38 +130,46 @@ impl Runtime {
         S: 'static,
         F: FnOnce() -> S + Send + 'static,
     {
-        self.spawn_virtual_with(make, &LinkConditions::default(), &ConnectOptions::default())
+        self.spawn_virtual_with(make, &VirtualOptions::default())
     }
 
-    /// [`Runtime::spawn_virtual`] over a link with the given latency and
-    /// bandwidth, connecting with `opts` (its token is ignored: a virtual
-    /// actor's gate is open).
-    pub fn spawn_virtual_with<C, S, F>(
-        &self,
-        make: F,
-        conditions: &LinkConditions,
-        opts: &ConnectOptions,
-    ) -> Connection<C>
+    /// [`Runtime::spawn_virtual`] with options: the link's latency and
+    /// bandwidth, and how the actor is served (token, limits, call deadline,
+    /// timeouts) and connected to, as over TCP.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use capactor::actors::Probe;
+    /// use capactor::schema::probe_capnp::probe;
+    /// use capactor::{Runtime, VirtualOptions};
+    ///
+    /// let rt = Runtime::builder().vats(1).build().unwrap();
+    /// capactor::block_on(async {
+    ///     let mut opts = VirtualOptions::default();
+    ///     opts.link.latency = Duration::from_millis(1);
+    ///     opts.serve.call_deadline = Some(Duration::from_secs(2));
+    ///     let conn = rt.spawn_virtual_with::<probe::Client, _, _>(|| Probe::new("p"), &opts);
+    ///     let mut req = conn.client().echo_request();
+    ///     req.get().set_data(b"hi");
+    ///     let reply = req.send().promise.await.unwrap();
+    ///     assert_eq!(reply.get().unwrap().get_data().unwrap(), b"hi");
+    /// });
+    /// ```
+    pub fn spawn_virtual_with<C, S, F>(&self, make: F, opts: &VirtualOptions) -> Connection<C>
     where
         C: FromClientHook + FromServer<S>,
         S: 'static,
         F: FnOnce() -> S + Send + 'static,
     {
-        let (ours, theirs) = memory::pipe(conditions);
-        let conn = transport::connect_stream::<C, _>(ours, opts);
+        let (ours, theirs) = memory::pipe(&opts.link);
+        let conn = transport::connect_stream::<C, _>(ours, &opts.connect);
         let cut = conn.link().cut.clone();
-        let limits = opts.limits.clone();
+        let serve = opts.serve.clone();
         self.run_on_vat(self.next_vat(), move || {
-            let site = ServeSite {
-                actor: ActorMint::new::<C, S>(make()),
-                // The same default deadline as a TCP worker's: no call hangs
-                // for ever by default.
-                calls: ActorCalls::new(crate::ServeOptions::default().call_deadline),
-                token: None,
-                limits,
-                idle_timeout: None,
-                handshake_timeout: None,
-            };
+            let calls = ActorCalls::new(serve.call_deadline);
+            let site = ServeSite::new(ActorMint::new::<C, S>(make()), calls, &serve);
             tokio::task::spawn_local(async move {
                 transport::serve_stream(theirs, &site, cut).await;
             });

@@ -5,8 +5,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use capactor::{ConnectOptions, Runtime, ServeOptions};
-use common::{closed_by_peer, connect_probe, connect_raw, ping, serve_probe, within};
+use capactor::actors::Probe;
+use capactor::schema::probe_capnp::probe;
+use capactor::{ConnectOptions, LinkConditions, Runtime, ServeOptions};
+use common::{closed_by_peer, connect_probe, connect_raw, each, ping, serve_probe, within, REMOTE};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -48,6 +50,31 @@ fn the_right_token_opens_the_gate_and_a_wrong_one_reaches_nothing() {
         }
         // The good client is unaffected.
         ping(&good, LIMIT).await;
+    });
+}
+
+/// The gate is the same over a virtual link: a test against a virtual
+/// worker meets the token check a TCP client would.
+#[test]
+fn a_virtual_actor_served_with_a_token_checks_it_as_tcp_does() {
+    each(&REMOTE, |h| async move {
+        let spawn = |token: &'static [u8]| {
+            h.spawn_with::<probe::Client, _, _>(
+                || Probe::new("guarded"),
+                LinkConditions::default(),
+                guarded(),
+                with_token(token),
+            )
+        };
+        let good = spawn(b"correct horse").await;
+        ping(&good, LIMIT).await;
+        let bad = spawn(b"correct hors").await;
+        let err = within(LIMIT, bad.echo_request().send().promise)
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(err.kind, capnp::ErrorKind::Failed);
+        assert!(err.extra.contains("credential rejected"), "{err}");
     });
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use capactor::actors::Probe;
 use capactor::schema::probe_capnp::probe;
-use capactor::{ConnectOptions, Heartbeat, LinkConditions, ServeOptions};
+use capactor::{ConnectOptions, Heartbeat, LinkConditions, ServeOptions, VirtualOptions};
 use common::{
     assert_disconnected, closed_by_peer, connect_probe, connect_raw, each, eventually, ping,
     serve_probe, sleep_call, within, Harness, Transport, REMOTE,
@@ -22,11 +22,9 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 /// A virtual probe over a link with `conditions`.
 fn shaped_probe(h: &Harness, conditions: LinkConditions) -> capactor::Connection<probe::Client> {
-    h.rt.spawn_virtual_with(
-        || Probe::new("probe"),
-        &conditions,
-        &ConnectOptions::default(),
-    )
+    let mut opts = VirtualOptions::default();
+    opts.link = conditions;
+    h.rt.spawn_virtual_with(|| Probe::new("probe"), &opts)
 }
 
 fn latency(l: Duration) -> LinkConditions {

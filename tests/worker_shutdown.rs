@@ -11,7 +11,7 @@ use capactor::schema::probe_capnp::probe;
 use capactor::{ConnectOptions, ServeOptions};
 use common::{
     assert_disconnected, connect_probe, each, each_on, eventually, ping, serve_probe, sleep_call,
-    within, Transport, ALL,
+    within, Transport, ALL, REMOTE,
 };
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -86,7 +86,7 @@ fn shutdown_with_nothing_in_flight_returns_at_once() {
 
 #[test]
 fn a_call_past_its_deadline_fails_and_the_actor_keeps_serving() {
-    each(&TCP, |h| async move {
+    each(&REMOTE, |h| async move {
         let mut opts = ServeOptions::default();
         opts.call_deadline = Some(Duration::from_millis(100));
         let p = h

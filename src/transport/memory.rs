@@ -1,5 +1,5 @@
 //! The in-memory pipe under virtual connections, with simulated latency
-//! and bandwidth.
+//! and bandwidth, and the options a virtual actor is spawned with.
 
 use std::io;
 use std::pin::Pin;
@@ -13,6 +13,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::PollSemaphore;
+
+use super::tcp::ServeOptions;
+use super::ConnectOptions;
 
 /// How a virtual link behaves, in each direction.
 ///
@@ -46,6 +49,37 @@ impl Default for LinkConditions {
             buffer: 4 << 20,
         }
     }
+}
+
+/// How [`Runtime::spawn_virtual_with`](crate::Runtime::spawn_virtual_with)
+/// serves a virtual actor and connects to it.
+///
+/// The server side takes the same [`ServeOptions`] a TCP worker does, so a
+/// test written against a virtual actor meets the same token gate, limits,
+/// call deadline and timeouts it would over TCP. `max_connections`,
+/// `keepalive` and `tls` have nothing to act on in a pipe and are ignored.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use capactor::VirtualOptions;
+///
+/// let mut opts = VirtualOptions::default();
+/// opts.link.latency = Duration::from_millis(2);
+/// opts.serve.call_deadline = Some(Duration::from_secs(1));
+/// opts.serve.token = Some(b"secret".to_vec());
+/// opts.connect.token = b"secret".to_vec();
+/// ```
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct VirtualOptions {
+    /// How the pipe between client and actor behaves.
+    pub link: LinkConditions,
+    /// How the actor's side serves the connection.
+    pub serve: ServeOptions,
+    /// How the client's side connects.
+    pub connect: ConnectOptions,
 }
 
 impl LinkConditions {

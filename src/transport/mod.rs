@@ -31,7 +31,7 @@ use crate::Quota;
 
 pub(crate) use gatekeeper::Gate;
 pub(crate) use link::{Link, LinkConfig};
-pub use memory::LinkConditions;
+pub use memory::{LinkConditions, VirtualOptions};
 
 /// Limits on what one connection may send us.
 ///
@@ -283,6 +283,20 @@ pub(crate) struct ServeSite {
     pub(crate) idle_timeout: Option<Duration>,
     /// How long a new connection has to open the gate.
     pub(crate) handshake_timeout: Option<Duration>,
+}
+
+impl ServeSite {
+    /// The site serving `actor` as `opts` say, its calls counted in `calls`.
+    pub(crate) fn new(actor: ActorMint, calls: Arc<ActorCalls>, opts: &tcp::ServeOptions) -> Self {
+        ServeSite {
+            actor,
+            calls,
+            token: opts.token.as_deref().map(Rc::from),
+            limits: opts.limits.clone(),
+            idle_timeout: opts.idle_timeout,
+            handshake_timeout: opts.handshake_timeout,
+        }
+    }
 }
 
 /// Serves `site`'s actor over `stream` until the peer leaves or `cut` is

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -178,14 +177,7 @@ where
         let tracker = server.tracker.clone();
         let open = open.clone();
         rt.run_on_vat(i, move || {
-            let site = ServeSite {
-                actor: ActorMint::new::<C, S>(make()),
-                calls,
-                token: opts.token.map(Rc::from),
-                limits: opts.limits,
-                idle_timeout: opts.idle_timeout,
-                handshake_timeout: opts.handshake_timeout,
-            };
+            let site = ServeSite::new(ActorMint::new::<C, S>(make()), calls, &opts);
             tokio::task::spawn_local(vat_loop(
                 rx,
                 site,

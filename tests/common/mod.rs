@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capactor::schema::probe_capnp::probe;
-use capactor::{ConnectOptions, Connection, LinkConditions, Runtime, ServeOptions, TcpServer};
+use capactor::{
+    ConnectOptions, Connection, LinkConditions, Runtime, ServeOptions, TcpServer, VirtualOptions,
+};
 use tokio::io::AsyncReadExt;
 
 /// How a test reaches its actor.
@@ -126,7 +128,9 @@ impl Harness {
                 server: None,
             },
             Transport::Virtual => {
-                let conn: Connection<C> = self.rt.spawn_virtual_with(make, &link, &connect);
+                let mut opts = VirtualOptions::default();
+                (opts.link, opts.serve, opts.connect) = (link, serve, connect);
+                let conn: Connection<C> = self.rt.spawn_virtual_with(make, &opts);
                 Spawned {
                     client: conn.client().clone(),
                     conn: Some(conn),

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use capactor::actors::tensor::Worker;
-use capactor::{ConnectOptions, Connection, LinkConditions, Runtime};
+use capactor::{Connection, Runtime, VirtualOptions};
 use capactor_trainer::{progress, trainer, Model, Trainer};
 use ndarray::{Array1, Array2};
 
@@ -30,15 +30,12 @@ fn main() -> capactor::Result<()> {
 }
 
 async fn run(rt: &Runtime) -> capactor::Result<()> {
-    let mut link = LinkConditions::default();
-    link.latency = Duration::from_millis(2);
+    let mut opts = VirtualOptions::default();
+    opts.link.latency = Duration::from_millis(2);
     let model = Model::new();
     let quota = capactor::Quota::new(64 << 20);
-    let conn: Connection<trainer::Client> = rt.spawn_virtual_with(
-        move || Trainer::new("trainer", model, quota),
-        &link,
-        &ConnectOptions::default(),
-    );
+    let conn: Connection<trainer::Client> =
+        rt.spawn_virtual_with(move || Trainer::new("trainer", model, quota), &opts);
     let trainer = conn.client().clone();
     println!("{}\n", capactor::describe(&trainer).await?);
 
