@@ -214,6 +214,11 @@ impl Runtime {
 /// Creates a capability served by `server` on the current thread: the
 /// *local* transport (no wire, direct calls, still guarded). Same as
 /// [`crate::new_client`].
+///
+/// A local call is dispatched when its promise is first polled, not when
+/// it is sent (capnp-rpc's rule, so the callee has no side effects before
+/// the caller holds the promise): await or poll a local call for it to run.
+/// Dropping its promise cancels it, as over the other transports.
 pub fn spawn_local<C, S>(server: S) -> C
 where
     C: FromServer<S>,
