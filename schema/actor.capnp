@@ -11,11 +11,14 @@
 
 @0xa4d7ef3270c0f46e;
 
-const schemaVersion :UInt32 = 2;
+const schemaVersion :UInt32 = 3;
 # Bumped whenever this directory changes in a way a client could notice.
 # Changes are compatible only (new fields, methods and interfaces, never a
 # renumbering): clients and servers of any two versions work together.
-# Version 2 added `ActorInfo.runtime` and `TensorWorker.memory`.
+# Version 2 added `ActorInfo.runtime` and `TensorWorker.memory`; version 3
+# streamed transfers, worker-to-worker handoff and named objects
+# (`Tensor.readTo`, `Tensor.handoff`, `Sink`, `Upload`, `Gate.redeem`,
+# `TensorWorker.upload`, `resumeUpload`, `store`, `load`, `delete`, `list`).
 # The rules: docs/PROTOCOL.md; the tests that hold us to them, and what they
 # mean for actors that extend ours: docs/EXTENDING.md.
 
@@ -27,6 +30,13 @@ interface Gate {
   # without authentication accepts any token, including an empty one.
   # A rejected token fails the call (and every call pipelined on `actor`)
   # with a `failed` error whose message says the credential was rejected.
+
+  redeem @1 (ticket :Data) -> (object :Capability);
+  # Exchanges a one-time transfer ticket, minted by this worker for another
+  # worker (e.g. `Tensor.handoff`), for the one object it grants; the
+  # ticket is then spent. Needs no token: the ticket is the credential for
+  # that one transfer and nothing else. An unknown, spent or expired ticket
+  # fails with a `failed` error. Added in schema version 3.
 }
 
 interface Actor {

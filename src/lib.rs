@@ -50,7 +50,10 @@ pub mod fuzzing;
 mod quota;
 mod runtime;
 pub mod schema;
+mod ticket;
 mod transport;
+
+pub(crate) use transport::IN_PROCESS;
 
 pub use actor::{cast, describe, ActorMeta, Description, Interface};
 pub use call::{new_client, new_client_from_rc};

@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 use capnp::schema_capnp::{code_generator_request, field, node, type_};
 
 /// Every released version frozen under `tests/compat/`, with its files.
-const RELEASED: &[(u32, &[&str])] = &[(1, &["actor.capnp", "probe.capnp", "tensor.capnp"])];
+const RELEASED: &[(u32, &[&str])] = &[
+    (1, &["actor.capnp", "probe.capnp", "tensor.capnp"]),
+    (2, &["actor.capnp", "probe.capnp", "tensor.capnp"]),
+];
 
 /// The current schema files.
 const CURRENT: &[&str] = &["actor.capnp", "probe.capnp", "tensor.capnp"];

@@ -6,9 +6,7 @@ use std::rc::Rc;
 use ndarray::{ArrayD, Dimension};
 
 use super::codec;
-use super::ops::{
-    Array, BinaryOp, CompareOp, DType, ReduceOp, Scalar, SliceSpec, UnaryOp, Unlimited,
-};
+use super::ops::{Array, BinaryOp, CompareOp, DType, ReduceOp, Scalar, SliceSpec, UnaryOp};
 use crate::schema::tensor_capnp::{tensor, tensor_worker};
 use crate::Error;
 
@@ -128,7 +126,7 @@ impl Worker {
         self.counters.waits.get()
     }
 
-    fn sent(&self, client: tensor::Client) -> RemoteTensor {
+    pub(super) fn sent(&self, client: tensor::Client) -> RemoteTensor {
         self.counters.calls.set(self.counters.calls.get() + 1);
         RemoteTensor {
             client,
@@ -136,17 +134,26 @@ impl Worker {
         }
     }
 
-    /// Sends `array` to the worker.
+    /// Sends `array` to the worker, in one message if it is small (up to
+    /// 4 MiB), else streamed in checksummed chunks (see
+    /// [`Worker::send_array`]). Copies `array` once; [`Worker::send_array`]
+    /// takes one by value instead.
     pub fn tensor<T: TensorElement, D: Dimension>(
         &self,
         array: &ndarray::Array<T, D>,
     ) -> RemoteTensor {
-        let dyn_array = array.clone().into_dyn();
-        self.from_array(&T::wrap(dyn_array))
+        self.send_array(T::wrap(array.clone().into_dyn()))
     }
 
-    /// Sends a dtype-dynamic array to the worker.
+    /// Sends a dtype-dynamic array to the worker, like [`Worker::tensor`].
     pub fn from_array(&self, array: &Array) -> RemoteTensor {
+        if array.nbytes() as u64 > super::download::INLINE_BYTES {
+            return self.send_array(array.clone());
+        }
+        self.single_message(array)
+    }
+
+    fn single_message(&self, array: &Array) -> RemoteTensor {
         let mut req = self.client.from_data_request();
         if let Err(e) = codec::encode(array, req.get().init_data()) {
             return self.broken(e);
@@ -300,16 +307,17 @@ impl Worker {
         }
     }
 
-    fn fetch(&self, source: &RemoteTensor, take: bool) -> RemoteTensor {
+    pub(super) fn fetch(&self, source: &RemoteTensor, take: bool, name: &str) -> RemoteTensor {
         let mut req = self.client.fetch_request();
         req.get().set_source(source.client.clone());
         req.get().set_move(take);
+        req.get().set_name(name);
         self.sent(req.send().pipeline.get_tensor())
     }
 
     /// A handle whose every use fails with `e` (for errors found before
     /// anything was sent).
-    fn broken(&self, e: Error) -> RemoteTensor {
+    pub(super) fn broken(&self, e: Error) -> RemoteTensor {
         let hook = capnp_rpc::new_broken_cap(e.into()).hook;
         RemoteTensor {
             client: tensor::Client {
@@ -593,17 +601,17 @@ impl RemoteTensor {
     /// like any op). The bytes travel from this tensor's worker to `dest`
     /// through this client's connections.
     pub fn copy_to(&self, dest: &Worker) -> RemoteTensor {
-        dest.fetch(self, false)
+        dest.fetch(self, false, "")
     }
 
     /// Moves this tensor to `dest`: once its contents have been read the
     /// original is freed, and other handles to it fail with "tensor has
     /// been moved".
     pub fn move_to(self, dest: &Worker) -> RemoteTensor {
-        dest.fetch(&self, true)
+        dest.fetch(&self, true, "")
     }
 
-    fn waited(&self) {
+    pub(super) fn waited(&self) {
         let c = &self.worker.counters.waits;
         c.set(c.get() + 1);
     }
@@ -641,9 +649,7 @@ impl RemoteTensor {
     ///
     /// The first error in the chain that made this tensor.
     pub async fn to_array(&self) -> Result<Array, Error> {
-        self.waited();
-        let reply = self.client.read_request().send().promise.await?;
-        codec::decode(reply.get()?.get_data()?, &Unlimited)
+        super::Download::new().run(self).await
     }
 
     /// Fetches the contents as an `ndarray` of `T`.

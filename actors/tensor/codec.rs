@@ -151,17 +151,23 @@ pub(crate) fn decode(r: wire::tensor_data::Reader<'_>, alloc: &dyn Alloc) -> Res
 pub(crate) fn encode(a: &Array, mut b: wire::tensor_data::Builder<'_>) -> Result<(), Error> {
     b.set_dtype(to_wire(a.dtype()));
     let shape = a.shape();
-    let mut s = b.reborrow().init_shape(list_len(shape.len())?);
-    for (i, d) in shape.iter().enumerate() {
-        s.set(i as u32, *d as u64);
-    }
+    set_shape(b.reborrow().init_shape(list_len(shape.len())?), shape);
     let n = a.nbytes();
     let data = b.init_data(list_len(n)?);
     a.write_le_bytes(data)?;
     Ok(())
 }
 
-fn list_len(n: usize) -> Result<u32, Error> {
+/// Writes a shape into a list of the right length.
+pub(crate) fn set_shape(mut list: capnp::primitive_list::Builder<'_, u64>, shape: &[usize]) {
+    for (i, d) in shape.iter().enumerate() {
+        list.set(i as u32, *d as u64);
+    }
+}
+
+/// A byte count as the length of one Data or List field, which holds
+/// fewer than 2^29 elements.
+pub(crate) fn list_len(n: usize) -> Result<u32, Error> {
     // One Data or List field holds fewer than 2^29 elements.
     const MAX: usize = (1 << 29) - 1;
     if n > MAX {

@@ -14,13 +14,21 @@
 //!   (docs/EXTENDING.md).
 
 mod client;
+mod client_io;
 mod codec;
+mod download;
+mod handoff;
 pub mod ops;
 mod quota;
 mod server;
+mod state;
+mod transfer;
+mod upload;
 mod worker;
 
 pub use crate::Quota;
 pub use client::{Memory, RemoteTensor, TensorElement, Worker};
+pub use client_io::{Download, Upload};
 pub use ops::{Array, DType, OpError, Scalar};
+pub use state::{DataOptions, ObjectInfo, WorkerState};
 pub use worker::{TensorWorker, TENSOR_WORKER};

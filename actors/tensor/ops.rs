@@ -985,7 +985,7 @@ fn checked_len(shape: &[usize]) -> Option<usize> {
 }
 
 /// Size in bytes of an array of `shape` and `dtype`, if it can exist.
-fn checked_bytes(shape: &[usize], dtype: DType) -> Option<usize> {
+pub(crate) fn checked_bytes(shape: &[usize], dtype: DType) -> Option<usize> {
     checked_len(shape)?
         .checked_mul(dtype.size())
         .filter(|&b| isize::try_from(b).is_ok())
@@ -993,7 +993,7 @@ fn checked_bytes(shape: &[usize], dtype: DType) -> Option<usize> {
 
 /// Reserves the output of an op; the only way ops obtain permission to
 /// allocate.
-fn reserve(
+pub(crate) fn reserve(
     alloc: &dyn Alloc,
     op: &'static str,
     shape: &[usize],
@@ -1006,7 +1006,7 @@ fn reserve(
 }
 
 /// Converts a wire shape to dimensions, rejecting unrepresentable shapes.
-fn dims_from_u64(shape: &[u64]) -> Result<Vec<usize>, OpError> {
+pub(crate) fn dims_from_u64(shape: &[u64]) -> Result<Vec<usize>, OpError> {
     shape
         .iter()
         .map(|&d| usize::try_from(d).ok())

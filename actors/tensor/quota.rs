@@ -31,7 +31,7 @@ impl Reservation {
 
     /// Turns the reservation into the holding of a tensor of `bytes` (no
     /// more than what was reserved, for every op reserves its output).
-    pub(crate) fn keep(self, bytes: u64) -> Held {
+    pub(crate) fn keep(&self, bytes: u64) -> Held {
         let taken = self.taken.swap(0, Ordering::AcqRel);
         for (q, _) in &self.quotas {
             q.give_back(taken);
@@ -40,6 +40,16 @@ impl Reservation {
         Held {
             quotas: self.quotas.iter().map(|(q, _)| q.clone()).collect(),
             bytes,
+        }
+    }
+}
+
+impl Reservation {
+    /// Gives back everything reserved so far (a failed attempt's).
+    pub(crate) fn reset(&self) {
+        let taken = self.taken.swap(0, Ordering::AcqRel);
+        for (q, _) in &self.quotas {
+            q.give_back(taken);
         }
     }
 }

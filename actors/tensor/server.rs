@@ -4,14 +4,16 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::codec;
+use super::download::{self, ReadTo};
 use super::ops::{self, Alloc, Array, OpError, SliceSpec};
 use super::quota::{Held, Reservation};
+use super::state::{Named, WorkerState};
 use crate::schema::tensor_capnp::tensor;
 use crate::Error;
-use crate::Quota;
 
 /// Ops whose inputs hold more elements than this run on tokio's blocking
 /// pool, so one big matmul does not stall every other call on the vat.
@@ -20,14 +22,14 @@ const OFFLOAD_ELEMENTS: usize = 1 << 16;
 /// The tensors of one worker instance (one vat).
 #[derive(Debug)]
 pub(crate) struct Store {
-    pub(crate) quota: Arc<Quota>,
+    pub(crate) state: Arc<WorkerState>,
     tensors: RefCell<HashMap<usize, Weak<TensorCap>>>,
 }
 
 impl Store {
-    pub(crate) fn new(quota: Arc<Quota>) -> Rc<Store> {
+    pub(crate) fn new(state: Arc<WorkerState>) -> Rc<Store> {
         Rc::new(Store {
-            quota,
+            state,
             tensors: RefCell::default(),
         })
     }
@@ -35,8 +37,19 @@ impl Store {
     /// Hands out `array` (whose bytes `res` reserved) as a capability.
     pub(crate) fn publish(self: &Rc<Self>, array: Array, res: Reservation) -> tensor::Client {
         let held = res.keep(array.nbytes() as u64);
+        self.publish_held(Arc::new(array), Arc::new(held))
+    }
+
+    /// Hands out `array`, whose bytes `held` counts, as a capability (one
+    /// more handle on a named object, say).
+    pub(crate) fn publish_held(
+        self: &Rc<Self>,
+        array: Arc<Array>,
+        held: Arc<Held>,
+    ) -> tensor::Client {
         let cap = Rc::new(TensorCap {
-            value: RefCell::new(Some((Arc::new(array), held))),
+            value: RefCell::new(Some((array, held))),
+            moved: Arc::default(),
             store: Rc::downgrade(self),
         });
         self.tensors
@@ -52,6 +65,24 @@ impl Store {
     /// another vat: capnp-rpc 0.27 never resolves a promise passed on from a
     /// third connection, so waiting for one could hang the call.
     pub(crate) async fn resolve(&self, client: tensor::Client) -> Result<Arc<Array>, Error> {
+        self.resolve_cap(client).await?.array()
+    }
+
+    /// The array behind a tensor capability of ours and the bytes it holds
+    /// in the quotas, as a named object keeps them.
+    pub(crate) async fn resolve_named(&self, client: tensor::Client) -> Result<Named, Error> {
+        let cap = self.resolve_cap(client).await?;
+        let array = cap.array()?;
+        let held = cap.held()?;
+        Ok(Named {
+            array,
+            held,
+            expires: None,
+        })
+    }
+
+    /// The capability behind `client` (see [`Store::resolve`]).
+    async fn resolve_cap(&self, client: tensor::Client) -> Result<Rc<TensorCap>, Error> {
         let foreign = || {
             Error::invalid(
                 "tensor argument lives on another worker; bring it here with fetch first",
@@ -78,10 +109,7 @@ impl Store {
             .borrow()
             .get(&hook.get_ptr())
             .and_then(Weak::upgrade);
-        match cap {
-            Some(cap) => cap.array(),
-            None => Err(foreign()),
-        }
+        cap.ok_or_else(foreign)
     }
 
     /// Runs `op` with a reservation on the quota, off the vat if the inputs
@@ -94,7 +122,7 @@ impl Store {
     where
         F: FnOnce(&dyn Alloc) -> Result<Array, OpError> + Send + 'static,
     {
-        let res = Reservation::new(&self.quota);
+        let res = Reservation::new(&self.state.quota);
         let (out, res) = if inputs > OFFLOAD_ELEMENTS {
             tokio::task::spawn_blocking(move || (op(&res), res))
                 .await
@@ -109,7 +137,9 @@ impl Store {
 /// One tensor. `None` once moved away.
 #[derive(Debug)]
 pub(crate) struct TensorCap {
-    value: RefCell<Option<(Arc<Array>, Held)>>,
+    value: RefCell<Option<(Arc<Array>, Arc<Held>)>>,
+    /// Set when another worker has read it with `move` through a handoff.
+    moved: Arc<AtomicBool>,
     store: Weak<Store>,
 }
 
@@ -125,11 +155,35 @@ impl Drop for TensorCap {
 }
 
 impl TensorCap {
-    fn array(&self) -> Result<Arc<Array>, Error> {
+    fn value(&self) -> Result<(Arc<Array>, Arc<Held>), Error> {
+        if self.moved.load(Ordering::Acquire) {
+            self.value.borrow_mut().take();
+        }
         match &*self.value.borrow() {
-            Some((a, _)) => Ok(a.clone()),
+            Some((a, h)) => Ok((a.clone(), h.clone())),
             None => Err(Error::invalid("tensor has been moved to another worker")),
         }
+    }
+
+    fn array(&self) -> Result<Arc<Array>, Error> {
+        Ok(self.value()?.0)
+    }
+
+    fn held(&self) -> Result<Arc<Held>, Error> {
+        Ok(self.value()?.1)
+    }
+
+    /// Refuses a single-message read of a tensor too large for one.
+    fn single_message(&self, a: &Array) -> Result<(), Error> {
+        let limit = self.store()?.state.options.max_single_message;
+        if a.nbytes() as u64 > limit {
+            return Err(Error::invalid(format!(
+                "tensor of {} bytes is larger than one message may carry ({limit} bytes); \
+                 read it streamed (Tensor.readTo), as the capactor client does by itself",
+                a.nbytes()
+            )));
+        }
+        Ok(())
     }
 
     fn store(&self) -> Result<Rc<Store>, Error> {
@@ -193,8 +247,56 @@ impl tensor::Server for TensorCap {
         mut results: tensor::ReadResults,
     ) -> Result<(), capnp::Error> {
         let a = self.array()?;
+        self.single_message(&a)?;
         crate::call::Guard::current().reserve_reply(a.nbytes() as u64)?;
         codec::encode(&a, results.get().init_data())?;
+        Ok(())
+    }
+
+    async fn read_to(
+        self: Rc<Self>,
+        params: tensor::ReadToParams,
+        results: tensor::ReadToResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let take = p.get_move();
+        let req = ReadTo::from_params(p)?;
+        let a = self.array()?;
+        download::send(&a, req, results).await?;
+        if take {
+            self.value.borrow_mut().take();
+        }
+        Ok(())
+    }
+
+    async fn handoff(
+        self: Rc<Self>,
+        params: tensor::HandoffParams,
+        mut results: tensor::HandoffResults,
+    ) -> Result<(), capnp::Error> {
+        let take = params.get()?.get_move();
+        let (array, held) = self.value()?;
+        let state = self.store()?.state.clone();
+        let moved = take.then(|| self.moved.clone());
+        let ticket = crate::ticket::mint(
+            state.options.ticket_ttl,
+            Box::new(move || {
+                let granted: tensor::Client = crate::new_client(Granted {
+                    value: RefCell::new(Some((array, held))),
+                    moved,
+                });
+                granted.client
+            }),
+        )?;
+        let endpoint = state.endpoint().unwrap_or_default();
+        let mut r = results.get();
+        r.set_ticket(&ticket);
+        if endpoint.address.is_empty() {
+            r.set_address(crate::IN_PROCESS);
+        } else {
+            r.set_address(&endpoint.address);
+        }
+        r.set_tls_certificate(&endpoint.tls_certificate);
         Ok(())
     }
 
@@ -388,9 +490,56 @@ impl tensor::Server for TensorCap {
         mut results: tensor::TakeResults,
     ) -> Result<(), capnp::Error> {
         let a = self.array()?;
+        self.single_message(&a)?;
         crate::call::Guard::current().reserve_reply(a.nbytes() as u64)?;
         codec::encode(&a, results.get().init_data())?;
         // Freed only once the reply is built: a failure above leaves it.
+        self.value.borrow_mut().take();
+        Ok(())
+    }
+}
+
+/// What a transfer ticket grants another worker: one streamed read of a
+/// tensor (and its `meta`), nothing else. With `move`, the source tensor
+/// is marked moved once the reader has accepted every byte.
+struct Granted {
+    value: RefCell<Option<(Arc<Array>, Arc<Held>)>>,
+    moved: Option<Arc<AtomicBool>>,
+}
+
+impl Granted {
+    fn array(&self) -> Result<Arc<Array>, Error> {
+        match &*self.value.borrow() {
+            Some((a, _)) => Ok(a.clone()),
+            None => Err(Error::invalid("this transfer ticket has been used")),
+        }
+    }
+}
+
+impl tensor::Server for Granted {
+    async fn meta(
+        self: Rc<Self>,
+        _: tensor::MetaParams,
+        mut results: tensor::MetaResults,
+    ) -> Result<(), capnp::Error> {
+        let a = self.array()?;
+        let mut r = results.get();
+        r.set_dtype(codec::to_wire(a.dtype()));
+        codec::set_shape(r.init_shape(a.shape().len() as u32), a.shape());
+        Ok(())
+    }
+
+    async fn read_to(
+        self: Rc<Self>,
+        params: tensor::ReadToParams,
+        results: tensor::ReadToResults,
+    ) -> Result<(), capnp::Error> {
+        let req = ReadTo::from_params(params.get()?)?;
+        let a = self.array()?;
+        download::send(&a, req, results).await?;
+        if let Some(moved) = &self.moved {
+            moved.store(true, Ordering::Release);
+        }
         self.value.borrow_mut().take();
         Ok(())
     }

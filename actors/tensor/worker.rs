@@ -7,6 +7,9 @@ use super::codec;
 use super::ops::{Alloc, Array, OpError};
 use super::quota::Reservation;
 use super::server::{self, Store};
+use super::state::WorkerState;
+use super::transfer::Incoming;
+use super::upload::UploadCap;
 use crate::actor::{ActorMeta, Interface};
 use crate::call::Guard;
 use crate::schema::actor_capnp::actor;
@@ -122,6 +125,30 @@ macro_rules! serve_tensor_worker_via {
                     $crate::schema::tensor_capnp::tensor_worker::MemoryParams,
                     $crate::schema::tensor_capnp::tensor_worker::MemoryResults
                 ),
+                upload(
+                    $crate::schema::tensor_capnp::tensor_worker::UploadParams,
+                    $crate::schema::tensor_capnp::tensor_worker::UploadResults
+                ),
+                resume_upload(
+                    $crate::schema::tensor_capnp::tensor_worker::ResumeUploadParams,
+                    $crate::schema::tensor_capnp::tensor_worker::ResumeUploadResults
+                ),
+                store(
+                    $crate::schema::tensor_capnp::tensor_worker::StoreParams,
+                    $crate::schema::tensor_capnp::tensor_worker::StoreResults
+                ),
+                load(
+                    $crate::schema::tensor_capnp::tensor_worker::LoadParams,
+                    $crate::schema::tensor_capnp::tensor_worker::LoadResults
+                ),
+                delete(
+                    $crate::schema::tensor_capnp::tensor_worker::DeleteParams,
+                    $crate::schema::tensor_capnp::tensor_worker::DeleteResults
+                ),
+                list(
+                    $crate::schema::tensor_capnp::tensor_worker::ListParams,
+                    $crate::schema::tensor_capnp::tensor_worker::ListResults
+                ),
             ]
         );
     };
@@ -129,9 +156,11 @@ macro_rules! serve_tensor_worker_via {
 
 /// A worker that holds tensors and computes on them.
 ///
-/// One instance serves one vat; instances of one worker share a [`Quota`],
-/// through which the worker's memory limit and its live tensors are
-/// counted.
+/// One instance serves one vat; instances of one worker share a
+/// [`WorkerState`]: the [`Quota`] through which the worker's memory limit
+/// and its live tensors are counted, its named objects and the uploads
+/// under way. A worker served on several vats gives each instance the same
+/// state ([`TensorWorker::with_state`]).
 ///
 /// # Examples
 ///
@@ -153,26 +182,43 @@ pub struct TensorWorker {
 }
 
 impl TensorWorker {
-    /// A worker called `name` whose tensors count against `quota`.
+    /// A worker called `name` whose tensors count against `quota`, with a
+    /// state of its own (for a worker on one vat).
     pub fn new(name: impl Into<String>, quota: Arc<Quota>) -> Self {
-        Self::with_meta(
+        Self::with_state(name, WorkerState::new(quota))
+    }
+
+    /// A worker called `name` sharing `state` with the other instances of
+    /// the same worker.
+    pub fn with_state(name: impl Into<String>, state: Arc<WorkerState>) -> Self {
+        Self::with_meta_state(
             ActorMeta::new(name, "tensor-worker", &[TENSOR_WORKER]),
-            quota,
+            state,
         )
     }
 
     /// A worker with the given identity: for actors that extend
     /// `TensorWorker` and list their own interfaces first.
     pub fn with_meta(meta: ActorMeta, quota: Arc<Quota>) -> Self {
+        Self::with_meta_state(meta, WorkerState::new(quota))
+    }
+
+    /// A worker with the given identity and shared state.
+    pub fn with_meta_state(meta: ActorMeta, state: Arc<WorkerState>) -> Self {
         TensorWorker {
             meta,
-            store: Store::new(quota),
+            store: Store::new(state),
         }
     }
 
     /// The worker's quota.
     pub fn quota(&self) -> &Arc<Quota> {
-        &self.store.quota
+        &self.store.state.quota
+    }
+
+    /// The state the worker's instances share.
+    pub fn state(&self) -> &Arc<WorkerState> {
+        &self.store.state
     }
 
     /// The actor's identity (what `info` answers with).
@@ -246,7 +292,7 @@ impl TensorWorker {
         F: FnOnce(&dyn Alloc) -> Result<Array, E>,
         Error: From<E>,
     {
-        let res = Reservation::new(&self.store.quota);
+        let res = Reservation::new(&self.store.state.quota);
         let array = f(&res)?;
         Ok(self.store.publish(array, res))
     }
@@ -266,7 +312,7 @@ impl actor::Server for TensorWorker {
         _: actor::InfoParams,
         mut results: actor::InfoResults,
     ) -> Result<(), capnp::Error> {
-        let q = &self.store.quota;
+        let q = &self.store.state.quota;
         self.meta
             .write_info(results.get().init_info(), q.live_tensors(), q.used());
         Ok(())
@@ -360,15 +406,12 @@ impl tensor_worker::Server for TensorWorker {
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
         let source = p.get_source()?;
-        // The bytes come from the source worker through the client that
-        // holds both (capnp-rpc has no three-party handoff).
-        let t = if p.get_move() {
-            let r = source.take_request().send().promise.await?;
-            self.make(|m| codec::decode(r.get()?.get_data()?, m))?
-        } else {
-            let r = source.read_request().send().promise.await?;
-            self.make(|m| codec::decode(r.get()?.get_data()?, m))?
+        let name = match p.get_name()?.to_str() {
+            Ok("") => None,
+            Ok(n) => Some(n.to_owned()),
+            Err(_) => return Err(Error::invalid("object name is not UTF-8").into()),
         };
+        let t = super::handoff::fetch(&self.store, source, p.get_move(), name).await?;
         results.get().set_tensor(t);
         Ok(())
     }
@@ -379,7 +422,7 @@ impl tensor_worker::Server for TensorWorker {
         mut results: tensor_worker::MemoryResults,
     ) -> Result<(), capnp::Error> {
         let mut r = results.get();
-        let q = &self.store.quota;
+        let q = &self.store.state.quota;
         r.set_limit(q.limit());
         r.set_used(q.used());
         if let Some(conn) = Guard::current().memory() {
@@ -388,4 +431,112 @@ impl tensor_worker::Server for TensorWorker {
         }
         Ok(())
     }
+
+    async fn upload(
+        self: Rc<Self>,
+        params: tensor_worker::UploadParams,
+        mut results: tensor_worker::UploadResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let dtype = codec::dtype(p.get_dtype())?;
+        let shape = codec::shape(p.get_shape()?);
+        let state = &self.store.state;
+        let res = Reservation::new(&state.quota);
+        let incoming = Incoming::new(dtype, &shape, &res).map_err(Error::from)?;
+        let held = res.keep(incoming.total() as u64);
+        let (id, pending) = state.begin_upload(incoming, held)?;
+        let mut r = results.get();
+        r.set_id(&id);
+        r.set_upload(UploadCap::client(
+            state.clone(),
+            self.store.clone(),
+            id,
+            pending,
+        ));
+        Ok(())
+    }
+
+    async fn resume_upload(
+        self: Rc<Self>,
+        params: tensor_worker::ResumeUploadParams,
+        mut results: tensor_worker::ResumeUploadResults,
+    ) -> Result<(), capnp::Error> {
+        let id = params.get()?.get_id()?.to_vec();
+        let state = &self.store.state;
+        let pending = state.resume_upload(&id)?;
+        let offset = super::state::lock(&pending)
+            .incoming
+            .as_ref()
+            .map_or(0, |(i, _)| i.received() as u64);
+        let mut r = results.get();
+        r.set_offset(offset);
+        r.set_upload(UploadCap::client(
+            state.clone(),
+            self.store.clone(),
+            id,
+            pending,
+        ));
+        Ok(())
+    }
+
+    async fn store(
+        self: Rc<Self>,
+        params: tensor_worker::StoreParams,
+        _: tensor_worker::StoreResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let name = text(p.get_name()?)?;
+        let ttl = p.get_ttl_millis();
+        let mut object = self.store.resolve_named(p.get_tensor()?).await?;
+        self.store.state.store_with_ttl(&name, &mut object, ttl)?;
+        Ok(())
+    }
+
+    async fn load(
+        self: Rc<Self>,
+        params: tensor_worker::LoadParams,
+        mut results: tensor_worker::LoadResults,
+    ) -> Result<(), capnp::Error> {
+        let name = text(params.get()?.get_name()?)?;
+        let o = self.store.state.load(&name)?;
+        results
+            .get()
+            .set_tensor(self.store.publish_held(o.array, o.held));
+        Ok(())
+    }
+
+    async fn delete(
+        self: Rc<Self>,
+        params: tensor_worker::DeleteParams,
+        _: tensor_worker::DeleteResults,
+    ) -> Result<(), capnp::Error> {
+        let name = text(params.get()?.get_name()?)?;
+        self.store.state.delete(&name)?;
+        Ok(())
+    }
+
+    async fn list(
+        self: Rc<Self>,
+        _: tensor_worker::ListParams,
+        mut results: tensor_worker::ListResults,
+    ) -> Result<(), capnp::Error> {
+        let objects = self.store.state.list();
+        let mut list = results.get().init_objects(codec::list_len(objects.len())?);
+        for (i, o) in objects.iter().enumerate() {
+            let mut e = list.reborrow().get(i as u32);
+            e.set_name(&o.name);
+            e.set_dtype(codec::to_wire(o.dtype));
+            e.set_shape(&o.shape[..])?;
+            e.set_bytes(o.bytes);
+            e.set_expires_in_millis(o.expires_in.map_or(0, |d| d.as_millis().max(1) as u64));
+        }
+        Ok(())
+    }
+}
+
+/// A text parameter as a `String`.
+fn text(t: capnp::text::Reader<'_>) -> Result<String, Error> {
+    t.to_str()
+        .map(str::to_owned)
+        .map_err(|_| Error::invalid("object name is not UTF-8"))
 }

@@ -44,6 +44,19 @@ impl Gate {
             cut,
         })
     }
+
+    /// A gate that only redeems transfer tickets (for an in-process link
+    /// made to redeem one): no token opens it.
+    pub(crate) fn redeem_only(cut: CancellationToken) -> gate::Client {
+        let mut token = [0u8; 32];
+        rand::fill(&mut token);
+        let nothing = actor::Client {
+            client: capnp_rpc::new_broken_cap(capnp::Error::failed(
+                "this link only redeems transfer tickets".into(),
+            )),
+        };
+        Gate::client(nothing, Some(Rc::from(&token[..])), Rc::default(), cut)
+    }
 }
 
 impl gate::Server for Gate {
@@ -68,6 +81,21 @@ impl gate::Server for Gate {
         }
         self.opened.set(true);
         results.get().set_actor(self.actor.clone());
+        Ok(())
+    }
+
+    async fn redeem(
+        self: Rc<Self>,
+        params: gate::RedeemParams,
+        mut results: gate::RedeemResults,
+    ) -> Result<(), capnp::Error> {
+        let granted = crate::ticket::redeem(params.get()?.get_ticket()?).inspect_err(|_| {
+            tracing::warn!("gate: transfer ticket refused");
+        })?;
+        // A connection made to redeem a ticket is as good as opened: the
+        // handshake timeout must not cut the transfer.
+        self.opened.set(true);
+        results.get().init_object().set_as_capability(granted.hook);
         Ok(())
     }
 }

@@ -370,6 +370,19 @@ where
     C: FromClientHook,
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
+    connect_stream_with(stream, opts, |gate| gatekeeper::open(gate, &opts.token))
+}
+
+/// Like [`connect_stream`], entering through `enter` (which is given the
+/// connection's gate) instead of opening the gate with the token.
+pub(crate) fn connect_stream_with<C, S>(
+    stream: S,
+    opts: &ConnectOptions,
+    enter: impl FnOnce(&gate::Client) -> C,
+) -> Connection<C>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
     let handle = LinkHandle::new(CancellationToken::new());
     let config = LinkConfig {
         write_stall_timeout: opts.limits.write_stall_timeout,
@@ -378,7 +391,7 @@ where
     let link = Link::new(stream, handle.cut.clone(), config);
     let mut system = rpc_system(link, Side::Client, None, &opts.limits);
     let bootstrap: gate::Client = system.bootstrap(Side::Server);
-    let client: C = gatekeeper::open(&bootstrap, &opts.token);
+    let client = enter(&bootstrap);
 
     let closed = handle.closed.clone();
     let cut = handle.cut.clone();
@@ -398,6 +411,38 @@ where
         client,
         link: handle,
     }
+}
+
+/// The address a worker without a network endpoint gives out for direct
+/// transfers: its tickets can be redeemed from this process only.
+pub(crate) const IN_PROCESS: &str = "in-process:";
+
+/// Connects to the gate at `address` to redeem a transfer ticket there:
+/// over TCP (TLS pinned to `tls_certificate` if it is not empty), or, for
+/// an [`IN_PROCESS`] address, over an in-memory link to a gate served on
+/// this vat (the ticket book is process-wide).
+pub(crate) async fn connect_for_ticket(
+    address: &str,
+    tls_certificate: &[u8],
+) -> crate::Result<Connection<gate::Client>> {
+    let mut opts = ConnectOptions {
+        heartbeat: None,
+        ..ConnectOptions::default()
+    };
+    if address.starts_with(IN_PROCESS) {
+        let (near, far) = memory::pipe(&LinkConditions::default());
+        let cut = CancellationToken::new();
+        let gate = Gate::redeem_only(cut.clone());
+        tokio::task::spawn_local(async move {
+            serve_bootstrap(far, gate.client, &Limits::default(), None, cut, None).await;
+        });
+        return Ok(connect_stream_with(near, &opts, Clone::clone));
+    }
+    if !tls_certificate.is_empty() {
+        let cert = rustls_pki_types::CertificateDer::from(tls_certificate.to_vec());
+        opts.tls = Some(tls::ClientTls::pinned(cert)?);
+    }
+    tcp::connect_with(address, &opts, Clone::clone).await
 }
 
 /// Pings `actor` until the link is cut; cuts it when a ping goes unanswered.

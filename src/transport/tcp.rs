@@ -438,6 +438,19 @@ pub(crate) async fn connect<C: FromClientHook>(
     addr: &str,
     opts: &ConnectOptions,
 ) -> Result<Connection<C>> {
+    connect_with(addr, opts, |gate| {
+        super::gatekeeper::open(gate, &opts.token)
+    })
+    .await
+}
+
+/// Like [`connect`], entering through `enter` (see
+/// [`super::connect_stream_with`]).
+pub(crate) async fn connect_with<C>(
+    addr: &str,
+    opts: &ConnectOptions,
+    enter: impl FnOnce(&crate::schema::actor_capnp::gate::Client) -> C,
+) -> Result<Connection<C>> {
     let stream = tokio::time::timeout(opts.connect_timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| {
@@ -448,7 +461,7 @@ pub(crate) async fn connect<C: FromClientHook>(
         })??;
     configure(&stream, Some(Duration::from_secs(30)));
     match &opts.tls {
-        None => Ok(super::connect_stream(stream, opts)),
+        None => Ok(super::connect_stream_with(stream, opts, enter)),
         Some(tls) => {
             let stream = tokio::time::timeout(opts.connect_timeout, tls.connect(addr, stream))
                 .await
@@ -458,7 +471,7 @@ pub(crate) async fn connect<C: FromClientHook>(
                         opts.connect_timeout
                     ))
                 })??;
-            Ok(super::connect_stream(stream, opts))
+            Ok(super::connect_stream_with(stream, opts, enter))
         }
     }
 }

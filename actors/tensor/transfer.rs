@@ -1,0 +1,520 @@
+//! Tensor bytes in chunks: the buffer a streamed tensor is written into,
+//! and chunks read out of an array. No networking.
+//!
+//! Both ends of a streamed transfer (an upload on the worker, a download
+//! on the client) write each chunk straight into an [`Incoming`], whose
+//! memory is allocated once, from the announced dtype and shape, after the
+//! quota has been reserved. The sender reads each chunk out of its array
+//! with a [`Chunks`] cursor, without copying the array whole. Every chunk
+//! carries the CRC32C of its bytes; the whole tensor's CRC32C is checked at
+//! the end.
+
+use ndarray::{ArrayD, IxDyn};
+
+use super::ops::{self, Alloc, Array, DType, OpError};
+use crate::Error;
+
+/// Chunk size when the reader asks for none, in bytes.
+pub(crate) const DEFAULT_CHUNK: usize = 1 << 20;
+/// The smallest chunk a reader may ask for.
+pub(crate) const MIN_CHUNK: usize = 4 << 10;
+/// The largest chunk, well under any sensible message limit.
+pub(crate) const MAX_CHUNK: usize = 8 << 20;
+
+/// A chunk size within bounds and a multiple of every element size.
+pub(crate) fn chunk_size(asked: u64) -> usize {
+    let asked = if asked == 0 {
+        DEFAULT_CHUNK
+    } else {
+        usize::try_from(asked).unwrap_or(MAX_CHUNK)
+    };
+    asked.clamp(MIN_CHUNK, MAX_CHUNK) & !7
+}
+
+/// The CRC32C (Castagnoli) of `data`.
+pub(crate) fn crc32c(data: &[u8]) -> u32 {
+    crc32c::crc32c(data)
+}
+
+/// The CRC32C of `a`'s first `upto` bytes (what a resumed transfer does
+/// not send again, but the whole tensor's checksum covers).
+pub(crate) fn crc_prefix(a: &Array, upto: usize) -> u32 {
+    let Ok(mut head) = Chunks::new(a, 0) else {
+        return 0;
+    };
+    let upto = upto.min(head.remaining());
+    let mut crc = 0;
+    let mut buf = vec![0; DEFAULT_CHUNK.min(upto)];
+    while head.offset() < upto {
+        let n = buf.len().min(upto - head.offset());
+        head.fill(&mut buf[..n]);
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+    }
+    crc
+}
+
+/// The destination of a streamed tensor, allocated once.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    dtype: DType,
+    dims: Vec<usize>,
+    buf: Buf,
+    received: usize,
+    crc: u32,
+}
+
+/// Zeroed at allocation, so its pages are only touched as chunks arrive.
+#[derive(Debug)]
+enum Buf {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    /// Bytes checked to be 0 or 1 as they arrive; becomes `Vec<bool>`.
+    Bool(Vec<u8>),
+}
+
+impl Incoming {
+    /// Reserves (through `alloc`) and allocates a tensor of `dtype` and
+    /// `shape`.
+    pub(crate) fn new(dtype: DType, shape: &[u64], alloc: &dyn Alloc) -> Result<Self, OpError> {
+        let dims = ops::dims_from_u64(shape)?;
+        ops::reserve(alloc, "upload", &dims, dtype)?;
+        let n: usize = dims.iter().product();
+        let buf = match dtype {
+            DType::F32 => Buf::F32(vec![0.0; n]),
+            DType::F64 => Buf::F64(vec![0.0; n]),
+            DType::I32 => Buf::I32(vec![0; n]),
+            DType::I64 => Buf::I64(vec![0; n]),
+            DType::Bool => Buf::Bool(vec![0; n]),
+        };
+        Ok(Incoming {
+            dtype,
+            dims,
+            buf,
+            received: 0,
+            crc: 0,
+        })
+    }
+
+    /// The tensor's dtype.
+    pub(crate) fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The tensor's shape.
+    pub(crate) fn dims(&self) -> &[usize] {
+        &self.dims
+    }
+
+    /// The tensor's size in bytes.
+    pub(crate) fn total(&self) -> usize {
+        self.bytes_ref().len()
+    }
+
+    /// Bytes received so far: where the next chunk must start.
+    pub(crate) fn received(&self) -> usize {
+        self.received
+    }
+
+    fn bytes_ref(&self) -> &[u8] {
+        match &self.buf {
+            Buf::F32(v) => bytemuck::cast_slice(v),
+            Buf::F64(v) => bytemuck::cast_slice(v),
+            Buf::I32(v) => bytemuck::cast_slice(v),
+            Buf::I64(v) => bytemuck::cast_slice(v),
+            Buf::Bool(v) => v,
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match &mut self.buf {
+            Buf::F32(v) => bytemuck::cast_slice_mut(v),
+            Buf::F64(v) => bytemuck::cast_slice_mut(v),
+            Buf::I32(v) => bytemuck::cast_slice_mut(v),
+            Buf::I64(v) => bytemuck::cast_slice_mut(v),
+            Buf::Bool(v) => v,
+        }
+    }
+
+    /// Writes one chunk: it must start where the last one ended, fit in
+    /// the tensor, and match its checksum.
+    pub(crate) fn write(&mut self, offset: u64, data: &[u8], crc: u32) -> Result<(), Error> {
+        if offset != self.received as u64 {
+            return Err(Error::invalid(format!(
+                "chunk at offset {offset} arrived when offset {} was due",
+                self.received
+            )));
+        }
+        let end = self.received + data.len();
+        if end > self.total() {
+            return Err(Error::invalid(format!(
+                "chunk of {} bytes at offset {offset} runs past the tensor's {} bytes",
+                data.len(),
+                self.total()
+            )));
+        }
+        if crc32c(data) != crc {
+            return Err(Error::invalid(format!(
+                "chunk at offset {offset} is corrupted: its CRC32C does not match"
+            )));
+        }
+        if self.dtype == DType::Bool && data.iter().any(|&b| b > 1) {
+            return Err(OpError::InvalidBool.into());
+        }
+        let start = self.received;
+        self.bytes_mut()[start..end].copy_from_slice(data);
+        self.crc = crc32c::crc32c_append(self.crc, data);
+        self.received = end;
+        Ok(())
+    }
+
+    /// The CRC32C of the bytes received so far.
+    #[cfg(test)]
+    pub(crate) fn crc(&self) -> u32 {
+        self.crc
+    }
+
+    /// The finished tensor, once every byte has arrived and `crc` is the
+    /// CRC32C of them all. Hands over the buffer without copying it.
+    pub(crate) fn finish(self, crc: u32) -> Result<Array, Error> {
+        if self.received != self.total() {
+            return Err(Error::invalid(format!(
+                "transfer ended after {} of {} bytes",
+                self.received,
+                self.total()
+            )));
+        }
+        if self.crc != crc {
+            return Err(Error::invalid(
+                "tensor is corrupted: the CRC32C of its bytes does not match",
+            ));
+        }
+        self.into_array()
+    }
+
+    fn into_array(self) -> Result<Array, Error> {
+        let shape = IxDyn(&self.dims);
+        // The buffer was allocated for exactly these dims: this cannot fail.
+        let bad = |e: ndarray::ShapeError| Error::internal(format_args!("transfer buffer: {e}"));
+        Ok(match self.buf {
+            Buf::F32(v) => Array::F32(from_le(shape, v).map_err(bad)?),
+            Buf::F64(v) => Array::F64(from_le(shape, v).map_err(bad)?),
+            Buf::I32(v) => Array::I32(from_le(shape, v).map_err(bad)?),
+            Buf::I64(v) => Array::I64(from_le(shape, v).map_err(bad)?),
+            Buf::Bool(v) => Array::Bool(ArrayD::from_shape_vec(shape, bool_vec(v)).map_err(bad)?),
+        })
+    }
+}
+
+/// The elements as they arrived (little-endian bytes), in native order.
+fn from_le<T: bytemuck::Pod + LeSwap>(
+    shape: IxDyn,
+    mut v: Vec<T>,
+) -> Result<ArrayD<T>, ndarray::ShapeError> {
+    if cfg!(target_endian = "big") {
+        v.iter_mut().for_each(|x| *x = x.swap_le());
+    }
+    ArrayD::from_shape_vec(shape, v)
+}
+
+/// Reinterprets bytes that were each checked to be 0 or 1 as `bool`s.
+fn bool_vec(v: Vec<u8>) -> Vec<bool> {
+    debug_assert!(v.iter().all(|&b| b <= 1));
+    let mut v = std::mem::ManuallyDrop::new(v);
+    let (ptr, len, cap) = (v.as_mut_ptr(), v.len(), v.capacity());
+    // SAFETY: `bool` has the size and alignment of `u8`, and every byte was
+    // checked to be 0 or 1 (`Incoming::write`) before it was stored, so each
+    // is a valid `bool`; the allocation is handed over whole.
+    unsafe { Vec::from_raw_parts(ptr.cast::<bool>(), len, cap) }
+}
+
+/// Byte order conversion for a big-endian host (a no-op on little-endian).
+trait LeSwap: Copy {
+    fn swap_le(self) -> Self;
+}
+
+macro_rules! le_swap_int {
+    ($($t:ty),*) => {$(
+        impl LeSwap for $t {
+            fn swap_le(self) -> Self {
+                <$t>::from_le(self)
+            }
+        }
+    )*};
+}
+le_swap_int!(i32, i64);
+
+impl LeSwap for f32 {
+    fn swap_le(self) -> Self {
+        f32::from_bits(u32::from_le(self.to_bits()))
+    }
+}
+
+impl LeSwap for f64 {
+    fn swap_le(self) -> Self {
+        f64::from_bits(u64::from_le(self.to_bits()))
+    }
+}
+
+/// A cursor over an array's little-endian bytes, read chunk by chunk in
+/// row-major order without copying the array.
+pub(crate) struct Chunks<'a> {
+    source: Source<'a>,
+    total: usize,
+    at: usize,
+}
+
+enum Source<'a> {
+    /// Standard layout on a little-endian host: the array's own memory.
+    Bytes(&'a [u8]),
+    /// Anything else: element by element, in logical order.
+    Elements(Elements<'a>),
+}
+
+enum Elements<'a> {
+    F32(ndarray::iter::Iter<'a, f32, IxDyn>),
+    F64(ndarray::iter::Iter<'a, f64, IxDyn>),
+    I32(ndarray::iter::Iter<'a, i32, IxDyn>),
+    I64(ndarray::iter::Iter<'a, i64, IxDyn>),
+    Bool(ndarray::iter::Iter<'a, bool, IxDyn>),
+}
+
+impl std::fmt::Debug for Chunks<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunks")
+            .field("total", &self.total)
+            .field("at", &self.at)
+            .finish_non_exhaustive()
+    }
+}
+
+fn contiguous<T: bytemuck::Pod>(x: &ArrayD<T>) -> Option<&[u8]> {
+    if cfg!(target_endian = "little") {
+        x.as_slice().map(bytemuck::cast_slice)
+    } else {
+        None
+    }
+}
+
+impl<'a> Chunks<'a> {
+    /// Reads `a` from byte `offset`, which must be a multiple of the
+    /// element size and at most its size.
+    pub(crate) fn new(a: &'a Array, offset: u64) -> Result<Self, Error> {
+        let total = a.nbytes();
+        let size = a.dtype().size() as u64;
+        if offset > total as u64 || offset % size != 0 {
+            return Err(Error::invalid(format!(
+                "cannot read from offset {offset}: the tensor has {total} bytes of \
+                 {size}-byte elements"
+            )));
+        }
+        let at = offset as usize;
+        let source = match a {
+            Array::F32(x) => {
+                contiguous(x).map_or_else(|| Elements::F32(x.iter()).into(), Source::Bytes)
+            }
+            Array::F64(x) => {
+                contiguous(x).map_or_else(|| Elements::F64(x.iter()).into(), Source::Bytes)
+            }
+            Array::I32(x) => {
+                contiguous(x).map_or_else(|| Elements::I32(x.iter()).into(), Source::Bytes)
+            }
+            Array::I64(x) => {
+                contiguous(x).map_or_else(|| Elements::I64(x.iter()).into(), Source::Bytes)
+            }
+            Array::Bool(x) => match x.as_slice() {
+                // SAFETY-free view: a `bool` is one byte, 0 or 1.
+                Some(s) => Source::Bytes(bool_bytes(s)),
+                None => Elements::Bool(x.iter()).into(),
+            },
+        };
+        let mut chunks = Chunks {
+            source,
+            total,
+            at: 0,
+        };
+        chunks.skip(at);
+        Ok(chunks)
+    }
+
+    /// Bytes left to read.
+    pub(crate) fn remaining(&self) -> usize {
+        self.total - self.at
+    }
+
+    /// Where the next chunk starts.
+    pub(crate) fn offset(&self) -> usize {
+        self.at
+    }
+
+    fn skip(&mut self, bytes: usize) {
+        if let Source::Elements(e) = &mut self.source {
+            let n = bytes / e.size();
+            if n > 0 {
+                e.nth(n - 1);
+            }
+        }
+        self.at += bytes;
+    }
+
+    /// Fills `out` (at most [`Chunks::remaining`] bytes, a multiple of the
+    /// element size) with the next bytes.
+    pub(crate) fn fill(&mut self, out: &mut [u8]) {
+        let n = out.len();
+        debug_assert!(n <= self.remaining());
+        match &mut self.source {
+            Source::Bytes(b) => out.copy_from_slice(&b[self.at..self.at + n]),
+            Source::Elements(e) => e.fill(out),
+        }
+        self.at += n;
+    }
+}
+
+impl<'a> From<Elements<'a>> for Source<'a> {
+    fn from(e: Elements<'a>) -> Self {
+        Source::Elements(e)
+    }
+}
+
+fn bool_bytes(s: &[bool]) -> &[u8] {
+    // SAFETY: `bool` has the size and alignment of `u8` and every `bool` is
+    // a valid `u8` (0 or 1).
+    unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), s.len()) }
+}
+
+impl Elements<'_> {
+    fn size(&self) -> usize {
+        match self {
+            Elements::F32(_) | Elements::I32(_) => 4,
+            Elements::F64(_) | Elements::I64(_) => 8,
+            Elements::Bool(_) => 1,
+        }
+    }
+
+    fn nth(&mut self, n: usize) {
+        match self {
+            Elements::F32(i) => drop(i.nth(n)),
+            Elements::F64(i) => drop(i.nth(n)),
+            Elements::I32(i) => drop(i.nth(n)),
+            Elements::I64(i) => drop(i.nth(n)),
+            Elements::Bool(i) => drop(i.nth(n)),
+        }
+    }
+
+    fn fill(&mut self, out: &mut [u8]) {
+        match self {
+            Elements::F32(i) => fill_le(i, out, |v| v.to_le_bytes()),
+            Elements::F64(i) => fill_le(i, out, |v| v.to_le_bytes()),
+            Elements::I32(i) => fill_le(i, out, |v| v.to_le_bytes()),
+            Elements::I64(i) => fill_le(i, out, |v| v.to_le_bytes()),
+            Elements::Bool(i) => fill_le(i, out, |v| [u8::from(v)]),
+        }
+    }
+}
+
+fn fill_le<'a, T: Copy + 'a, const N: usize>(
+    it: &mut impl Iterator<Item = &'a T>,
+    out: &mut [u8],
+    le: impl Fn(T) -> [u8; N],
+) {
+    for (o, v) in out.chunks_exact_mut(N).zip(it) {
+        o.copy_from_slice(&le(*v));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::tensor::ops::Unlimited;
+    use ndarray::array;
+
+    fn stream(a: &Array, chunk: usize) -> Incoming {
+        let mut inc = Incoming::new(a.dtype(), &shape(a), &Unlimited).unwrap();
+        let mut c = Chunks::new(a, 0).unwrap();
+        while c.remaining() > 0 {
+            let n = chunk.min(c.remaining());
+            let mut buf = vec![0; n];
+            let at = c.offset() as u64;
+            c.fill(&mut buf);
+            inc.write(at, &buf, crc32c(&buf)).unwrap();
+        }
+        inc
+    }
+
+    fn shape(a: &Array) -> Vec<u64> {
+        a.shape().iter().map(|&d| d as u64).collect()
+    }
+
+    #[test]
+    fn every_dtype_arrives_whole_in_chunks_of_any_size() {
+        let arrays = [
+            Array::F32(array![[1.5f32, -2.0, 3.25], [4.0, 5.0, 6.0]].into_dyn()),
+            Array::F64(array![1.0f64, 2.0, f64::MAX].into_dyn()),
+            Array::I32(array![[i32::MIN, 0], [7, i32::MAX]].into_dyn()),
+            Array::I64(array![i64::MIN, -1, i64::MAX].into_dyn()),
+            Array::Bool(array![true, false, true, true].into_dyn()),
+        ];
+        for a in &arrays {
+            for chunk in [1, 8, 16, 1000] {
+                let inc = stream(a, chunk.max(a.dtype().size()));
+                let crc = crc32c(&a.to_le_bytes());
+                assert_eq!(&inc.finish(crc).unwrap(), a);
+            }
+        }
+    }
+
+    #[test]
+    fn a_transposed_array_is_read_in_logical_order() {
+        let t = array![[1i32, 2, 3], [4, 5, 6]].reversed_axes().into_dyn();
+        let a = Array::I32(t);
+        let inc = stream(&a, 8);
+        assert_eq!(inc.finish(crc32c(&a.to_le_bytes())).unwrap(), a);
+        // And from an offset, as a resumed download reads it.
+        let mut c = Chunks::new(&a, 8).unwrap();
+        let mut rest = vec![0; c.remaining()];
+        c.fill(&mut rest);
+        assert_eq!(rest, a.to_le_bytes()[8..]);
+    }
+
+    #[test]
+    fn a_chunk_out_of_order_past_the_end_or_corrupted_is_refused() {
+        let mut inc = Incoming::new(DType::I32, &[2], &Unlimited).unwrap();
+        let e = inc.write(4, &[0; 4], crc32c(&[0; 4])).unwrap_err();
+        assert!(
+            e.to_string().contains("arrived when offset 0 was due"),
+            "{e}"
+        );
+        let e = inc.write(0, &[0; 12], crc32c(&[0; 12])).unwrap_err();
+        assert!(e.to_string().contains("runs past"), "{e}");
+        let e = inc.write(0, &[1; 4], 0).unwrap_err();
+        assert!(e.to_string().contains("corrupted"), "{e}");
+        assert_eq!(inc.received(), 0);
+    }
+
+    #[test]
+    fn a_short_or_mismatched_transfer_does_not_finish() {
+        let mut inc = Incoming::new(DType::I32, &[2], &Unlimited).unwrap();
+        inc.write(0, &[1; 4], crc32c(&[1; 4])).unwrap();
+        let crc = inc.crc();
+        let e = Incoming::finish(inc, crc).unwrap_err();
+        assert!(e.to_string().contains("after 4 of 8 bytes"), "{e}");
+        let mut inc = Incoming::new(DType::I32, &[1], &Unlimited).unwrap();
+        inc.write(0, &[1; 4], crc32c(&[1; 4])).unwrap();
+        assert!(inc.finish(0).is_err());
+    }
+
+    #[test]
+    fn bool_bytes_other_than_zero_and_one_are_refused() {
+        let mut inc = Incoming::new(DType::Bool, &[2], &Unlimited).unwrap();
+        assert!(inc.write(0, &[1, 2], crc32c(&[1, 2])).is_err());
+    }
+
+    #[test]
+    fn an_offset_inside_an_element_is_refused() {
+        let a = Array::F64(array![1.0f64, 2.0].into_dyn());
+        assert!(Chunks::new(&a, 3).is_err());
+        assert!(Chunks::new(&a, 24).is_err());
+        assert_eq!(Chunks::new(&a, 16).unwrap().remaining(), 0);
+    }
+}
