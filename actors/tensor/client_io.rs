@@ -41,6 +41,7 @@ pub struct Upload {
     progress: Option<Progress>,
     chunk: usize,
     sent: u64,
+    offset: u64,
 }
 
 impl std::fmt::Debug for Upload {
@@ -61,6 +62,7 @@ impl Upload {
             progress: None,
             chunk: transfer::DEFAULT_CHUNK,
             sent: 0,
+            offset: 0,
         }
     }
 
@@ -86,6 +88,12 @@ impl Upload {
         self.sent
     }
 
+    /// The offset the last `run` started from: 0, or what the worker held
+    /// when it resumed.
+    pub fn resumed_from(&self) -> u64 {
+        self.offset
+    }
+
     /// Runs the upload to `worker`, or resumes it there from the offset the
     /// worker holds if an earlier `run` was cut: what arrived is not sent
     /// again. Returns the tensor once the worker has checked every byte.
@@ -97,6 +105,7 @@ impl Upload {
     /// chunk the worker refused, or a worker older than schema version 3.
     pub async fn run(&mut self, worker: &Worker) -> Result<RemoteTensor, Error> {
         let (up, offset) = self.start(worker).await?;
+        self.offset = offset;
         let a = self.array.clone();
         let mut chunks = Chunks::new(&a, offset)?;
         let mut crc = transfer::crc_prefix(&a, offset as usize);

@@ -118,6 +118,18 @@ pub(crate) struct Pending {
     pub(crate) attached: u32,
     /// When it was last written to or detached.
     pub(crate) touched: Instant,
+    /// Why it failed, for the calls that come after.
+    pub(crate) failed: Option<String>,
+}
+
+impl Pending {
+    /// The error for a call on an upload that is no longer under way.
+    pub(crate) fn gone(&self) -> Error {
+        match &self.failed {
+            Some(why) => Error::invalid(format!("upload failed: {why}")),
+            None => Error::invalid("upload has finished or expired"),
+        }
+    }
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -286,6 +298,7 @@ impl WorkerState {
             incoming: Some((incoming, held)),
             attached: 1,
             touched: Instant::now(),
+            failed: None,
         }));
         uploads.insert(id.clone(), pending.clone());
         Ok((id, pending))

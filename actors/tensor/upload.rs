@@ -40,7 +40,11 @@ impl UploadCap {
 
     /// Frees the upload after an error, which is returned.
     fn fail(&self, e: Error) -> capnp::Error {
-        lock(&self.pending).incoming = None;
+        {
+            let mut p = lock(&self.pending);
+            p.incoming = None;
+            p.failed = Some(e.to_string());
+        }
         self.state.end_upload(&self.id);
         e.into()
     }
@@ -73,7 +77,7 @@ impl upload::Server for UploadCap {
         let mut pending = lock(&self.pending);
         pending.touched = Instant::now();
         let Some((incoming, _)) = pending.incoming.as_mut() else {
-            return Err(Error::invalid("upload has failed or finished").into());
+            return Err(pending.gone().into());
         };
         if let Err(e) = incoming.write(p.get_offset(), data, p.get_crc32c()) {
             drop(pending);
@@ -89,11 +93,11 @@ impl upload::Server for UploadCap {
     ) -> Result<(), capnp::Error> {
         let crc = params.get()?.get_crc32c();
         let taken = lock(&self.pending).incoming.take();
-        self.state.end_upload(&self.id);
         let Some((incoming, held)) = taken else {
-            return Err(Error::invalid("upload has failed or finished").into());
+            return Err(lock(&self.pending).gone().into());
         };
-        let array = incoming.finish(crc)?;
+        self.state.end_upload(&self.id);
+        let array = incoming.finish(crc).map_err(|e| self.fail(e))?;
         results
             .get()
             .set_tensor(self.store.publish_held(Arc::new(array), Arc::new(held)));
@@ -105,9 +109,12 @@ impl upload::Server for UploadCap {
         _: upload::StatusParams,
         mut results: upload::StatusResults,
     ) -> Result<(), capnp::Error> {
-        let (offset, bytes) = match &lock(&self.pending).incoming {
-            Some((i, _)) => (i.received() as u64, i.total() as u64),
-            None => return Err(Error::invalid("upload has failed or finished").into()),
+        let (offset, bytes) = {
+            let p = lock(&self.pending);
+            match &p.incoming {
+                Some((i, _)) => (i.received() as u64, i.total() as u64),
+                None => return Err(p.gone().into()),
+            }
         };
         let mut r = results.get();
         r.set_offset(offset);
