@@ -10,6 +10,8 @@
 
 #[path = "compat/v1/mod.rs"]
 mod v1;
+#[path = "compat/v2/mod.rs"]
+mod v2;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -315,5 +317,58 @@ fn the_current_server_answers_the_new_method() {
         assert_eq!(m.connection, None);
         let about = capactor::describe(&client).await.unwrap();
         assert_eq!(about.runtime, capactor::actor::RUNTIME);
+    });
+}
+
+#[test]
+fn a_v2_client_works_against_the_current_server() {
+    each(|t, rt| async move {
+        let (old, _server, _keep) =
+            reach::<tensor_worker::Client, v2::tensor_capnp::tensor_worker::Client, _, _>(
+                t,
+                &rt,
+                || TensorWorker::new("now", Quota::new(1 << 20)),
+            )
+            .await;
+        let mut full = old.full_request();
+        full.get().set_dtype(v2::tensor_capnp::DType::I32);
+        full.get().set_shape(&[3][..]).unwrap();
+        full.get().init_value().set_int(5);
+        let x = full.send().pipeline.get_tensor();
+        let reply = x.read_request().send().promise.await.unwrap();
+        let data = reply.get().unwrap().get_data().unwrap();
+        assert_eq!(
+            data.get_data().unwrap(),
+            &[5, 0, 0, 0, 5, 0, 0, 0, 5, 0, 0, 0]
+        );
+        // Version 2's `fetch` has no `name`: it reads as empty, a plain copy.
+        let mut fetch = old.fetch_request();
+        fetch.get().set_source(x.clone());
+        let copy = fetch.send().pipeline.get_tensor();
+        let meta = copy.meta_request().send().promise.await.unwrap();
+        assert_eq!(meta.get().unwrap().get_shape().unwrap().len(), 1);
+        let m = old.memory_request().send().promise.await.unwrap();
+        assert_eq!(m.get().unwrap().get_used(), 24);
+    });
+}
+
+#[test]
+fn a_large_tensor_for_a_server_without_streaming_fails_with_a_clear_message() {
+    each(|t, rt| async move {
+        let (client, _server, _keep) = old_server(t, &rt).await;
+        let w = Worker::new(client);
+        let big = capactor::actors::tensor::Array::F32(ndarray::ArrayD::zeros(vec![2 << 20]));
+        let err = w.send_array(big).shape().await.unwrap_err();
+        assert_eq!(err.kind(), capnp::ErrorKind::Unimplemented, "{err}");
+        assert!(
+            err.to_string()
+                .contains("TensorWorker.upload (added in schema version 3"),
+            "{err}"
+        );
+        // Small tensors still go in one message.
+        assert_eq!(
+            w.full(DType::I64, &[2], 3i64).sum().item().await.unwrap(),
+            6.0
+        );
     });
 }

@@ -4,8 +4,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::codec;
 use super::download::{self, ReadTo};
@@ -48,8 +47,7 @@ impl Store {
         held: Arc<Held>,
     ) -> tensor::Client {
         let cap = Rc::new(TensorCap {
-            value: RefCell::new(Some((array, held))),
-            moved: Arc::default(),
+            value: Arc::new(Mutex::new(Some((array, held)))),
             store: Rc::downgrade(self),
         });
         self.tensors
@@ -134,12 +132,15 @@ impl Store {
     }
 }
 
-/// One tensor. `None` once moved away.
+/// A tensor's contents and the bytes they hold in the quotas; `None` once
+/// moved away. Shared with a handoff ticket's grant, which empties it
+/// when another worker has read it with `move`.
+type Slot = Arc<Mutex<Option<(Arc<Array>, Arc<Held>)>>>;
+
+/// One tensor.
 #[derive(Debug)]
 pub(crate) struct TensorCap {
-    value: RefCell<Option<(Arc<Array>, Arc<Held>)>>,
-    /// Set when another worker has read it with `move` through a handoff.
-    moved: Arc<AtomicBool>,
+    value: Slot,
     store: Weak<Store>,
 }
 
@@ -156,13 +157,15 @@ impl Drop for TensorCap {
 
 impl TensorCap {
     fn value(&self) -> Result<(Arc<Array>, Arc<Held>), Error> {
-        if self.moved.load(Ordering::Acquire) {
-            self.value.borrow_mut().take();
-        }
-        match &*self.value.borrow() {
+        match &*super::state::lock(&self.value) {
             Some((a, h)) => Ok((a.clone(), h.clone())),
             None => Err(Error::invalid("tensor has been moved to another worker")),
         }
+    }
+
+    /// Frees the contents (moved away); other handles then fail.
+    fn clear(&self) {
+        super::state::lock(&self.value).take();
     }
 
     fn array(&self) -> Result<Arc<Array>, Error> {
@@ -264,7 +267,7 @@ impl tensor::Server for TensorCap {
         let a = self.array()?;
         download::send(&a, req, results).await?;
         if take {
-            self.value.borrow_mut().take();
+            self.clear();
         }
         Ok(())
     }
@@ -277,7 +280,7 @@ impl tensor::Server for TensorCap {
         let take = params.get()?.get_move();
         let (array, held) = self.value()?;
         let state = self.store()?.state.clone();
-        let moved = take.then(|| self.moved.clone());
+        let moved = take.then(|| self.value.clone());
         let ticket = crate::ticket::mint(
             state.options.ticket_ttl,
             Box::new(move || {
@@ -494,17 +497,17 @@ impl tensor::Server for TensorCap {
         crate::call::Guard::current().reserve_reply(a.nbytes() as u64)?;
         codec::encode(&a, results.get().init_data())?;
         // Freed only once the reply is built: a failure above leaves it.
-        self.value.borrow_mut().take();
+        self.clear();
         Ok(())
     }
 }
 
 /// What a transfer ticket grants another worker: one streamed read of a
 /// tensor (and its `meta`), nothing else. With `move`, the source tensor
-/// is marked moved once the reader has accepted every byte.
+/// is emptied once the reader has accepted every byte.
 struct Granted {
     value: RefCell<Option<(Arc<Array>, Arc<Held>)>>,
-    moved: Option<Arc<AtomicBool>>,
+    moved: Option<Slot>,
 }
 
 impl Granted {
@@ -537,8 +540,8 @@ impl tensor::Server for Granted {
         let req = ReadTo::from_params(params.get()?)?;
         let a = self.array()?;
         download::send(&a, req, results).await?;
-        if let Some(moved) = &self.moved {
-            moved.store(true, Ordering::Release);
+        if let Some(source) = &self.moved {
+            super::state::lock(source).take();
         }
         self.value.borrow_mut().take();
         Ok(())

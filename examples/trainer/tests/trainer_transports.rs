@@ -348,10 +348,11 @@ fn a_plain_tensor_worker_answers_trainer_methods_unimplemented() {
         assert_eq!(err.kind(), capnp::ErrorKind::Unimplemented);
         let msg = err.to_string();
         assert!(
-            msg.contains(
+            msg.contains(&format!(
                 "Trainer.weights is not implemented by actor \"plain\" (kind tensor-worker, \
-                 schema version 2, implementing TensorWorker, Actor)"
-            ),
+                 schema version {}, implementing TensorWorker, Actor)",
+                capactor::schema::actor_capnp::SCHEMA_VERSION
+            )),
             "{msg}"
         );
     });
