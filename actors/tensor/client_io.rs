@@ -108,7 +108,7 @@ impl Upload {
         self.offset = offset;
         let a = self.array.clone();
         let mut chunks = Chunks::new(&a, offset)?;
-        let mut crc = transfer::crc_prefix(&a, offset as usize);
+        let mut crc = transfer::crc_prefix(Chunks::new(&a, 0)?, offset as usize);
         let total = a.nbytes() as u64;
         while chunks.remaining() > 0 {
             let n = self.chunk.min(chunks.remaining());

@@ -7,7 +7,8 @@ use std::rc::Rc;
 
 use super::codec;
 use super::ops::{Alloc, Array};
-use super::transfer::{self, Chunks, Incoming};
+use super::spill::Stored;
+use super::transfer::{self, Incoming};
 use crate::schema::tensor_capnp::{sink, tensor};
 use crate::Error;
 
@@ -37,13 +38,13 @@ impl ReadTo {
 /// Sends `a` as `req` asks: inline if small enough, else streamed into the
 /// reader's sink, returning once every chunk is acknowledged.
 pub(crate) async fn send(
-    a: &Array,
+    a: &Stored,
     req: ReadTo,
     mut results: tensor::ReadToResults,
 ) -> Result<(), Error> {
-    let mut chunks = Chunks::new(a, req.offset)?;
+    let mut chunks = a.chunks(req.offset)?;
     // The CRC32C of the whole tensor: of what precedes the offset too.
-    let mut crc = transfer::crc_prefix(a, req.offset as usize);
+    let mut crc = transfer::crc_prefix(a.chunks(0)?, req.offset as usize);
     let mut r = results.get();
     r.set_dtype(codec::to_wire(a.dtype()));
     codec::set_shape(r.reborrow().init_shape(a.shape().len() as u32), a.shape());

@@ -9,6 +9,7 @@ use super::download::{self, Received};
 use super::ops::Array;
 use super::quota::Reservation;
 use super::server::Store;
+use super::spill::Stored;
 use super::state::Named;
 use crate::schema::tensor_capnp::tensor;
 use crate::Error;
@@ -31,15 +32,16 @@ pub(crate) async fn fetch(
     let job = async move {
         let array = Arc::new(copy(&source, &res, take).await?);
         let held = Arc::new(res.keep(array.nbytes() as u64));
+        let stored = Stored::Mem(array);
         if let Some(name) = &name {
             let object = Named {
-                array: array.clone(),
+                stored: stored.clone(),
                 held: held.clone(),
                 expires: None,
             };
             store.state.store(name, object)?;
         }
-        Ok::<_, Error>(store.publish_held(array, held))
+        Ok::<_, Error>(store.publish_held(stored, held))
     };
     if !named {
         return job.await;

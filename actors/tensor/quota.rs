@@ -45,6 +45,15 @@ impl Reservation {
 }
 
 impl Reservation {
+    /// A reservation on `quota` alone, named `what` in errors (a spill
+    /// directory's disk budget, say).
+    pub(crate) fn only(quota: &Arc<Quota>, what: &'static str) -> Self {
+        Reservation {
+            quotas: vec![(quota.clone(), what)],
+            taken: AtomicU64::new(0),
+        }
+    }
+
     /// Gives back everything reserved so far (a failed attempt's).
     pub(crate) fn reset(&self) {
         let taken = self.taken.swap(0, Ordering::AcqRel);

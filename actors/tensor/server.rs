@@ -10,6 +10,7 @@ use super::codec;
 use super::download::{self, ReadTo};
 use super::ops::{self, Alloc, Array, OpError, SliceSpec};
 use super::quota::{Held, Reservation};
+use super::spill::Stored;
 use super::state::{Named, WorkerState};
 use crate::schema::tensor_capnp::tensor;
 use crate::Error;
@@ -36,18 +37,14 @@ impl Store {
     /// Hands out `array` (whose bytes `res` reserved) as a capability.
     pub(crate) fn publish(self: &Rc<Self>, array: Array, res: Reservation) -> tensor::Client {
         let held = res.keep(array.nbytes() as u64);
-        self.publish_held(Arc::new(array), Arc::new(held))
+        self.publish_held(Stored::Mem(Arc::new(array)), Arc::new(held))
     }
 
-    /// Hands out `array`, whose bytes `held` counts, as a capability (one
+    /// Hands out `stored`, whose bytes `held` counts, as a capability (one
     /// more handle on a named object, say).
-    pub(crate) fn publish_held(
-        self: &Rc<Self>,
-        array: Arc<Array>,
-        held: Arc<Held>,
-    ) -> tensor::Client {
+    pub(crate) fn publish_held(self: &Rc<Self>, stored: Stored, held: Arc<Held>) -> tensor::Client {
         let cap = Rc::new(TensorCap {
-            value: Arc::new(Mutex::new(Some((array, held)))),
+            value: Arc::new(Mutex::new(Some((stored, held)))),
             store: Rc::downgrade(self),
         });
         self.tensors
@@ -69,11 +66,9 @@ impl Store {
     /// The array behind a tensor capability of ours and the bytes it holds
     /// in the quotas, as a named object keeps them.
     pub(crate) async fn resolve_named(&self, client: tensor::Client) -> Result<Named, Error> {
-        let cap = self.resolve_cap(client).await?;
-        let array = cap.array()?;
-        let held = cap.held()?;
+        let (stored, held) = self.resolve_cap(client).await?.value()?;
         Ok(Named {
-            array,
+            stored,
             held,
             expires: None,
         })
@@ -135,7 +130,7 @@ impl Store {
 /// A tensor's contents and the bytes they hold in the quotas; `None` once
 /// moved away. Shared with a handoff ticket's grant, which empties it
 /// when another worker has read it with `move`.
-type Slot = Arc<Mutex<Option<(Arc<Array>, Arc<Held>)>>>;
+type Slot = Arc<Mutex<Option<(Stored, Arc<Held>)>>>;
 
 /// One tensor.
 #[derive(Debug)]
@@ -156,7 +151,7 @@ impl Drop for TensorCap {
 }
 
 impl TensorCap {
-    fn value(&self) -> Result<(Arc<Array>, Arc<Held>), Error> {
+    fn value(&self) -> Result<(Stored, Arc<Held>), Error> {
         match &*super::state::lock(&self.value) {
             Some((a, h)) => Ok((a.clone(), h.clone())),
             None => Err(Error::invalid("tensor has been moved to another worker")),
@@ -168,12 +163,22 @@ impl TensorCap {
         super::state::lock(&self.value).take();
     }
 
+    /// The array, in memory: a spilled tensor is read back into memory
+    /// first (counted against the quotas like any new tensor), for good.
     fn array(&self) -> Result<Arc<Array>, Error> {
-        Ok(self.value()?.0)
-    }
-
-    fn held(&self) -> Result<Arc<Held>, Error> {
-        Ok(self.value()?.1)
+        let d = match self.value()?.0 {
+            Stored::Mem(a) => return Ok(a),
+            Stored::Disk(d) => d,
+        };
+        let res = Reservation::new(&self.store()?.state.quota);
+        let shape: Vec<u64> = d.dims.iter().map(|&x| x as u64).collect();
+        let a = Arc::new(Array::from_le_bytes(d.dtype, &shape, d.file.bytes(), &res)?);
+        let held = Arc::new(res.keep(a.nbytes() as u64));
+        let mut slot = super::state::lock(&self.value);
+        if slot.is_some() {
+            *slot = Some((Stored::Mem(a.clone()), held));
+        }
+        Ok(a)
     }
 
     /// Refuses a single-message read of a tensor too large for one.
@@ -234,13 +239,10 @@ impl tensor::Server for TensorCap {
         _: tensor::MetaParams,
         mut results: tensor::MetaResults,
     ) -> Result<(), capnp::Error> {
-        let a = self.array()?;
+        let (a, _) = self.value()?;
         let mut r = results.get();
         r.set_dtype(codec::to_wire(a.dtype()));
-        let mut s = r.init_shape(a.shape().len() as u32);
-        for (i, d) in a.shape().iter().enumerate() {
-            s.set(i as u32, *d as u64);
-        }
+        codec::set_shape(r.init_shape(a.shape().len() as u32), a.shape());
         Ok(())
     }
 
@@ -264,8 +266,8 @@ impl tensor::Server for TensorCap {
         let p = params.get()?;
         let take = p.get_move();
         let req = ReadTo::from_params(p)?;
-        let a = self.array()?;
-        download::send(&a, req, results).await?;
+        let (stored, _) = self.value()?;
+        download::send(&stored, req, results).await?;
         if take {
             self.clear();
         }
@@ -278,14 +280,14 @@ impl tensor::Server for TensorCap {
         mut results: tensor::HandoffResults,
     ) -> Result<(), capnp::Error> {
         let take = params.get()?.get_move();
-        let (array, held) = self.value()?;
+        let (stored, held) = self.value()?;
         let state = self.store()?.state.clone();
         let moved = take.then(|| self.value.clone());
         let ticket = crate::ticket::mint(
             state.options.ticket_ttl,
             Box::new(move || {
                 let granted: tensor::Client = crate::new_client(Granted {
-                    value: RefCell::new(Some((array, held))),
+                    value: RefCell::new(Some((stored, held))),
                     moved,
                 });
                 granted.client
@@ -506,12 +508,12 @@ impl tensor::Server for TensorCap {
 /// tensor (and its `meta`), nothing else. With `move`, the source tensor
 /// is emptied once the reader has accepted every byte.
 struct Granted {
-    value: RefCell<Option<(Arc<Array>, Arc<Held>)>>,
+    value: RefCell<Option<(Stored, Arc<Held>)>>,
     moved: Option<Slot>,
 }
 
 impl Granted {
-    fn array(&self) -> Result<Arc<Array>, Error> {
+    fn stored(&self) -> Result<Stored, Error> {
         match &*self.value.borrow() {
             Some((a, _)) => Ok(a.clone()),
             None => Err(Error::invalid("this transfer ticket has been used")),
@@ -525,7 +527,7 @@ impl tensor::Server for Granted {
         _: tensor::MetaParams,
         mut results: tensor::MetaResults,
     ) -> Result<(), capnp::Error> {
-        let a = self.array()?;
+        let a = self.stored()?;
         let mut r = results.get();
         r.set_dtype(codec::to_wire(a.dtype()));
         codec::set_shape(r.init_shape(a.shape().len() as u32), a.shape());
@@ -538,7 +540,7 @@ impl tensor::Server for Granted {
         results: tensor::ReadToResults,
     ) -> Result<(), capnp::Error> {
         let req = ReadTo::from_params(params.get()?)?;
-        let a = self.array()?;
+        let a = self.stored()?;
         download::send(&a, req, results).await?;
         if let Some(source) = &self.moved {
             super::state::lock(source).take();

@@ -4,8 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::ops::{Array, DType};
+use super::ops::DType;
 use super::quota::Held;
+use super::spill::{Spill, Stored};
 use super::transfer::Incoming;
 use crate::{Error, Quota};
 
@@ -37,6 +38,10 @@ pub struct DataOptions {
     /// Uploads under way at most (including those waiting to be resumed).
     /// Default 1,024.
     pub max_uploads: usize,
+    /// Where uploads that do not fit in the memory quota go instead, as
+    /// memory-mapped files (`capactor worker --spill-dir`). Default none:
+    /// such an upload is refused.
+    pub spill: Option<Arc<Spill>>,
 }
 
 impl Default for DataOptions {
@@ -47,6 +52,7 @@ impl Default for DataOptions {
             max_single_message: (64 << 20) - (64 << 10),
             max_objects: 1 << 16,
             max_uploads: 1024,
+            spill: None,
         }
     }
 }
@@ -88,7 +94,7 @@ pub struct WorkerState {
 /// A named object.
 #[derive(Debug, Clone)]
 pub(crate) struct Named {
-    pub(crate) array: Arc<Array>,
+    pub(crate) stored: Stored,
     pub(crate) held: Arc<Held>,
     pub(crate) expires: Option<Instant>,
 }
@@ -194,9 +200,9 @@ impl WorkerState {
             .filter(|(_, o)| o.expires.is_none_or(|e| e > now))
             .map(|(name, o)| ObjectInfo {
                 name: name.clone(),
-                dtype: o.array.dtype(),
-                shape: o.array.shape().iter().map(|&d| d as u64).collect(),
-                bytes: o.array.nbytes() as u64,
+                dtype: o.stored.dtype(),
+                shape: o.stored.shape().iter().map(|&d| d as u64).collect(),
+                bytes: o.stored.nbytes() as u64,
                 expires_in: o.expires.map(|e| e.saturating_duration_since(now)),
             })
             .collect()

@@ -11,8 +11,15 @@
 
 use ndarray::{ArrayD, IxDyn};
 
+use std::sync::Arc;
+
 use super::ops::{self, Alloc, Array, DType, OpError};
+use super::spill::{MappedFile, Spill, Spilled, Stored};
 use crate::Error;
+
+fn shape_u64(dims: &[usize]) -> Vec<u64> {
+    dims.iter().map(|&d| d as u64).collect()
+}
 
 /// Chunk size when the reader asks for none, in bytes.
 pub(crate) const DEFAULT_CHUNK: usize = 1 << 20;
@@ -38,10 +45,7 @@ pub(crate) fn crc32c(data: &[u8]) -> u32 {
 
 /// The CRC32C of `a`'s first `upto` bytes (what a resumed transfer does
 /// not send again, but the whole tensor's checksum covers).
-pub(crate) fn crc_prefix(a: &Array, upto: usize) -> u32 {
-    let Ok(mut head) = Chunks::new(a, 0) else {
-        return 0;
-    };
+pub(crate) fn crc_prefix(mut head: Chunks<'_>, upto: usize) -> u32 {
     let upto = upto.min(head.remaining());
     let mut crc = 0;
     let mut buf = vec![0; DEFAULT_CHUNK.min(upto)];
@@ -72,6 +76,8 @@ enum Buf {
     I64(Vec<i64>),
     /// Bytes checked to be 0 or 1 as they arrive; becomes `Vec<bool>`.
     Bool(Vec<u8>),
+    /// A file in the worker's spill directory.
+    Mapped(MappedFile),
 }
 
 impl Incoming {
@@ -92,6 +98,26 @@ impl Incoming {
             dtype,
             dims,
             buf,
+            received: 0,
+            crc: 0,
+        })
+    }
+
+    /// The same, in a new file of `spill`, reserved through `alloc` (the
+    /// spill's own quota): for a tensor that does not fit in memory.
+    pub(crate) fn new_mapped(
+        dtype: DType,
+        shape: &[u64],
+        spill: &Arc<Spill>,
+        alloc: &dyn Alloc,
+    ) -> Result<Self, Error> {
+        let dims = ops::dims_from_u64(shape)?;
+        ops::reserve(alloc, "upload", &dims, dtype)?;
+        let bytes = dims.iter().product::<usize>() * dtype.size();
+        Ok(Incoming {
+            dtype,
+            dims,
+            buf: Buf::Mapped(spill.create(bytes)?),
             received: 0,
             crc: 0,
         })
@@ -124,6 +150,7 @@ impl Incoming {
             Buf::I32(v) => bytemuck::cast_slice(v),
             Buf::I64(v) => bytemuck::cast_slice(v),
             Buf::Bool(v) => v,
+            Buf::Mapped(f) => f.bytes(),
         }
     }
 
@@ -134,6 +161,7 @@ impl Incoming {
             Buf::I32(v) => bytemuck::cast_slice_mut(v),
             Buf::I64(v) => bytemuck::cast_slice_mut(v),
             Buf::Bool(v) => v,
+            Buf::Mapped(f) => f.bytes_mut(),
         }
     }
 
@@ -175,9 +203,27 @@ impl Incoming {
         self.crc
     }
 
+    /// Like [`Incoming::finish`], keeping a spilled tensor on disk.
+    pub(crate) fn finish_stored(self, crc: u32) -> Result<Stored, Error> {
+        self.check(crc)?;
+        match self.buf {
+            Buf::Mapped(file) => Ok(Stored::Disk(Arc::new(Spilled {
+                dtype: self.dtype,
+                dims: self.dims,
+                file,
+            }))),
+            _ => Ok(Stored::Mem(Arc::new(self.into_array()?))),
+        }
+    }
+
     /// The finished tensor, once every byte has arrived and `crc` is the
     /// CRC32C of them all. Hands over the buffer without copying it.
     pub(crate) fn finish(self, crc: u32) -> Result<Array, Error> {
+        self.check(crc)?;
+        self.into_array()
+    }
+
+    fn check(&self, crc: u32) -> Result<(), Error> {
         if self.received != self.total() {
             return Err(Error::invalid(format!(
                 "transfer ended after {} of {} bytes",
@@ -190,7 +236,7 @@ impl Incoming {
                 "tensor is corrupted: the CRC32C of its bytes does not match",
             ));
         }
-        self.into_array()
+        Ok(())
     }
 
     fn into_array(self) -> Result<Array, Error> {
@@ -203,6 +249,12 @@ impl Incoming {
             Buf::I32(v) => Array::I32(from_le(shape, v).map_err(bad)?),
             Buf::I64(v) => Array::I64(from_le(shape, v).map_err(bad)?),
             Buf::Bool(v) => Array::Bool(ArrayD::from_shape_vec(shape, bool_vec(v)).map_err(bad)?),
+            Buf::Mapped(f) => Array::from_le_bytes(
+                self.dtype,
+                &shape_u64(&self.dims),
+                f.bytes(),
+                &ops::Unlimited,
+            )?,
         })
     }
 }
@@ -336,6 +388,22 @@ impl<'a> Chunks<'a> {
         };
         chunks.skip(at);
         Ok(chunks)
+    }
+
+    /// Reads little-endian `bytes` of `size`-byte elements from `offset`.
+    pub(crate) fn of_bytes(bytes: &'a [u8], size: usize, offset: u64) -> Result<Self, Error> {
+        let total = bytes.len();
+        if offset > total as u64 || offset % size as u64 != 0 {
+            return Err(Error::invalid(format!(
+                "cannot read from offset {offset}: the tensor has {total} bytes of \
+                 {size}-byte elements"
+            )));
+        }
+        Ok(Chunks {
+            source: Source::Bytes(bytes),
+            total,
+            at: offset as usize,
+        })
     }
 
     /// Bytes left to read.

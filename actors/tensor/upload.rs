@@ -97,10 +97,10 @@ impl upload::Server for UploadCap {
             return Err(lock(&self.pending).gone().into());
         };
         self.state.end_upload(&self.id);
-        let array = incoming.finish(crc).map_err(|e| self.fail(e))?;
+        let stored = incoming.finish_stored(crc).map_err(|e| self.fail(e))?;
         results
             .get()
-            .set_tensor(self.store.publish_held(Arc::new(array), Arc::new(held)));
+            .set_tensor(self.store.publish_held(stored, Arc::new(held)));
         Ok(())
     }
 

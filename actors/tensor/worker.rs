@@ -442,8 +442,20 @@ impl tensor_worker::Server for TensorWorker {
         let shape = codec::shape(p.get_shape()?);
         let state = &self.store.state;
         let res = Reservation::new(&state.quota);
-        let incoming = Incoming::new(dtype, &shape, &res).map_err(Error::from)?;
-        let held = res.keep(incoming.total() as u64);
+        let (incoming, held) = match (Incoming::new(dtype, &shape, &res), &state.options.spill) {
+            (Ok(i), _) => {
+                let held = res.keep(i.total() as u64);
+                (i, held)
+            }
+            // Past the memory limit: into the spill directory, if there is one.
+            (Err(OpError::Budget { .. }), Some(spill)) => {
+                let disk = Reservation::only(spill.quota(), "spill");
+                let i = Incoming::new_mapped(dtype, &shape, spill, &disk)?;
+                let held = disk.keep(i.total() as u64);
+                (i, held)
+            }
+            (Err(e), _) => return Err(Error::from(e).into()),
+        };
         let (id, pending) = state.begin_upload(incoming, held)?;
         let mut r = results.get();
         r.set_id(&id);
@@ -501,7 +513,7 @@ impl tensor_worker::Server for TensorWorker {
         let o = self.store.state.load(&name)?;
         results
             .get()
-            .set_tensor(self.store.publish_held(o.array, o.held));
+            .set_tensor(self.store.publish_held(o.stored, o.held));
         Ok(())
     }
 
