@@ -117,8 +117,8 @@ impl Upload {
             p.set_offset(chunks.offset() as u64);
             let data = p.reborrow().init_data(n as u32);
             chunks.fill(data);
-            crc = crc32c::crc32c_append(crc, data);
             let chunk_crc = transfer::crc32c(data);
+            crc = transfer::crc_combine(crc, chunk_crc, n);
             p.set_crc32c(chunk_crc);
             w.send().await?;
             self.sent += n as u64;

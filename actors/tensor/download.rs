@@ -75,7 +75,7 @@ pub(crate) async fn send(
         let data = p.reborrow().init_data(n as u32);
         chunks.fill(data);
         let chunk_crc = transfer::crc32c(data);
-        crc = crc32c::crc32c_append(crc, data);
+        crc = transfer::crc_combine(crc, chunk_crc, n);
         p.set_crc32c(chunk_crc);
         // Resolves at once while the stream's window has room; a refused
         // chunk fails the later ones.

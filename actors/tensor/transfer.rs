@@ -43,6 +43,13 @@ pub(crate) fn crc32c(data: &[u8]) -> u32 {
     crc32c::crc32c(data)
 }
 
+/// The CRC32C of `a ++ b` from that of `a` and that of `b` (`len_b`
+/// bytes), without reading the bytes again: each chunk is checksummed once,
+/// for itself and for the whole.
+pub(crate) fn crc_combine(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
+    crc32c::crc32c_combine(crc_a, crc_b, len_b)
+}
+
 /// The CRC32C of `a`'s first `upto` bytes (what a resumed transfer does
 /// not send again, but the whole tensor's checksum covers).
 pub(crate) fn crc_prefix(mut head: Chunks<'_>, upto: usize) -> u32 {
@@ -187,12 +194,13 @@ impl Incoming {
                 "chunk at offset {offset} is corrupted: its CRC32C does not match"
             )));
         }
+        let whole = crc_combine(self.crc, crc, data.len());
         if self.dtype == DType::Bool && data.iter().any(|&b| b > 1) {
             return Err(OpError::InvalidBool.into());
         }
         let start = self.received;
         self.bytes_mut()[start..end].copy_from_slice(data);
-        self.crc = crc32c::crc32c_append(self.crc, data);
+        self.crc = whole;
         self.received = end;
         Ok(())
     }
