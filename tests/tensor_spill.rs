@@ -68,6 +68,29 @@ fn uploads_past_the_memory_limit_are_held_and_served_from_spill_files() {
 }
 
 #[test]
+fn a_copy_into_a_full_worker_lands_in_its_spill_directory() {
+    let rt = capactor::Runtime::builder().vats(2).build().unwrap();
+    capactor::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, spill) = spilling(8 * MIB, dir.path());
+        let dest: capactor::Connection<tensor_worker::Client> =
+            rt.spawn_virtual(move || TensorWorker::with_state("dest", state.clone()));
+        let source: capactor::Connection<tensor_worker::Client> =
+            rt.spawn_virtual(|| TensorWorker::new("source", Quota::new(1 << 30)));
+        let (from, to) = (
+            Worker::new(source.client().clone()),
+            Worker::new(dest.client().clone()),
+        );
+        let x = tensor(5);
+        let copy = from.from_array(&x).copy_to(&to);
+        assert_eq!(within(LIMIT, copy.to_array()).await.unwrap(), x);
+        assert_eq!((spill.files(), spill.quota().used()), (1, 12 * MIB));
+        drop(copy);
+        eventually(LIMIT, || spill.files() == 0).await;
+    });
+}
+
+#[test]
 fn spill_files_a_dead_worker_left_are_removed_and_a_bad_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let stale = dir.path().join("capactor-spill-4000000000");

@@ -6,8 +6,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::codec;
-use super::ops::{Alloc, Array};
-use super::spill::Stored;
+use std::sync::Arc;
+
+use super::ops::{Alloc, Array, OpError};
+use super::quota::Reservation;
+use super::spill::{Spill, Stored};
 use super::transfer::{self, Incoming};
 use crate::schema::tensor_capnp::{sink, tensor};
 use crate::Error;
@@ -102,6 +105,22 @@ pub(crate) async fn read(
     alloc: Rc<dyn Alloc>,
     take: bool,
 ) -> Result<Array, Error> {
+    match read_stored(source, received, alloc, take).await? {
+        Stored::Mem(a) => Ok(Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone())),
+        Stored::Disk(_) => Err(Error::internal(
+            "a reader without a spill directory spilled",
+        )),
+    }
+}
+
+/// Like [`read`], into the spill directory `received` was given if the
+/// tensor does not fit `alloc`.
+pub(crate) async fn read_stored(
+    source: &tensor::Client,
+    received: &Rc<RefCell<Received>>,
+    alloc: Rc<dyn Alloc>,
+    take: bool,
+) -> Result<Stored, Error> {
     let offset = received.borrow().offset();
     let mut req = source.read_to_request();
     {
@@ -114,7 +133,9 @@ pub(crate) async fn read(
     let reply = match req.send().promise.await {
         Ok(reply) => reply,
         Err(e) if e.kind == capnp::ErrorKind::Unimplemented && offset == 0 => {
-            return read_single(source, &*alloc, take).await;
+            return Ok(Stored::Mem(Arc::new(
+                read_single(source, &*alloc, take).await?,
+            )));
         }
         Err(e) => return Err(e.into()),
     };
@@ -130,7 +151,8 @@ pub(crate) async fn read(
     }
     let dtype = codec::dtype(r.get_dtype())?;
     let shape = codec::shape(r.get_shape()?);
-    Ok(Array::from_le_bytes(dtype, &shape, data, &*alloc)?)
+    let a = Array::from_le_bytes(dtype, &shape, data, &*alloc)?;
+    Ok(Stored::Mem(Arc::new(a)))
 }
 
 /// `read` or `take`, in one message (workers of schema versions 1 and 2).
@@ -154,7 +176,10 @@ async fn read_single(
 #[derive(Default)]
 pub(crate) struct Received {
     incoming: Option<Incoming>,
-    done: Option<Array>,
+    done: Option<Stored>,
+    /// Where a tensor that does not fit the reader's quota goes (a worker
+    /// fetching into its spill directory), with that directory's budget.
+    spill: Option<(Arc<Spill>, Rc<Reservation>)>,
     /// Called with (bytes received, total) after each chunk.
     progress: Option<Progress>,
 }
@@ -177,6 +202,22 @@ impl Received {
             progress,
             ..Received::default()
         }))
+    }
+
+    /// Lets a tensor that does not fit the reader's quota go to `spill`.
+    pub(crate) fn spilling(spill: Option<Arc<Spill>>) -> Rc<RefCell<Self>> {
+        Rc::new(RefCell::new(Received {
+            spill: spill.map(|s| {
+                let disk = Rc::new(Reservation::only(s.quota(), "spill"));
+                (s, disk)
+            }),
+            ..Received::default()
+        }))
+    }
+
+    /// The spill budget's reservation, if the tensor went there.
+    pub(crate) fn spill_reservation(&self) -> Option<Rc<Reservation>> {
+        self.spill.as_ref().map(|(_, r)| r.clone())
     }
 
     /// Where the next `readTo` should start.
@@ -224,11 +265,18 @@ impl sink::Server for SinkCap {
                     "the worker resumed a download this reader never began",
                 )));
             }
-            match Incoming::new(dtype, &shape, &*self.alloc) {
+            let made = match (Incoming::new(dtype, &shape, &*self.alloc), &r.spill) {
+                (Ok(i), _) => Ok(i),
+                (Err(OpError::Budget { .. }), Some((spill, disk))) => {
+                    Incoming::new_mapped(dtype, &shape, spill, &**disk)
+                }
+                (Err(e), _) => Err(e.into()),
+            };
+            match made {
                 Ok(i) => r.incoming = Some(i),
                 Err(e) => {
                     drop(r);
-                    return Err(self.fail(e.into()));
+                    return Err(self.fail(e));
                 }
             }
         }
@@ -267,8 +315,8 @@ impl sink::Server for SinkCap {
         let crc = params.get()?.get_crc32c();
         let incoming = self.received.borrow_mut().incoming.take();
         let incoming = incoming.ok_or_else(|| Error::invalid("end before the download began"))?;
-        let array = incoming.finish(crc).map_err(|e| self.fail(e))?;
-        self.received.borrow_mut().done = Some(array);
+        let stored = incoming.finish_stored(crc).map_err(|e| self.fail(e))?;
+        self.received.borrow_mut().done = Some(stored);
         Ok(())
     }
 }

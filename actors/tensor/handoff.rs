@@ -6,8 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::download::{self, Received};
-use super::ops::Array;
-use super::quota::Reservation;
+use super::quota::{Held, Reservation};
 use super::server::Store;
 use super::spill::Stored;
 use super::state::Named;
@@ -30,9 +29,8 @@ pub(crate) async fn fetch(
     let store = store.clone();
     let named = name.is_some();
     let job = async move {
-        let array = Arc::new(copy(&source, &res, take).await?);
-        let held = Arc::new(res.keep(array.nbytes() as u64));
-        let stored = Stored::Mem(array);
+        let (stored, held) = copy(&source, &res, take, &store).await?;
+        let held = Arc::new(held);
         if let Some(name) = &name {
             let object = Named {
                 stored: stored.clone(),
@@ -54,15 +52,34 @@ pub(crate) async fn fetch(
         .map_err(|_| Error::internal("a named fetch ended without an answer"))?
 }
 
-async fn copy(source: &tensor::Client, res: &Rc<Reservation>, take: bool) -> Result<Array, Error> {
+/// Reads `source` into this worker's quota (`res`), or its spill
+/// directory if the quota is full, and returns it with what holds its bytes.
+async fn copy(
+    source: &tensor::Client,
+    res: &Rc<Reservation>,
+    take: bool,
+    store: &Store,
+) -> Result<(Stored, Held), Error> {
+    let spill = store.state.options.spill.clone();
+    let kept = |stored: Stored, received: &Rc<std::cell::RefCell<Received>>| {
+        let bytes = stored.nbytes() as u64;
+        let disk = received.borrow().spill_reservation();
+        let held = match (&stored, disk) {
+            (Stored::Disk(_), Some(disk)) => disk.keep(bytes),
+            _ => res.keep(bytes),
+        };
+        (stored, held)
+    };
     let mut req = source.handoff_request();
     req.get().set_move(take);
     match req.send().promise.await {
         Ok(reply) => {
             let r = reply.get()?;
             let address = r.get_address()?.to_str().unwrap_or_default().to_owned();
-            match direct(r.get_ticket()?, &address, r.get_tls_certificate()?, res).await {
-                Ok(a) => return Ok(a),
+            let received = Received::spilling(spill.clone());
+            let ticket = r.get_ticket()?;
+            match direct(ticket, &address, r.get_tls_certificate()?, res, &received).await {
+                Ok(stored) => return Ok(kept(stored, &received)),
                 Err(e) => {
                     tracing::warn!(
                         "direct transfer from {address} failed, relaying through the caller: {e}"
@@ -75,7 +92,9 @@ async fn copy(source: &tensor::Client, res: &Rc<Reservation>, take: bool) -> Res
         Err(e) if e.kind == capnp::ErrorKind::Unimplemented => {}
         Err(e) => return Err(e.into()),
     }
-    download::read(source, &Received::with_progress(None), res.clone(), take).await
+    let received = Received::spilling(spill);
+    let stored = download::read_stored(source, &received, res.clone(), take).await?;
+    Ok(kept(stored, &received))
 }
 
 /// Reads the tensor a ticket grants, over a connection of our own to the
@@ -85,12 +104,13 @@ async fn direct(
     address: &str,
     tls_certificate: &[u8],
     res: &Rc<Reservation>,
-) -> Result<Array, Error> {
+    received: &Rc<std::cell::RefCell<Received>>,
+) -> Result<Stored, Error> {
     let conn = crate::transport::connect_for_ticket(address, tls_certificate).await?;
     let mut req = conn.client().redeem_request();
     req.get().set_ticket(ticket);
     let granted = tensor::Client {
         client: capnp::capability::Client::new(req.send().pipeline.get_object().as_cap()),
     };
-    download::read(&granted, &Received::with_progress(None), res.clone(), false).await
+    download::read_stored(&granted, received, res.clone(), false).await
 }

@@ -226,6 +226,7 @@ impl Incoming {
 
     /// The finished tensor, once every byte has arrived and `crc` is the
     /// CRC32C of them all. Hands over the buffer without copying it.
+    #[cfg(test)]
     pub(crate) fn finish(self, crc: u32) -> Result<Array, Error> {
         self.check(crc)?;
         self.into_array()
