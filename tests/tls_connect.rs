@@ -11,6 +11,7 @@ use common::{connect_probe, ping, serve_probe, within};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 const LIMIT: Duration = Duration::from_secs(20);
+const TOKEN: &[u8] = b"tls test token, 16+ bytes";
 
 /// A self-signed certificate for 127.0.0.1, made for this test run.
 fn identity() -> (CertificateDer<'static>, ServerTls) {
@@ -28,14 +29,14 @@ fn identity() -> (CertificateDer<'static>, ServerTls) {
 fn tls_server_opts(server: ServerTls) -> ServeOptions {
     let mut opts = ServeOptions::default();
     opts.tls = Some(server);
-    opts.token = Some(b"t".to_vec());
+    opts.token = Some(TOKEN.to_vec());
     opts
 }
 
 fn client(tls: ClientTls) -> ConnectOptions {
     let mut opts = ConnectOptions::default();
     opts.tls = Some(tls);
-    opts.token = b"t".to_vec();
+    opts.token = TOKEN.to_vec();
     opts
 }
 
@@ -85,7 +86,7 @@ fn a_client_that_does_not_trust_the_worker_gets_a_clear_error() {
         }
         // A plain-TCP client gets a disconnect, not a hang.
         let mut plain = ConnectOptions::default();
-        plain.token = b"t".to_vec();
+        plain.token = TOKEN.to_vec();
         let p = connect_probe(&server, &plain).await;
         let base: capactor::schema::actor_capnp::actor::Client = capactor::cast(&*p);
         let err = within(LIMIT, base.ping_request().send().promise)

@@ -46,7 +46,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 // ---- the worker and its legitimate clients ----
 
-async fn serve_tensors(h: &Harness, opts: ServeOptions) -> TcpServer {
+async fn serve_tensors(h: &Harness, mut opts: ServeOptions) -> TcpServer {
+    // On 127.0.0.1 only: no token is the loopback opt-in.
+    opts.insecure_no_auth |= opts.token.is_none();
     let quota = Quota::new(256 << 20);
     let serving = h.rt.serve_tcp::<tensor_worker::Client, _, _>(
         "127.0.0.1:0",

@@ -68,8 +68,8 @@ impl Default for LinkConditions {
 /// let mut opts = VirtualOptions::default();
 /// opts.link.latency = Duration::from_millis(2);
 /// opts.serve.call_deadline = Some(Duration::from_secs(1));
-/// opts.serve.token = Some(b"secret".to_vec());
-/// opts.connect.token = b"secret".to_vec();
+/// opts.serve.token = Some(b"a secret of 16+ bytes".to_vec());
+/// opts.connect.token = b"a secret of 16+ bytes".to_vec();
 /// ```
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
