@@ -11,7 +11,8 @@
 //! the pool at once; and a flood of silent sockets recycles its own slots
 //! instead of taking the authenticated ones. Connections younger than
 //! [`GRACE`] may take the pool over its numbers for that long, within
-//! `max_connections`.
+//! `max_connections`; at `max_connections` a newcomer closes the oldest
+//! unauthenticated connection, however young.
 //!
 //! `Send + Sync`: one pool per worker, shared by the accept loop and the
 //! vats in an `Arc`.
@@ -113,12 +114,18 @@ impl PreauthPool {
         }
     }
 
-    /// Closes the oldest unauthenticated connection past its grace, if any:
-    /// room for a newcomer when the worker is at `max_connections`.
+    /// Closes the oldest unauthenticated connection, if any, grace or not:
+    /// room for a newcomer when the worker is at `max_connections`. (A
+    /// newcomer closes at most one, so a flood that keeps the worker at its
+    /// limit closes the oldest first, and one that has just arrived has all
+    /// the older ones in front of it.)
     pub(crate) fn evict_oldest(&self) -> bool {
         let mut st = self.lock();
         match st.by_age.keys().next() {
-            Some(&oldest) => st.evict_if_old(oldest, Instant::now()),
+            Some(&oldest) => {
+                st.evict(oldest);
+                true
+            }
             None => false,
         }
     }
@@ -150,14 +157,19 @@ impl State {
     /// younger.
     fn evict_if_old(&mut self, id: u64, now: Instant) -> bool {
         match self.by_age.get(&id) {
-            Some(e) if now.duration_since(e.since) >= GRACE => {}
-            _ => return false,
+            Some(e) if now.duration_since(e.since) >= GRACE => {
+                self.evict(id);
+                true
+            }
+            _ => false,
         }
+    }
+
+    fn evict(&mut self, id: u64) {
         if let Some(cut) = self.remove(id) {
             self.evicted += 1;
             cut.cancel();
         }
-        true
     }
 }
 
@@ -216,8 +228,8 @@ mod tests {
         let _td = pool.admit(A, CancellationToken::new());
         assert!(b.is_cancelled());
         assert_eq!(pool.evicted(), 1);
+        // At the connection limit, the oldest goes, grace or not.
         assert!(pool.evict_oldest());
         assert!(c.is_cancelled());
-        assert!(!pool.evict_oldest(), "the newest is within its grace");
     }
 }
