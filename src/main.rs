@@ -116,6 +116,10 @@ struct WorkerLimits {
     /// together.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     handshake_timeout: Off<Duration>,
+    /// Show every client worker-wide totals in `info` and `memory` (other
+    /// clients' activity included); by default each sees its own connection's.
+    #[arg(long)]
+    report_worker_totals: bool,
 }
 
 impl WorkerLimits {
@@ -136,6 +140,7 @@ impl WorkerLimits {
         opts.idle_timeout = self.idle_timeout.0;
         opts.keepalive = self.keepalive.0;
         opts.handshake_timeout = self.handshake_timeout.0;
+        opts.report_worker_totals = self.report_worker_totals;
         Ok(())
     }
 }

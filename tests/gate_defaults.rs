@@ -13,7 +13,11 @@ use common::{connect_probe, ping, within};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-async fn serve(rt: &Runtime, addr: &str, opts: ServeOptions) -> capactor::Result<capactor::TcpServer> {
+async fn serve(
+    rt: &Runtime,
+    addr: &str,
+    opts: ServeOptions,
+) -> capactor::Result<capactor::TcpServer> {
     within(
         LIMIT,
         rt.serve_tcp::<probe::Client, _, _>(addr, || capactor::actors::Probe::new("p"), opts),
@@ -43,7 +47,8 @@ fn serving_without_a_token_is_an_opt_in_allowed_on_loopback_only() {
             .err()
             .expect("off loopback: refused");
         assert!(
-            err.to_string().contains("only allowed on a loopback address"),
+            err.to_string()
+                .contains("only allowed on a loopback address"),
             "{err}"
         );
         let server = serve(&rt, "127.0.0.1:0", ServeOptions::insecure_loopback())
@@ -106,4 +111,65 @@ fn debug_output_of_the_options_never_shows_the_token() {
         assert!(!shown.contains(&bytes[1..bytes.len() - 1]), "{shown}");
         assert!(shown.contains("redacted, 23 bytes"), "{shown}");
     }
+}
+
+/// What one client does is not shown to another: `info` and `memory`
+/// report the caller's own connection unless the worker is told to show
+/// worker-wide totals.
+#[test]
+fn info_and_memory_show_a_caller_its_own_connection_and_totals_only_when_allowed() {
+    use capactor::actors::tensor::{DType, Quota, TensorWorker, Worker};
+    use capactor::schema::tensor_capnp::tensor_worker;
+    const TOKEN: &[u8] = b"info privacy test token";
+    let rt = Runtime::builder().vats(1).build().unwrap();
+    capactor::block_on(async {
+        for totals in [false, true] {
+            let mut opts = ServeOptions::default();
+            opts.token = Some(TOKEN.to_vec());
+            opts.report_worker_totals = totals;
+            let quota = Quota::new(64 << 20);
+            let server = within(
+                LIMIT,
+                rt.serve_tcp::<tensor_worker::Client, _, _>(
+                    "127.0.0.1:0",
+                    move || TensorWorker::new("w", quota.clone()),
+                    opts,
+                ),
+            )
+            .await
+            .unwrap();
+            let addr = server.local_addr().to_string();
+            let mut copts = ConnectOptions::default();
+            copts.token = TOKEN.to_vec();
+            copts.heartbeat = None;
+            let connect = || capactor::connect_tcp::<tensor_worker::Client>(&addr, &copts);
+            let a = within(LIMIT, connect()).await.unwrap();
+            let b = within(LIMIT, connect()).await.unwrap();
+
+            let wa = Worker::new(a.client().clone());
+            let x = wa.zeros(DType::F32, &[64, 64]);
+            let y = x.add_scalar(1.0);
+            within(LIMIT, y.shape()).await.unwrap();
+
+            let seen_by_a = within(LIMIT, capactor::describe(a.client())).await.unwrap();
+            assert_eq!(
+                (seen_by_a.live_objects, seen_by_a.live_bytes),
+                (2, 2 * 64 * 64 * 4)
+            );
+            let seen_by_b = within(LIMIT, capactor::describe(b.client())).await.unwrap();
+            let mem_b = within(LIMIT, Worker::new(b.client().clone()).memory())
+                .await
+                .unwrap();
+            if totals {
+                assert_eq!(seen_by_b.live_objects, 2);
+                assert!(seen_by_b.calls_served >= 3, "{seen_by_b:?}");
+                assert_eq!(mem_b.used, 2 * 64 * 64 * 4);
+            } else {
+                assert_eq!((seen_by_b.live_objects, seen_by_b.live_bytes), (0, 0));
+                // Only its own calls: none finished before this `info`.
+                assert_eq!(seen_by_b.calls_served, 0, "{seen_by_b:?}");
+                assert_eq!(mem_b.used, 0);
+            }
+        }
+    });
 }

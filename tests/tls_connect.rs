@@ -156,7 +156,10 @@ fn one_deadline_from_arrival_covers_the_tls_handshake_and_the_gate() {
         let after = closed - arrived;
         eprintln!("closed {after:?} after arrival (deadline {DEADLINE:?})");
         assert!(after >= DEADLINE - Duration::from_millis(50), "{after:?}");
-        assert!(after < TLS_AFTER + DEADLINE - Duration::from_millis(200), "{after:?}");
+        assert!(
+            after < TLS_AFTER + DEADLINE - Duration::from_millis(200),
+            "{after:?}"
+        );
 
         // A peer that never starts TLS is closed at the same deadline.
         let mut silent = common::connect_raw(&server).await;

@@ -316,6 +316,8 @@ pub(crate) struct ServeSite {
     pub(crate) handshake_timeout: Option<Duration>,
     /// The worker's gate policy, shared by its vats.
     pub(crate) policy: Arc<GatePolicy>,
+    /// Whether callers may see worker-wide totals.
+    pub(crate) report_worker_totals: bool,
 }
 
 impl ServeSite {
@@ -334,6 +336,7 @@ impl ServeSite {
             idle_timeout: opts.idle_timeout,
             handshake_timeout: opts.handshake_timeout,
             policy,
+            report_worker_totals: opts.report_worker_totals,
         }
     }
 }
@@ -369,14 +372,19 @@ pub(crate) async fn serve_stream<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let memory = site.limits.max_connection_memory.map(Quota::new);
+    // Every connection counts what it holds (for `info`), within its budget
+    // if it has one.
+    let budget = site.limits.max_connection_memory.unwrap_or(u64::MAX);
     let outgoing = Outgoing::new(site.limits.max_outgoing_bytes);
     let guard = Guard::new(
         site.calls.clone(),
         Some(site.limits.max_calls_in_flight),
-        memory,
+        Some(Quota::new(budget)),
         Some(outgoing.clone()),
     );
+    if site.report_worker_totals {
+        guard.allow_worker_totals();
+    }
     let actor = site.actor.guarded(&guard);
     let opened = Rc::new(Cell::new(false));
     let deadline = site.handshake_timeout.map(|t| arrival.at + t);

@@ -91,6 +91,10 @@ pub struct ServeOptions {
     /// Longest a single call may run before it fails with
     /// `call exceeded its deadline`. Default 5 minutes; `None` for no limit.
     pub call_deadline: Option<Duration>,
+    /// Show every caller worker-wide totals in `Actor.info` and
+    /// `TensorWorker.memory` (other connections' activity included).
+    /// Default `false`: each caller sees its own connection's.
+    pub report_worker_totals: bool,
 }
 
 /// The shortest token a worker accepts to serve with.
@@ -111,6 +115,7 @@ impl Default for ServeOptions {
             handshake_timeout: Some(Duration::from_secs(5)),
             tls: None,
             call_deadline: Some(Duration::from_secs(300)),
+            report_worker_totals: false,
         }
     }
 }
@@ -167,6 +172,7 @@ impl fmt::Debug for ServeOptions {
             .field("tls", &self.tls)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("call_deadline", &self.call_deadline)
+            .field("report_worker_totals", &self.report_worker_totals)
             .finish()
     }
 }
