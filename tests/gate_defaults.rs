@@ -31,8 +31,7 @@ fn serving_tcp_with_the_default_options_is_refused_for_want_of_a_token() {
     capactor::block_on(async {
         let err = serve(&rt, "127.0.0.1:0", ServeOptions::default())
             .await
-            .err()
-            .expect("no token, no opt-in: refused");
+            .expect_err("no token, no opt-in: refused");
         assert!(err.to_string().contains("insecure_no_auth"), "{err}");
     });
 }
@@ -44,8 +43,7 @@ fn serving_without_a_token_is_an_opt_in_allowed_on_loopback_only() {
         // Refused before anything is bound.
         let err = serve(&rt, "0.0.0.0:0", ServeOptions::insecure_loopback())
             .await
-            .err()
-            .expect("off loopback: refused");
+            .expect_err("off loopback: refused");
         assert!(
             err.to_string()
                 .contains("only allowed on a loopback address"),
@@ -67,8 +65,7 @@ fn a_token_shorter_than_sixteen_bytes_is_refused_at_start() {
         opts.token = Some(vec![b'x'; capactor::MIN_TOKEN_BYTES - 1]);
         let err = serve(&rt, "127.0.0.1:0", opts.clone())
             .await
-            .err()
-            .expect("short token: refused");
+            .expect_err("short token: refused");
         assert!(err.to_string().contains("at least 16"), "{err}");
         opts.token = Some(vec![b'x'; capactor::MIN_TOKEN_BYTES]);
         serve(&rt, "127.0.0.1:0", opts).await.unwrap();
@@ -81,10 +78,7 @@ fn a_worker_whose_connections_exceed_the_open_file_limit_refuses_to_start() {
     capactor::block_on(async {
         let mut opts = ServeOptions::insecure_loopback();
         opts.max_connections = 1 << 40;
-        let err = serve(&rt, "127.0.0.1:0", opts)
-            .await
-            .err()
-            .expect("refused");
+        let err = serve(&rt, "127.0.0.1:0", opts).await.expect_err("refused");
         assert!(err.to_string().contains("open files"), "{err}");
     });
 }
