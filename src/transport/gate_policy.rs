@@ -13,9 +13,10 @@
 //! a slot: the n-th attempt of an address is compared no earlier than
 //! 100 ms × 2^(n-2) after the one before it, and no sooner than the
 //! worker-wide budget allows; it is counted as a failure while it waits
-//! and refunded if it turns out right. An attempt whose slot lies beyond
-//! what its connection has left of the handshake deadline is refused
-//! without being compared.
+//! and refunded if it turns out right (a right token also clears its
+//! address's back-off). An attempt whose slot lies beyond what its
+//! connection has left of the handshake deadline is refused without being
+//! compared.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -199,6 +200,9 @@ impl GatePolicy {
         let at = peer_at.max(global_at);
         if at <= now {
             if check() {
+                if strikes > 0 {
+                    st.peers.remove(&peer);
+                }
                 return Verdict::Accepted;
             }
             if remembered {
@@ -219,14 +223,14 @@ impl GatePolicy {
     }
 
     /// Compares an attempt whose slot has come. A right token refunds what
-    /// the attempt was counted as.
+    /// the attempt was counted as, and clears its address's back-off: the
+    /// address holds the token, and its later clients should not queue
+    /// behind its old mistakes. (Slots already handed out keep their times.)
     pub(crate) fn compare_slot(&self, peer: PeerKey, check: impl FnOnce() -> bool) -> bool {
         let ok = check();
         if ok {
             let mut st = self.lock();
-            if let Some(r) = st.peers.get_mut(&peer) {
-                r.strikes = r.strikes.saturating_sub(1);
-            }
+            st.peers.remove(&peer);
             if let Some(rate) = st.rate.as_mut() {
                 rate.tat = rate.tat.checked_sub(rate.interval).unwrap_or(rate.tat);
             }
@@ -323,6 +327,17 @@ mod tests {
             p.arrive(PeerKey::V4([10, 0, 0, 1]), WAIT, || true),
             Verdict::Accepted
         );
+    }
+
+    #[test]
+    fn a_right_token_in_a_slot_clears_the_address_back_off() {
+        let p = GatePolicy::new(0);
+        assert_eq!(p.arrive(HOST, WAIT, || false), Verdict::Rejected);
+        let Verdict::Slot(_) = p.arrive(HOST, WAIT, || unreachable!()) else {
+            panic!("no slot")
+        };
+        assert!(p.compare_slot(HOST, || true));
+        assert_eq!(p.arrive(HOST, WAIT, || true), Verdict::Accepted);
     }
 
     #[test]
