@@ -5,13 +5,14 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use capactor::{ConnectOptions, Runtime, ServeOptions};
 use common::{connect_probe, eventually, ping, serve_probe, within};
 use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
 
 const LIMIT: Duration = Duration::from_secs(30);
 const TOKEN: &[u8] = b"slots for the people with keys";
@@ -27,7 +28,7 @@ fn with_token() -> ConnectOptions {
 fn silent_flood(
     addr: std::net::SocketAddr,
     sockets: usize,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
     made: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
@@ -41,7 +42,7 @@ fn silent_flood(
                 .map(|_| {
                     let (stop, made) = (stop.clone(), made.clone());
                     tokio::task::spawn_local(async move {
-                        while !stop.load(Ordering::Acquire) {
+                        while !stop.is_cancelled() {
                             let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
                                 // Out of ports or descriptors for a moment:
                                 // the attacker's own pacing.
@@ -50,16 +51,11 @@ fn silent_flood(
                             };
                             made.fetch_add(1, Ordering::Relaxed);
                             let mut b = [0u8; 64];
-                            // Silent until the worker closes it (or the
-                            // test ends: the read is polled again then).
-                            let stopped = async {
-                                while !stop.load(Ordering::Acquire) {
-                                    tokio::time::sleep(Duration::from_millis(50)).await;
-                                }
-                            };
+                            // Silent until the worker closes it, or the
+                            // test ends.
                             tokio::select! {
                                 _ = s.read(&mut b) => {}
-                                () = stopped => {}
+                                () = stop.cancelled() => {}
                             }
                         }
                     })
@@ -87,7 +83,7 @@ fn a_thousand_silent_sockets_reopened_as_they_are_cut_do_not_stop_an_authenticat
         let kept = connect_probe(&server, &with_token()).await;
         ping(&kept, LIMIT).await;
 
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = CancellationToken::new();
         let made = Arc::new(AtomicU64::new(0));
         let flood = silent_flood(server.local_addr(), SOCKETS, stop.clone(), made.clone());
         // The flood is in place: every socket has connected once.
@@ -113,7 +109,7 @@ fn a_thousand_silent_sockets_reopened_as_they_are_cut_do_not_stop_an_authenticat
             server.connections(),
         );
         assert!(sockets > SOCKETS as u64, "the flood re-opened its sockets");
-        stop.store(true, Ordering::Release);
+        stop.cancel();
         within(LIMIT, tokio::task::spawn_blocking(move || flood.join()))
             .await
             .unwrap()
