@@ -347,7 +347,7 @@ async fn capactor_transports() -> (Figures, Figures, Figures) {
         .serve_tcp::<probe::Client, _, _>(
             "127.0.0.1:0",
             || Probe::new("tcp"),
-            ServeOptions::default(),
+            ServeOptions::insecure_loopback(),
         )
         .await
         .unwrap();
@@ -626,7 +626,7 @@ async fn spin_rate(reach: Reach, vats: usize) -> Throughput {
                         .serve_tcp::<probe::Client, _, _>(
                             "127.0.0.1:0",
                             || Probe::new("spin"),
-                            ServeOptions::default(),
+                            ServeOptions::insecure_loopback(),
                         )
                         .await
                         .unwrap();

@@ -375,7 +375,7 @@ async fn serve(rt: &Runtime) -> capactor::TcpServer {
     rt.serve_tcp::<tensor_worker::Client, _, _>(
         "127.0.0.1:0",
         move || TensorWorker::new("bench", quota.clone()),
-        ServeOptions::default(),
+        ServeOptions::insecure_loopback(),
     )
     .await
     .expect("serving on loopback")

@@ -105,8 +105,14 @@ impl ActorMeta {
         &self.interfaces
     }
 
-    /// Fills an `ActorInfo`, with the call counts of the actor serving the
-    /// current call and the live objects the actor reports.
+    /// Fills an `ActorInfo` for the caller of the current call.
+    ///
+    /// `live_objects` and `live_bytes` are the actor's own, worker-wide
+    /// numbers. A remote caller sees them, and the actor-wide call counts,
+    /// only if its worker shows worker-wide totals
+    /// (`ServeOptions::report_worker_totals`); otherwise it sees its own
+    /// connection's: the objects and bytes its memory budget holds and the
+    /// calls it made. A local client (no connection) sees the actor's.
     pub fn write_info(
         &self,
         mut info: actor_info::Builder<'_>,
@@ -114,6 +120,12 @@ impl ActorMeta {
         live_bytes: u64,
     ) {
         let guard = Guard::current();
+        let totals = guard.shows_worker_totals();
+        let (live_objects, live_bytes) = match guard.memory() {
+            Some(conn) if !totals => (conn.live_tensors(), conn.used()),
+            _ if !totals => (0, 0),
+            _ => (live_objects, live_bytes),
+        };
         info.set_name(&self.name);
         info.set_kind(&self.kind);
         info.set_schema_version(crate::schema::actor_capnp::SCHEMA_VERSION);
@@ -127,9 +139,14 @@ impl ActorMeta {
         );
         info.set_live_objects(live_objects);
         info.set_live_bytes(live_bytes);
-        let calls = guard.actor();
-        info.set_calls_served(calls.served());
-        info.set_calls_in_flight(calls.in_flight().try_into().unwrap_or(u32::MAX));
+        if totals {
+            let calls = guard.actor();
+            info.set_calls_served(calls.served());
+            info.set_calls_in_flight(calls.in_flight().try_into().unwrap_or(u32::MAX));
+        } else {
+            info.set_calls_served(guard.served());
+            info.set_calls_in_flight(guard.in_flight());
+        }
         let mut list = info.init_interfaces(self.interfaces.len() as u32);
         for (i, iface) in self.interfaces.iter().enumerate() {
             let mut e = list.reborrow().get(i as u32);

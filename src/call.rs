@@ -135,6 +135,10 @@ struct GuardInner {
     max_in_flight: Option<u32>,
     memory: Option<Arc<Quota>>,
     outgoing: Option<Arc<Outgoing>>,
+    /// Calls this connection has completed.
+    served: Cell<u64>,
+    /// Whether `Actor.info` may show this connection worker-wide totals.
+    worker_totals: Cell<bool>,
 }
 
 impl Default for Guard {
@@ -200,8 +204,29 @@ impl Guard {
                 max_in_flight,
                 memory,
                 outgoing,
+                served: Cell::new(0),
+                worker_totals: Cell::new(false),
             }),
         }
+    }
+
+    /// Lets `Actor.info` and `TensorWorker.memory` show this connection the
+    /// worker-wide totals (other connections' activity included), not only
+    /// its own.
+    pub(crate) fn allow_worker_totals(&self) {
+        self.inner.worker_totals.set(true);
+    }
+
+    /// Whether this connection may see worker-wide totals: a remote
+    /// connection only if its worker allows it; a local client (which has
+    /// no connection of its own) always.
+    pub fn shows_worker_totals(&self) -> bool {
+        self.inner.worker_totals.get() || self.inner.outgoing.is_none()
+    }
+
+    /// Calls this guard's connection has completed.
+    pub fn served(&self) -> u64 {
+        self.inner.served.get()
     }
 
     /// Reserves `bytes` of reply for the connection being served, before
@@ -307,6 +332,7 @@ impl Drop for CallToken {
     fn drop(&mut self) {
         let g = &self.guard.inner;
         g.in_flight.set(g.in_flight.get().saturating_sub(1));
+        g.served.set(g.served.get() + 1);
         g.actor.served.fetch_add(1, Ordering::AcqRel);
         if g.actor.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             g.actor.idle.notify_waiters();

@@ -60,7 +60,7 @@ pub use call::{new_client, new_client_from_rc};
 pub use error::{Error, ErrorId, Result};
 pub use quota::Quota;
 pub use runtime::{block_on, spawn_local, Builder, Runtime};
-pub use transport::tcp::{ServeOptions, TcpServer};
+pub use transport::tcp::{ServeOptions, TcpServer, MIN_TOKEN_BYTES};
 pub use transport::tls;
 pub use transport::{
     ConnectOptions, Connection, Heartbeat, Limits, LinkConditions, LinkHandle, VirtualOptions,

@@ -49,6 +49,8 @@ enum Command {
         /// The private key (PEM) of --tls-cert.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        #[command(flatten)]
+        limits: WorkerLimits,
     },
     /// Connect to a worker and print what it is.
     Info {
@@ -62,19 +64,151 @@ enum Command {
     },
 }
 
+/// Every limit of `docs/PROTOCOL.md`'s table, as a flag of `capactor
+/// worker`. Sizes take a unit (`64MiB`, `512KiB`, `1GiB`, bytes without
+/// one); durations too (`5s`, `200ms`, `2m`), and `off` for none.
+#[derive(clap::Args, Debug)]
+struct WorkerLimits {
+    /// Connections served at once, authenticated or not. The open-file limit
+    /// is raised to fit; the worker refuses to start if it cannot be.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Connections that have not yet opened the gate; a new one over it
+    /// closes the oldest of them.
+    #[arg(long, default_value_t = 256)]
+    max_unauthenticated: usize,
+    /// Unauthenticated connections from one address (IPv6: one /64).
+    #[arg(long, default_value_t = 64)]
+    max_unauthenticated_per_address: usize,
+    /// Failed `open` attempts evaluated per second across the worker
+    /// (0: no worker-wide limit; each address has its own back-off anyway).
+    #[arg(long, default_value_t = 20)]
+    gate_failures_per_second: u32,
+    /// The largest message a client may send.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    max_message_size: u64,
+    /// How deeply structs and lists may nest in a message.
+    #[arg(long, default_value_t = 64)]
+    max_nesting: i32,
+    /// Calls one connection may have in flight.
+    #[arg(long, default_value_t = 1024)]
+    max_calls_in_flight: u32,
+    /// Memory the tensors one connection creates may hold (`off`: only the
+    /// worker's --memory-mib applies).
+    #[arg(long, default_value = "off", value_parser = parse_optional_size)]
+    connection_memory: Off<u64>,
+    /// Reply bytes queued for a client that is not reading them.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    max_outgoing: u64,
+    /// Disconnect a client that reads nothing of what it is sent for this long.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    write_stall_timeout: Off<Duration>,
+    /// Longest one call may run.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    call_deadline: Off<Duration>,
+    /// Close a connection that sends nothing for this long.
+    #[arg(long, default_value = "off", value_parser = parse_duration)]
+    idle_timeout: Off<Duration>,
+    /// TCP keepalive idle time.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    keepalive: Off<Duration>,
+    /// Time a new connection has for its TLS handshake and opening the gate,
+    /// together.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    handshake_timeout: Off<Duration>,
+    /// Show every client worker-wide totals in `info` and `memory` (other
+    /// clients' activity included); by default each sees its own connection's.
+    #[arg(long)]
+    report_worker_totals: bool,
+}
+
+impl WorkerLimits {
+    fn apply(&self, opts: &mut capactor::ServeOptions) -> capactor::Result<()> {
+        opts.max_connections = self.max_connections;
+        opts.max_unauthenticated = self.max_unauthenticated;
+        opts.max_unauthenticated_per_address = self.max_unauthenticated_per_address;
+        opts.gate_failures_per_second = self.gate_failures_per_second;
+        let l = &mut opts.limits;
+        l.max_message_bytes = usize::try_from(self.max_message_size)
+            .map_err(|_| capactor::Error::invalid("--max-message-size is too large"))?;
+        l.max_nesting = self.max_nesting;
+        l.max_calls_in_flight = self.max_calls_in_flight;
+        l.max_connection_memory = self.connection_memory.0;
+        l.max_outgoing_bytes = self.max_outgoing;
+        l.write_stall_timeout = self.write_stall_timeout.0;
+        opts.call_deadline = self.call_deadline.0;
+        opts.idle_timeout = self.idle_timeout.0;
+        opts.keepalive = self.keepalive.0;
+        opts.handshake_timeout = self.handshake_timeout.0;
+        opts.report_worker_totals = self.report_worker_totals;
+        Ok(())
+    }
+}
+
+/// `64MiB`, `512KiB`, `1GiB`, `4096` (bytes).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 64MiB, 512KiB, 4096)"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "k" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} (B, KiB, MiB, GiB)")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// A flag's value that may be `off`.
+#[derive(Clone, Copy, Debug)]
+struct Off<T>(Option<T>);
+
+/// A size, or `off` for none.
+fn parse_optional_size(s: &str) -> Result<Off<u64>, String> {
+    if s.trim() == "off" {
+        return Ok(Off(None));
+    }
+    parse_size(s).map(|n| Off(Some(n)))
+}
+
+/// `5s`, `200ms`, `2m`, or `off` for none.
+fn parse_duration(s: &str) -> Result<Off<Duration>, String> {
+    let s = s.trim();
+    if s == "off" {
+        return Ok(Off(None));
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 5s, 200ms, 2m, off)"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(format!("{s:?} needs a unit: ms, s or m (or off)")),
+    };
+    Ok(Off(Some(d)))
+}
+
 /// How a client checks a TLS worker.
 #[derive(clap::Args, Debug)]
 struct ClientTlsArgs {
     /// Speak TLS, trusting the root certificates in this PEM file.
-    #[arg(long, conflicts_with = "tls_pin")]
+    #[arg(long, conflicts_with = "tls_pin", group = "tls_trust")]
     tls_ca: Option<PathBuf>,
     /// Speak TLS, trusting exactly the certificate in this PEM file (for a
     /// self-signed worker).
-    #[arg(long)]
+    #[arg(long, group = "tls_trust")]
     tls_pin: Option<PathBuf>,
     /// The name to check the worker's certificate against (default: the
-    /// host of the address).
-    #[arg(long)]
+    /// host of the address). Needs --tls-ca or --tls-pin.
+    #[arg(long, requires = "tls_trust")]
     tls_name: Option<String>,
 }
 
@@ -83,6 +217,12 @@ impl ClientTlsArgs {
         let mut tls = match (&self.tls_ca, &self.tls_pin) {
             (Some(ca), _) => capactor::tls::ClientTls::roots_pem_file(ca)?,
             (None, Some(pin)) => capactor::tls::ClientTls::pinned_pem_file(pin)?,
+            // Never plaintext when a TLS name was asked for.
+            (None, None) if self.tls_name.is_some() => {
+                return Err(capactor::Error::invalid(
+                    "--tls-name needs --tls-ca or --tls-pin",
+                ))
+            }
             (None, None) => return Ok(None),
         };
         tls.server_name = self.tls_name.clone();
@@ -123,6 +263,7 @@ fn main() -> ExitCode {
             auth,
             tls_cert,
             tls_key,
+            limits,
         } => worker(
             &listen,
             name,
@@ -131,6 +272,7 @@ fn main() -> ExitCode {
             memory_mib << 20,
             &auth,
             tls_cert.as_deref().zip(tls_key.as_deref()),
+            &limits,
         ),
         Command::Info {
             addr,
@@ -149,6 +291,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn worker(
     listen: &str,
     name: String,
@@ -157,11 +300,26 @@ fn worker(
     memory: u64,
     auth: &ServeAuth,
     tls: Option<(&Path, &Path)>,
+    limits: &WorkerLimits,
 ) -> capactor::Result<()> {
     let tls = tls
         .map(|(cert, key)| capactor::tls::ServerTls::from_pem_files(cert, key))
         .transpose()?;
-    let token = serve_token(listen, auth)?;
+    let mut opts = capactor::ServeOptions::default();
+    limits.apply(&mut opts)?;
+    opts.tls = tls;
+    // The token, and a generated token's file, before anything is bound:
+    // a worker that cannot write it never serves.
+    let mut token_file = None;
+    match serve_token(listen, auth)? {
+        Token::None => opts.insecure_no_auth = true,
+        Token::Given(t) => opts.token = Some(t),
+        Token::Generate => {
+            let token = generate_token();
+            token_file = Some(TokenFile::create(&token)?);
+            opts.token = Some(token);
+        }
+    }
     let mut builder = capactor::Runtime::builder();
     if let Some(n) = vats {
         builder.vats(n);
@@ -173,27 +331,15 @@ fn worker(
         // killing it.
         let shutdown = shutdown_signal()?;
         let quota = Quota::new(memory);
-        let mut opts = capactor::ServeOptions::default();
-        opts.tls = tls;
-        let generated = matches!(token, Token::Generate);
-        opts.token = match token {
-            Token::None => None,
-            Token::Given(t) => Some(t),
-            Token::Generate => Some(generate_token()),
-        };
         let server = rt
             .serve_tcp::<tensor_worker::Client, _, _>(
                 listen,
                 move || TensorWorker::new(name.clone(), quota.clone()),
-                opts.clone(),
+                opts,
             )
             .await?;
-        if generated {
-            let path = write_token_file(
-                server.local_addr().port(),
-                opts.token.as_deref().unwrap_or_default(),
-            )?;
-            eprintln!("token written to {}", path.display());
+        if let Some(file) = &token_file {
+            eprintln!("token written to {}", file.path.display());
         }
         println!("listening on {}", server.local_addr());
         shutdown.await;
@@ -238,6 +384,17 @@ fn serve_token(listen: &str, auth: &ServeAuth) -> capactor::Result<Token> {
         return Ok(Token::None);
     }
     match client_token(auth.token_file.as_deref())? {
+        Some(t) if t.len() < capactor::MIN_TOKEN_BYTES => {
+            let from = match &auth.token_file {
+                Some(path) => format!("the token in {}", path.display()),
+                None => "CAPACTOR_TOKEN".to_string(),
+            };
+            Err(capactor::Error::invalid(format!(
+                "{from} is {} bytes long; a worker's token must have at least {}",
+                t.len(),
+                capactor::MIN_TOKEN_BYTES
+            )))
+        }
         Some(t) => Ok(Token::Given(t)),
         None => Ok(Token::Generate),
     }
@@ -251,42 +408,81 @@ fn client_token(file: Option<&Path>) -> capactor::Result<Option<Vec<u8>>> {
         })?,
         None => match std::env::var("CAPACTOR_TOKEN") {
             Ok(t) => t,
-            Err(_) => return Ok(None),
+            Err(std::env::VarError::NotPresent) => return Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(capactor::Error::invalid(
+                    "CAPACTOR_TOKEN is not valid UTF-8",
+                ))
+            }
         },
     };
     let token = token.trim();
     if token.is_empty() {
-        return Err(capactor::Error::invalid("the token is empty"));
+        return Err(capactor::Error::invalid(match file {
+            Some(path) => format!("the token file {} is empty", path.display()),
+            None => "CAPACTOR_TOKEN is empty".to_string(),
+        }));
     }
     Ok(Some(token.as_bytes().to_vec()))
 }
 
-/// 32 random bytes from the OS-seeded CSPRNG, as 64 hex digits.
+/// 32 random bytes (256 bits) from the OS-seeded CSPRNG, as 64 hex digits.
 fn generate_token() -> Vec<u8> {
     let mut raw = [0u8; 32];
     rand::fill(&mut raw);
-    raw.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()
-        .into_bytes()
+    hex(&raw).into_bytes()
 }
 
-/// Writes a generated token to a new file only the current user can read.
-fn write_token_file(port: u16, token: &[u8]) -> capactor::Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    let path = dir.join(format!("capactor-{port}-{}.token", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)?;
-    f.write_all(token)?;
-    f.write_all(b"\n")?;
-    Ok(path)
+/// A generated token's file: `token` in a new directory only the current
+/// user can enter (0700), named `capactor-` and 128 random bits, in
+/// `$XDG_RUNTIME_DIR` or the temporary directory. Removed when the worker
+/// exits.
+struct TokenFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl TokenFile {
+    fn create(token: &[u8]) -> capactor::Result<Self> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let mut name = [0u8; 16];
+        rand::fill(&mut name);
+        let dir = base.join(format!("capactor-{}", hex(&name)));
+        let failed = |what: &str, path: &Path, e: std::io::Error| {
+            capactor::Error::invalid(format!("cannot {what} {}: {e}", path.display()))
+        };
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| failed("create the token directory", &dir, e))?;
+        let path = dir.join("token");
+        let file = TokenFile { dir, path };
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file.path)
+            .map_err(|e| failed("create the token file", &file.path, e))?;
+        f.write_all(token)
+            .and_then(|()| f.write_all(b"\n"))
+            .map_err(|e| failed("write the token file", &file.path, e))?;
+        Ok(file)
+    }
+}
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn info(

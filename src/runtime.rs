@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 
 use capnp::capability::{FromClientHook, FromServer};
@@ -11,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::call::ActorCalls;
 use crate::transport::{
-    self, memory, ActorMint, ConnectOptions, Connection, ServeSite, VirtualOptions,
+    self, memory, ActorMint, Arrival, ConnectOptions, Connection, GatePolicy, Peer, ServeSite,
+    VirtualOptions,
 };
 use crate::Result;
 
@@ -169,9 +171,12 @@ impl Runtime {
         let serve = opts.serve.clone();
         self.run_on_vat(self.next_vat(), move || {
             let calls = ActorCalls::new(serve.call_deadline);
-            let site = ServeSite::new(ActorMint::new::<C, S>(make()), calls, &serve);
+            let policy = Arc::new(GatePolicy::new(serve.gate_failures_per_second));
+            let site = ServeSite::new(ActorMint::new::<C, S>(make()), calls, &serve, policy);
+            // A pipe has no address: its attempts count under one label.
+            let arrival = Arrival::now(Peer::Label("virtual"), None);
             tokio::task::spawn_local(async move {
-                transport::serve_stream(theirs, &site, cut).await;
+                transport::serve_stream(theirs, &site, cut, arrival).await;
             });
         });
         conn

@@ -56,7 +56,11 @@ where
         }
         Transport::Tcp => {
             let server = rt
-                .serve_tcp::<S, _, _>("127.0.0.1:0", make, capactor::ServeOptions::default())
+                .serve_tcp::<S, _, _>(
+                    "127.0.0.1:0",
+                    make,
+                    capactor::ServeOptions::insecure_loopback(),
+                )
                 .await
                 .unwrap();
             let addr = server.local_addr().to_string();

@@ -46,7 +46,7 @@ fn errors_reaching_a_tcp_client_say_nothing_about_the_worker() {
 
         // A probe worker with small limits.
         let mut serve = ServeOptions::default();
-        serve.token = Some(b"token".to_vec());
+        serve.token = Some(b"token-of-16-bytes".to_vec());
         serve.limits.max_message_bytes = 1 << 20;
         serve.limits.max_calls_in_flight = 2;
         serve.call_deadline = Some(Duration::from_millis(100));
@@ -56,7 +56,7 @@ fn errors_reaching_a_tcp_client_say_nothing_about_the_worker() {
             .unwrap();
         let addr = server.local_addr().to_string();
         let mut opts = ConnectOptions::default();
-        opts.token = b"token".to_vec();
+        opts.token = b"token-of-16-bytes".to_vec();
         let p: capactor::Connection<probe::Client> =
             capactor::connect_tcp(&addr, &opts).await.unwrap();
 
@@ -101,7 +101,7 @@ fn errors_reaching_a_tcp_client_say_nothing_about_the_worker() {
         // A tensor worker.
         let q = Quota::new(1 << 20);
         let mut serve = ServeOptions::default();
-        serve.token = Some(b"token".to_vec());
+        serve.token = Some(b"token-of-16-bytes".to_vec());
         let tserver = rt
             .serve_tcp::<tensor_worker::Client, _, _>(
                 "127.0.0.1:0",

@@ -26,7 +26,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 fn a_reply_past_the_outgoing_budget_is_refused() {
     let rt = Runtime::builder().vats(1).build().unwrap();
     capactor::block_on(async {
-        let mut serve = ServeOptions::default();
+        let mut serve = ServeOptions::insecure_loopback();
         serve.limits.max_outgoing_bytes = 1 << 20;
         let q = Quota::new(1 << 30);
         let server = rt
@@ -77,7 +77,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Freezable<R> {
 fn a_peer_that_stops_reading_is_disconnected_and_frees_what_it_held() {
     let rt = Runtime::builder().vats(1).build().unwrap();
     capactor::block_on(async {
-        let mut serve = ServeOptions::default();
+        let mut serve = ServeOptions::insecure_loopback();
         serve.limits.write_stall_timeout = Some(Duration::from_millis(300));
         // Room for four of the 4 MiB replies below; the rest are refused
         // without being built.

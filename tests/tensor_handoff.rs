@@ -22,7 +22,17 @@ fn big() -> Array {
     Array::F32(ArrayD::from_shape_fn(vec![3 << 20], |i| i[0] as f32 * 0.25)) // 12 MiB
 }
 
-/// A TCP worker that tells other workers its real address.
+/// The token every worker of these tests is gated with: a direct copy
+/// needs none, the ticket is the credential.
+const TOKEN: &[u8] = b"a-token-of-at-least-16-bytes";
+
+fn opts() -> ConnectOptions {
+    let mut o = ConnectOptions::default();
+    o.token = TOKEN.to_vec();
+    o
+}
+
+/// A token-gated TCP worker that tells other workers its real address.
 async fn tcp_worker(rt: &Runtime, name: &'static str) -> (TcpServer, Arc<WorkerState>) {
     let state = WorkerState::new(Quota::new(1 << 30));
     let s = state.clone();
@@ -30,7 +40,11 @@ async fn tcp_worker(rt: &Runtime, name: &'static str) -> (TcpServer, Arc<WorkerS
         .serve_tcp::<tensor_worker::Client, _, _>(
             "127.0.0.1:0",
             move || TensorWorker::with_state(name, s.clone()),
-            ServeOptions::default(),
+            {
+                let mut o = ServeOptions::default();
+                o.token = Some(TOKEN.to_vec());
+                o
+            },
         )
         .await
         .unwrap();
@@ -79,7 +93,7 @@ fn a_copy_between_tcp_workers_goes_straight_from_source_to_destination() {
         let through_client = Arc::new(AtomicU64::new(0));
         let via_a = counting_proxy(a_server.local_addr(), through_client.clone()).await;
         let via_b = counting_proxy(b_server.local_addr(), through_client.clone()).await;
-        let opts = ConnectOptions::default();
+        let opts = opts();
         let a: Connection<tensor_worker::Client> =
             capactor::connect_tcp(&via_a, &opts).await.unwrap();
         let b: Connection<tensor_worker::Client> =
@@ -140,7 +154,7 @@ fn a_named_copy_appears_even_if_the_client_leaves_once_it_has_started() {
     capactor::block_on(async {
         let (a_server, a_state) = tcp_worker(&rt, "a").await;
         let (b_server, b_state) = tcp_worker(&rt, "b").await;
-        let opts = ConnectOptions::default();
+        let opts = opts();
         let x = big();
         {
             let a: Connection<tensor_worker::Client> =
@@ -185,7 +199,7 @@ fn named_objects_outlive_their_connection_until_deleted_or_expired() {
     capactor::block_on(async {
         let (server, state) = tcp_worker(&rt, "w").await;
         let addr = server.local_addr().to_string();
-        let opts = ConnectOptions::default();
+        let opts = opts();
         let x = Array::I64(ArrayD::from_shape_fn(vec![2, 3], |i| {
             (i[0] * 3 + i[1]) as i64
         }));
@@ -236,9 +250,7 @@ fn a_ticket_is_good_for_one_transfer_only() {
         let (server, _state) = tcp_worker(&rt, "w").await;
         let addr = server.local_addr().to_string();
         let c: Connection<tensor_worker::Client> =
-            capactor::connect_tcp(&addr, &ConnectOptions::default())
-                .await
-                .unwrap();
+            capactor::connect_tcp(&addr, &opts()).await.unwrap();
         let w = Worker::new(c.client().clone());
         let t = w.from_array(&Array::F32(ArrayD::zeros(vec![4])));
         let reply = within(LIMIT, t.client().handoff_request().send().promise)

@@ -32,7 +32,7 @@ async fn pair(rt: &Runtime) -> Pair {
         .serve_tcp::<tensor_worker::Client, _, _>(
             "127.0.0.1:0",
             move || TensorWorker::new("tcp", q.clone()),
-            ServeOptions::default(),
+            ServeOptions::insecure_loopback(),
         )
         .await
         .unwrap();

@@ -3,7 +3,8 @@
 
 mod common;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use capactor::tls::{ClientTls, ServerTls};
 use capactor::{ConnectOptions, Runtime, ServeOptions};
@@ -11,6 +12,7 @@ use common::{connect_probe, ping, serve_probe, within};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 const LIMIT: Duration = Duration::from_secs(20);
+const TOKEN: &[u8] = b"tls test token, 16+ bytes";
 
 /// A self-signed certificate for 127.0.0.1, made for this test run.
 fn identity() -> (CertificateDer<'static>, ServerTls) {
@@ -28,14 +30,14 @@ fn identity() -> (CertificateDer<'static>, ServerTls) {
 fn tls_server_opts(server: ServerTls) -> ServeOptions {
     let mut opts = ServeOptions::default();
     opts.tls = Some(server);
-    opts.token = Some(b"t".to_vec());
+    opts.token = Some(TOKEN.to_vec());
     opts
 }
 
 fn client(tls: ClientTls) -> ConnectOptions {
     let mut opts = ConnectOptions::default();
     opts.tls = Some(tls);
-    opts.token = b"t".to_vec();
+    opts.token = TOKEN.to_vec();
     opts
 }
 
@@ -85,7 +87,7 @@ fn a_client_that_does_not_trust_the_worker_gets_a_clear_error() {
         }
         // A plain-TCP client gets a disconnect, not a hang.
         let mut plain = ConnectOptions::default();
-        plain.token = b"t".to_vec();
+        plain.token = TOKEN.to_vec();
         let p = connect_probe(&server, &plain).await;
         let base: capactor::schema::actor_capnp::actor::Client = capactor::cast(&*p);
         let err = within(LIMIT, base.ping_request().send().promise)
@@ -100,6 +102,72 @@ fn a_client_that_does_not_trust_the_worker_gets_a_clear_error() {
             "{err}"
         );
         // Still serving trusted clients.
+        let ok = connect_probe(&server, &client(ClientTls::pinned(cert).unwrap())).await;
+        ping(&ok, LIMIT).await;
+    });
+}
+
+/// One deadline covers the TLS handshake and the gate: a client that takes
+/// most of it to finish TLS and then stays silent is closed when the
+/// deadline that began at its arrival ends, not a whole deadline after its
+/// handshake (as when each had its own timer).
+#[test]
+fn one_deadline_from_arrival_covers_the_tls_handshake_and_the_gate() {
+    use tokio::io::AsyncReadExt;
+    const DEADLINE: Duration = Duration::from_secs(2);
+    const TLS_AFTER: Duration = Duration::from_millis(1600);
+    let rt = Runtime::builder().vats(1).build().unwrap();
+    capactor::block_on(async {
+        let (cert, server_identity) = identity();
+        let mut opts = tls_server_opts(server_identity);
+        opts.handshake_timeout = Some(DEADLINE);
+        let server = serve_probe(&rt, "tls", opts).await;
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.clone()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+
+        let arrived = Instant::now();
+        let tcp = common::connect_raw(&server).await;
+        // The slow part of this peer's behaviour: it starts TLS late.
+        tokio::time::sleep(TLS_AFTER).await;
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = within(LIMIT, connector.connect(name, tcp))
+            .await
+            .expect("the handshake itself is served");
+        // Then silence: no Bootstrap, no `open`.
+        let mut buf = [0u8; 64];
+        let closed = within(LIMIT, async {
+            loop {
+                match tls.read(&mut buf).await {
+                    Ok(0) | Err(_) => return Instant::now(),
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        let after = closed - arrived;
+        eprintln!("closed {after:?} after arrival (deadline {DEADLINE:?})");
+        assert!(after >= DEADLINE - Duration::from_millis(50), "{after:?}");
+        assert!(
+            after < TLS_AFTER + DEADLINE - Duration::from_millis(200),
+            "{after:?}"
+        );
+
+        // A peer that never starts TLS is closed at the same deadline.
+        let mut silent = common::connect_raw(&server).await;
+        let started = Instant::now();
+        common::closed_by_peer(&mut silent, LIMIT).await;
+        assert!(started.elapsed() < DEADLINE + Duration::from_secs(1));
+
+        // And trusted clients are still served.
         let ok = connect_probe(&server, &client(ClientTls::pinned(cert).unwrap())).await;
         ping(&ok, LIMIT).await;
     });

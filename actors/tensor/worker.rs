@@ -423,9 +423,18 @@ impl tensor_worker::Server for TensorWorker {
     ) -> Result<(), capnp::Error> {
         let mut r = results.get();
         let q = &self.store.state.quota;
+        let guard = Guard::current();
         r.set_limit(q.limit());
-        r.set_used(q.used());
-        if let Some(conn) = Guard::current().memory() {
+        // The worker's use is everyone's activity: only where the worker
+        // shows totals. Otherwise the caller's own connection's.
+        let conn = guard.memory();
+        match conn {
+            Some(conn) if !guard.shows_worker_totals() => r.set_used(conn.used()),
+            _ => r.set_used(q.used()),
+        }
+        // Every remote connection counts what it holds; "no budget" is an
+        // unlimited one, reported as 0 and 0 as before.
+        if let Some(conn) = conn.filter(|c| c.limit() != u64::MAX) {
             r.set_connection_limit(conn.limit());
             r.set_connection_used(conn.used());
         }

@@ -1,30 +1,56 @@
 //! The `Gate`: the bootstrap capability of every capactor connection.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use capnp::capability::FromClientHook;
 use tokio_util::sync::CancellationToken;
 
+use super::gate_policy::{GatePolicy, Peer, Verdict};
+use super::preauth::PreauthTicket;
 use crate::schema::actor_capnp::{actor, gate};
 use crate::Error;
 
-/// Failed attempts after which a connection is closed.
+/// Failed attempts on which a connection is closed.
 pub(crate) const MAX_FAILURES: u32 = 5;
+
+/// How long an attempt may wait for its slot on a connection without a
+/// handshake deadline.
+const MAX_WAIT_WITHOUT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Failed attempts per second a redeem-only gate (an in-process link made
+/// to redeem one ticket) allows; nobody can open it anyway.
+const REDEEM_ONLY_FAILURES_PER_SECOND: u32 = 20;
 
 /// Serves `Gate.open` for one connection: hands out `actor` to a caller
 /// with the right token.
 ///
-/// Failed attempts are throttled: the n-th rejection is answered only after
-/// 100 ms × 2^(n-1) (so guessing costs time), and after [`MAX_FAILURES`]
-/// the connection is closed.
+/// One `open` is handled at a time: another that arrives while one waits
+/// for its slot is refused uncompared, and counts as a failure. Slots and
+/// back-off are the worker's [`GatePolicy`], shared by every connection of
+/// the peer's address; the connection is closed on its [`MAX_FAILURES`]-th
+/// failure.
 pub(crate) struct Gate {
     actor: actor::Client,
     token: Option<Rc<[u8]>>,
     failures: Cell<u32>,
+    waiting: Cell<bool>,
     opened: Rc<Cell<bool>>,
     cut: CancellationToken,
+    who: Who,
+}
+
+/// Whom a gate serves and under which policy.
+pub(crate) struct Who {
+    pub(crate) peer: Peer,
+    pub(crate) policy: Arc<GatePolicy>,
+    /// When the connection must have opened the gate.
+    pub(crate) deadline: Option<Instant>,
+    /// The connection's place among the unauthenticated ones, given up
+    /// when the gate opens.
+    pub(crate) ticket: RefCell<Option<PreauthTicket>>,
 }
 
 impl Gate {
@@ -35,13 +61,16 @@ impl Gate {
         token: Option<Rc<[u8]>>,
         opened: Rc<Cell<bool>>,
         cut: CancellationToken,
+        who: Who,
     ) -> gate::Client {
         capnp_rpc::new_client(Gate {
             actor,
             token,
             failures: Cell::new(0),
+            waiting: Cell::new(false),
             opened,
             cut,
+            who,
         })
     }
 
@@ -55,7 +84,42 @@ impl Gate {
                 "this link only redeems transfer tickets".into(),
             )),
         };
-        Gate::client(nothing, Some(Rc::from(&token[..])), Rc::default(), cut)
+        let who = Who {
+            peer: Peer::Label("in-process"),
+            policy: Arc::new(GatePolicy::new(REDEEM_ONLY_FAILURES_PER_SECOND)),
+            deadline: None,
+            ticket: RefCell::new(None),
+        };
+        Gate::client(nothing, Some(Rc::from(&token[..])), Rc::default(), cut, who)
+    }
+
+    /// Counts a failure of this connection; the fifth closes it.
+    fn fail(&self, what: std::fmt::Arguments<'_>) {
+        let n = self.failures.get() + 1;
+        self.failures.set(n);
+        self.who.policy.log_rejection(
+            &self.who.peer,
+            format_args!("{what} (failure {n} on this connection)"),
+        );
+        if n >= MAX_FAILURES {
+            self.cut.cancel();
+        }
+    }
+
+    fn admit(&self, results: &mut gate::OpenResults) {
+        self.opened.set(true);
+        self.who.ticket.borrow_mut().take();
+        results.get().set_actor(self.actor.clone());
+    }
+}
+
+/// Clears the gate's `waiting` flag when the waiting attempt ends, however
+/// it ends (the connection closing drops it).
+struct Waiting<'a>(&'a Cell<bool>);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
     }
 }
 
@@ -65,23 +129,52 @@ impl gate::Server for Gate {
         params: gate::OpenParams,
         mut results: gate::OpenResults,
     ) -> Result<(), capnp::Error> {
-        if let Some(expected) = &self.token {
-            let offered = params.get()?.get_token()?;
-            if !constant_time_eq(offered, expected) {
-                let n = self.failures.get() + 1;
-                self.failures.set(n);
-                tracing::warn!(attempt = n, "gate: credential rejected");
-                tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(n.min(6) - 1)).await;
-                if n >= MAX_FAILURES {
-                    tracing::warn!("gate: closing connection after {n} failed attempts");
-                    self.cut.cancel();
+        let Some(expected) = self.token.clone() else {
+            self.admit(&mut results);
+            return Ok(());
+        };
+        if self.waiting.get() {
+            self.fail(format_args!("open refused: another is pending"));
+            return Err(Error::limit("gate opens pending", 2, 1).into());
+        }
+        let offered = params.get()?.get_token()?;
+        let key = self.who.peer.key();
+        let max_wait = match self.who.deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => MAX_WAIT_WITHOUT_DEADLINE,
+        };
+        let check = || constant_time_eq(offered, &expected);
+        match self.who.policy.arrive(key, max_wait, check) {
+            Verdict::Accepted => {
+                self.admit(&mut results);
+                Ok(())
+            }
+            Verdict::Rejected => {
+                self.fail(format_args!("credential rejected"));
+                Err(Error::Unauthorized.into())
+            }
+            Verdict::Refused(wait) => {
+                self.fail(format_args!(
+                    "open refused uncompared: this address's next attempt is in {wait:?}"
+                ));
+                Err(
+                    Error::limit("gate back-off (ms)", wait.as_millis(), max_wait.as_millis())
+                        .into(),
+                )
+            }
+            Verdict::Slot(at) => {
+                self.waiting.set(true);
+                let _waiting = Waiting(&self.waiting);
+                tokio::time::sleep_until(at.into()).await;
+                if self.who.policy.compare_slot(key, check) {
+                    self.admit(&mut results);
+                    Ok(())
+                } else {
+                    self.fail(format_args!("credential rejected"));
+                    Err(Error::Unauthorized.into())
                 }
-                return Err(Error::Unauthorized.into());
             }
         }
-        self.opened.set(true);
-        results.get().set_actor(self.actor.clone());
-        Ok(())
     }
 
     async fn redeem(
@@ -89,12 +182,13 @@ impl gate::Server for Gate {
         params: gate::RedeemParams,
         mut results: gate::RedeemResults,
     ) -> Result<(), capnp::Error> {
-        let granted = crate::ticket::redeem(params.get()?.get_ticket()?).inspect_err(|_| {
-            tracing::warn!("gate: transfer ticket refused");
-        })?;
-        // A connection made to redeem a ticket is as good as opened: the
-        // handshake timeout must not cut the transfer.
+        let granted = crate::ticket::redeem(params.get()?.get_ticket()?)
+            .inspect_err(|_| self.fail(format_args!("transfer ticket refused")))?;
+        // A connection made to redeem a ticket is as good as opened: neither
+        // the handshake deadline nor the unauthenticated pool may cut the
+        // transfer.
         self.opened.set(true);
+        self.who.ticket.borrow_mut().take();
         results.get().init_object().set_as_capability(granted.hook);
         Ok(())
     }

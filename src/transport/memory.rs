@@ -56,8 +56,10 @@ impl Default for LinkConditions {
 ///
 /// The server side takes the same [`ServeOptions`] a TCP worker does, so a
 /// test written against a virtual actor meets the same token gate, limits,
-/// call deadline and timeouts it would over TCP. `max_connections`,
-/// `keepalive` and `tls` have nothing to act on in a pipe and are ignored.
+/// call deadline and timeouts it would over TCP (its attempts count under
+/// one address, `virtual`). `max_connections`, the unauthenticated pool,
+/// `keepalive` and `tls` have nothing to act on in a pipe and are ignored,
+/// and no token is needed (nothing outside the process reaches a pipe).
 ///
 /// # Examples
 ///
@@ -68,8 +70,8 @@ impl Default for LinkConditions {
 /// let mut opts = VirtualOptions::default();
 /// opts.link.latency = Duration::from_millis(2);
 /// opts.serve.call_deadline = Some(Duration::from_secs(1));
-/// opts.serve.token = Some(b"secret".to_vec());
-/// opts.connect.token = b"secret".to_vec();
+/// opts.serve.token = Some(b"a secret of 16+ bytes".to_vec());
+/// opts.connect.token = b"a secret of 16+ bytes".to_vec();
 /// ```
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]

@@ -6,17 +6,21 @@
 //! [`serve_stream`] and [`connect_stream`] put the same Cap'n Proto
 //! two-party protocol, the same limits and the same gate on top of it.
 
+mod fd_limit;
+mod gate_policy;
 mod gatekeeper;
 mod link;
 pub(crate) mod memory;
+mod preauth;
 pub(crate) mod tcp;
 pub mod tls;
 pub(crate) mod wire;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use capnp::capability::{FromClientHook, FromServer};
 use capnp_rpc::rpc_twoparty_capnp::Side;
@@ -29,9 +33,11 @@ use crate::call::{ActorCalls, Guard, Outgoing};
 use crate::schema::actor_capnp::{actor, gate};
 use crate::Quota;
 
+pub(crate) use gate_policy::{GatePolicy, Peer};
 pub(crate) use gatekeeper::Gate;
 pub(crate) use link::{Link, LinkConfig};
 pub use memory::{LinkConditions, VirtualOptions};
+pub(crate) use preauth::{PreauthPool, PreauthTicket};
 
 /// Limits on what one connection may send us.
 ///
@@ -129,7 +135,9 @@ impl Default for Heartbeat {
 /// opts.token = b"secret".to_vec();
 /// opts.connect_timeout = Duration::from_secs(2);
 /// ```
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` output shows the token's length, never its bytes.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ConnectOptions {
     /// The credential offered to the worker's gate. Empty for a worker
@@ -145,6 +153,29 @@ pub struct ConnectOptions {
     /// Speak TLS, authenticating the worker this way; `None` for plain TCP.
     pub tls: Option<tls::ClientTls>,
 }
+
+// --- Debug without the token (issue 16) ---
+/// How a token appears in `Debug` output: its length only.
+pub(crate) struct Redacted(pub(crate) usize);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<redacted, {} bytes>", self.0)
+    }
+}
+
+impl fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("token", &Redacted(self.token.len()))
+            .field("limits", &self.limits)
+            .field("heartbeat", &self.heartbeat)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+// --- end Debug without the token ---
 
 impl Default for ConnectOptions {
     fn default() -> Self {
@@ -283,11 +314,20 @@ pub(crate) struct ServeSite {
     pub(crate) idle_timeout: Option<Duration>,
     /// How long a new connection has to open the gate.
     pub(crate) handshake_timeout: Option<Duration>,
+    /// The worker's gate policy, shared by its vats.
+    pub(crate) policy: Arc<GatePolicy>,
+    /// Whether callers may see worker-wide totals.
+    pub(crate) report_worker_totals: bool,
 }
 
 impl ServeSite {
     /// The site serving `actor` as `opts` say, its calls counted in `calls`.
-    pub(crate) fn new(actor: ActorMint, calls: Arc<ActorCalls>, opts: &tcp::ServeOptions) -> Self {
+    pub(crate) fn new(
+        actor: ActorMint,
+        calls: Arc<ActorCalls>,
+        opts: &tcp::ServeOptions,
+        policy: Arc<GatePolicy>,
+    ) -> Self {
         ServeSite {
             actor,
             calls,
@@ -295,27 +335,66 @@ impl ServeSite {
             limits: opts.limits.clone(),
             idle_timeout: opts.idle_timeout,
             handshake_timeout: opts.handshake_timeout,
+            policy,
+            report_worker_totals: opts.report_worker_totals,
         }
     }
 }
 
+// --- serve_stream's peer and deadline (issue 16) ---
+/// How a connection arrived: who from, when (the handshake deadline runs
+/// from then, TLS included), and its place among unauthenticated ones.
+pub(crate) struct Arrival {
+    pub(crate) peer: Peer,
+    pub(crate) at: Instant,
+    pub(crate) ticket: Option<PreauthTicket>,
+}
+
+impl Arrival {
+    /// A connection arriving now from `peer`.
+    pub(crate) fn now(peer: Peer, ticket: Option<PreauthTicket>) -> Self {
+        Arrival {
+            peer,
+            at: Instant::now(),
+            ticket,
+        }
+    }
+}
+// --- end serve_stream's peer and deadline ---
+
 /// Serves `site`'s actor over `stream` until the peer leaves or `cut` is
 /// cancelled. Must run on a `LocalSet`.
-pub(crate) async fn serve_stream<S>(stream: S, site: &ServeSite, cut: CancellationToken)
-where
+pub(crate) async fn serve_stream<S>(
+    stream: S,
+    site: &ServeSite,
+    cut: CancellationToken,
+    arrival: Arrival,
+) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let memory = site.limits.max_connection_memory.map(Quota::new);
+    // Every connection counts what it holds (for `info`), within its budget
+    // if it has one.
+    let budget = site.limits.max_connection_memory.unwrap_or(u64::MAX);
     let outgoing = Outgoing::new(site.limits.max_outgoing_bytes);
     let guard = Guard::new(
         site.calls.clone(),
         Some(site.limits.max_calls_in_flight),
-        memory,
+        Some(Quota::new(budget)),
         Some(outgoing.clone()),
     );
+    if site.report_worker_totals {
+        guard.allow_worker_totals();
+    }
     let actor = site.actor.guarded(&guard);
     let opened = Rc::new(Cell::new(false));
-    let gate = Gate::client(actor, site.token.clone(), opened.clone(), cut.clone());
+    let deadline = site.handshake_timeout.map(|t| arrival.at + t);
+    let who = gatekeeper::Who {
+        peer: arrival.peer,
+        policy: site.policy.clone(),
+        deadline,
+        ticket: RefCell::new(arrival.ticket),
+    };
+    let gate = Gate::client(actor, site.token.clone(), opened.clone(), cut.clone(), who);
     let serving = serve_bootstrap(
         stream,
         gate.client,
@@ -324,16 +403,20 @@ where
         cut.clone(),
         Some(outgoing),
     );
-    let Some(limit) = site.handshake_timeout else {
+    let Some(deadline) = deadline else {
         return serving.await;
     };
     tokio::pin!(serving);
     tokio::select! {
         () = &mut serving => return,
-        () = tokio::time::sleep(limit) => {}
+        () = tokio::time::sleep_until(deadline.into()) => {}
     }
     if !opened.get() {
-        tracing::warn!("closing a connection that did not open the gate within {limit:?}");
+        let limit = deadline - arrival.at;
+        site.policy.log_rejection(
+            &arrival.peer,
+            format_args!("closing a connection that did not open the gate within {limit:?}"),
+        );
         cut.cancel();
     }
     serving.await
@@ -381,6 +464,7 @@ pub(crate) fn connect_stream_with<C, S>(
     enter: impl FnOnce(&gate::Client) -> C,
 ) -> Connection<C>
 where
+    C: FromClientHook,
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let handle = LinkHandle::new(CancellationToken::new());
@@ -404,7 +488,8 @@ where
     }));
 
     if let Some(hb) = opts.heartbeat {
-        let actor: actor::Client = gatekeeper::open(&bootstrap, &opts.token);
+        // The same capability: a gate takes one `open` at a time.
+        let actor: actor::Client = crate::cast(&client);
         tokio::task::spawn_local(heartbeat(actor, hb, handle.cut.clone()));
     }
     Connection {

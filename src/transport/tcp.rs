@@ -1,6 +1,7 @@
 //! The TCP transport: a listener that spreads connections over the vats,
 //! and the client side.
 
+use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -19,11 +20,19 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
 use super::tls::ServerTls;
-use super::{ActorMint, ConnectOptions, Connection, Limits, ServeSite};
+use super::{
+    ActorMint, Arrival, ConnectOptions, Connection, GatePolicy, Limits, Peer, PreauthPool,
+    Redacted, ServeSite,
+};
 use crate::call::ActorCalls;
 use crate::{Error, Result, Runtime};
 
 /// How a TCP worker serves.
+///
+/// The defaults are safe ones: serving needs a token of at least
+/// [`MIN_TOKEN_BYTES`] bytes, or the explicit opt-in
+/// [`insecure_no_auth`](Self::insecure_no_auth), which is refused off
+/// loopback. `Debug` shows the token's length, never its bytes.
 ///
 /// # Examples
 ///
@@ -31,20 +40,41 @@ use crate::{Error, Result, Runtime};
 /// use std::time::Duration;
 ///
 /// let mut opts = capactor::ServeOptions::default();
+/// opts.token = Some(b"a token of at least 16 bytes".to_vec());
 /// opts.max_connections = 64;
 /// opts.call_deadline = Some(Duration::from_secs(60));
+/// assert!(!format!("{opts:?}").contains("at least 16"));
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ServeOptions {
-    /// The token a client must offer the gate. `None` serves without
-    /// authentication.
+    /// The token a client must offer the gate, at least
+    /// [`MIN_TOKEN_BYTES`] long. `None` serves without authentication,
+    /// which TCP allows only with [`insecure_no_auth`](Self::insecure_no_auth).
     pub token: Option<Vec<u8>>,
+    /// Serve TCP without a token: refused unless every address the listener
+    /// binds is a loopback address. Default `false` (serving TCP without a
+    /// token fails). Virtual actors need no opt-in.
+    pub insecure_no_auth: bool,
     /// Limits on what a client may send.
     pub limits: Limits,
-    /// Connections served at once; one more is answered with a
-    /// `connections limit exceeded` error and closed. Default 1024.
+    /// Connections served at once, authenticated or not; one more is
+    /// answered with a `connections limit exceeded` error and closed (unless
+    /// an unauthenticated connection can be closed to make room). The
+    /// process's open-file limit is raised to fit it, and serving fails if
+    /// it cannot be. Default 1024.
     pub max_connections: usize,
+    /// Connections that have not yet opened the gate, across the worker; a
+    /// new one over it closes the oldest of them. Default 256.
+    pub max_unauthenticated: usize,
+    /// Connections from one address (IPv6: one /64) that have not yet
+    /// opened the gate; a new one over it closes that address's oldest.
+    /// Default 64.
+    pub max_unauthenticated_per_address: usize,
+    /// Failed `Gate.open` attempts the worker evaluates per second across
+    /// all its connections (on top of each address's own back-off); later
+    /// attempts wait for their turn. 0 for no worker-wide limit. Default 20.
+    pub gate_failures_per_second: u32,
     /// Close a connection whose peer has sent nothing for this long.
     /// Default `None` (clients that heartbeat are never idle that long
     /// anyway; TCP keepalive catches dead hosts).
@@ -54,26 +84,96 @@ pub struct ServeOptions {
     pub keepalive: Option<Duration>,
     /// Serve TLS with this identity; `None` for plain TCP.
     pub tls: Option<ServerTls>,
-    /// How long a new connection has to open the gate before it is closed.
-    /// Default 10 s.
+    /// How long a new connection has, from its arrival, to finish its TLS
+    /// handshake (if any) and open the gate, before it is closed.
+    /// Default 5 s.
     pub handshake_timeout: Option<Duration>,
     /// Longest a single call may run before it fails with
     /// `call exceeded its deadline`. Default 5 minutes; `None` for no limit.
     pub call_deadline: Option<Duration>,
+    /// Show every caller worker-wide totals in `Actor.info` and
+    /// `TensorWorker.memory` (other connections' activity included).
+    /// Default `false`: each caller sees its own connection's.
+    pub report_worker_totals: bool,
 }
+
+/// The shortest token a worker accepts to serve with.
+pub const MIN_TOKEN_BYTES: usize = 16;
 
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             token: None,
+            insecure_no_auth: false,
             limits: Limits::default(),
             max_connections: 1024,
+            max_unauthenticated: 256,
+            max_unauthenticated_per_address: 64,
+            gate_failures_per_second: 20,
             idle_timeout: None,
             keepalive: Some(Duration::from_secs(30)),
-            handshake_timeout: Some(Duration::from_secs(10)),
+            handshake_timeout: Some(Duration::from_secs(5)),
             tls: None,
             call_deadline: Some(Duration::from_secs(300)),
+            report_worker_totals: false,
         }
+    }
+}
+
+impl ServeOptions {
+    /// The defaults, without authentication: for serving on a loopback
+    /// address (tests, a worker only local processes reach).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let opts = capactor::ServeOptions::insecure_loopback();
+    /// assert!(opts.insecure_no_auth && opts.token.is_none());
+    /// ```
+    pub fn insecure_loopback() -> Self {
+        ServeOptions {
+            insecure_no_auth: true,
+            ..ServeOptions::default()
+        }
+    }
+
+    /// Checks the token before anything is bound.
+    fn check_token(&self) -> Result<()> {
+        match &self.token {
+            Some(t) if t.len() < MIN_TOKEN_BYTES => Err(Error::invalid(format!(
+                "the token is {} bytes long; a token must have at least {MIN_TOKEN_BYTES}",
+                t.len()
+            ))),
+            Some(_) => Ok(()),
+            None if self.insecure_no_auth => Ok(()),
+            None => Err(Error::invalid(
+                "serving TCP without a token needs ServeOptions::insecure_no_auth \
+                 (allowed on loopback addresses only)",
+            )),
+        }
+    }
+}
+
+impl fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("token", &self.token.as_ref().map(|t| Redacted(t.len())))
+            .field("insecure_no_auth", &self.insecure_no_auth)
+            .field("limits", &self.limits)
+            .field("max_connections", &self.max_connections)
+            .field("max_unauthenticated", &self.max_unauthenticated)
+            .field(
+                "max_unauthenticated_per_address",
+                &self.max_unauthenticated_per_address,
+            )
+            .field("gate_failures_per_second", &self.gate_failures_per_second)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("keepalive", &self.keepalive)
+            .field("tls", &self.tls)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("call_deadline", &self.call_deadline)
+            .field("report_worker_totals", &self.report_worker_totals)
+            .finish()
     }
 }
 
@@ -88,9 +188,27 @@ pub struct TcpServer {
     connections: CancellationToken,
     calls: Arc<ActorCalls>,
     tracker: TaskTracker,
+    open: Arc<AtomicUsize>,
+    preauth: Arc<PreauthPool>,
 }
 
 impl TcpServer {
+    /// Connections open now, authenticated or not (refused ones that are
+    /// still being told why excluded).
+    pub fn connections(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Connections open now that have not yet opened the gate.
+    pub fn unauthenticated_connections(&self) -> usize {
+        self.preauth.len()
+    }
+
+    /// Unauthenticated connections closed so far to make room for new ones.
+    pub fn unauthenticated_closed(&self) -> u64 {
+        self.preauth.evicted()
+    }
+
     /// The address the listener is bound to (the real port when bound to
     /// port 0).
     pub fn local_addr(&self) -> SocketAddr {
@@ -151,6 +269,17 @@ where
     S: 'static,
     F: Fn() -> S + Send + Sync + 'static,
 {
+    opts.check_token()?;
+    if opts.token.is_none() {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr).await?.collect();
+        if addrs.is_empty() || !addrs.iter().all(|a| a.ip().is_loopback()) {
+            return Err(Error::invalid(format!(
+                "serving without a token is only allowed on a loopback address, not {addr}"
+            )));
+        }
+        tracing::warn!("serving without authentication (loopback only)");
+    }
+    super::fd_limit::ensure(opts.max_connections + REFUSING_MAX)?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local_addr = listener.local_addr()?;
     let listener = listener.into_std()?;
@@ -162,12 +291,17 @@ where
         connections: CancellationToken::new(),
         calls: ActorCalls::new(opts.call_deadline),
         tracker: TaskTracker::new(),
+        open: Arc::new(AtomicUsize::new(0)),
+        preauth: PreauthPool::new(
+            opts.max_unauthenticated,
+            opts.max_unauthenticated_per_address,
+        ),
     };
     let make = Arc::new(make);
-    let open = Arc::new(AtomicUsize::new(0));
+    let policy = Arc::new(GatePolicy::new(opts.gate_failures_per_second));
     let mut vats = Vec::with_capacity(rt.vat_count());
     for i in 0..rt.vat_count() {
-        let (tx, rx) = mpsc::unbounded_channel::<std::net::TcpStream>();
+        let (tx, rx) = mpsc::unbounded_channel::<Accepted>();
         vats.push(tx);
         let make = make.clone();
         let opts = opts.clone();
@@ -175,9 +309,9 @@ where
         let closing = server.closing.clone();
         let connections = server.connections.clone();
         let tracker = server.tracker.clone();
-        let open = open.clone();
+        let policy = policy.clone();
         rt.run_on_vat(i, move || {
-            let site = ServeSite::new(ActorMint::new::<C, S>(make()), calls, &opts);
+            let site = ServeSite::new(ActorMint::new::<C, S>(make()), calls, &opts, policy);
             tokio::task::spawn_local(vat_loop(
                 rx,
                 site,
@@ -186,16 +320,20 @@ where
                 closing,
                 connections,
                 tracker,
-                open,
             ));
         });
     }
 
+    let admission = Admission {
+        open: server.open.clone(),
+        refusing: Arc::new(AtomicUsize::new(0)),
+        max: opts.max_connections,
+        preauth: server.preauth.clone(),
+        limits: opts.limits.clone(),
+    };
     let accepting = server.accepting.clone();
     let closing = server.closing.clone();
     let connections = server.connections.clone();
-    let max = opts.max_connections;
-    let limits = opts.limits.clone();
     let tracker = server.tracker.clone();
     rt.run_on_vat(0, move || {
         tokio::task::spawn_local(accept_loop(
@@ -204,9 +342,7 @@ where
             accepting,
             closing,
             connections,
-            open,
-            max,
-            limits,
+            admission,
             tracker,
         ));
     });
@@ -214,16 +350,36 @@ where
     Ok(server)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A connection on its way from the accept loop to its vat.
+struct Accepted {
+    stream: std::net::TcpStream,
+    slot: OpenSlot,
+    cut: CancellationToken,
+    arrival: Arrival,
+}
+
+/// What the accept loop admits connections by.
+struct Admission {
+    /// Connections served (authenticated or not).
+    open: Arc<AtomicUsize>,
+    /// Refused connections still open to tell their peer why.
+    refusing: Arc<AtomicUsize>,
+    max: usize,
+    preauth: Arc<PreauthPool>,
+    limits: Limits,
+}
+
+/// Refused connections kept open at once to say why; more are closed
+/// without a word (they take file descriptors, not connection slots).
+const REFUSING_MAX: usize = 64;
+
 async fn accept_loop(
     listener: std::net::TcpListener,
-    vats: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+    vats: Vec<mpsc::UnboundedSender<Accepted>>,
     accepting: CancellationToken,
     closing: CancellationToken,
     connections: CancellationToken,
-    open: Arc<AtomicUsize>,
-    max: usize,
-    limits: Limits,
+    admission: Admission,
     tracker: TaskTracker,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -249,64 +405,107 @@ async fn accept_loop(
                 continue;
             }
         };
-        let now_open = open.fetch_add(1, Ordering::AcqRel) + 1;
-        if now_open > max {
-            tracing::warn!(%peer, "refusing connection: {max} already open");
-            let err = Error::limit("connections", now_open, max);
-            let open = open.clone();
-            let limits = limits.clone();
-            let cut = connections.child_token();
-            let stream = Closing::new(stream, &closing);
-            tracker.spawn_local(async move {
-                let _open = OpenSlot(open);
-                let broken = capnp_rpc::new_broken_cap(err.into());
-                // The refused peer gets an answer to its first call, then a
-                // short while to read it. The while is not an idle timeout:
-                // a peer that keeps talking (a heartbeat) would otherwise
-                // hold its slot for ever. Shutdown cuts it short.
-                let serve = super::serve_bootstrap(stream, broken, &limits, None, cut, None);
-                let _ = tokio::time::timeout(REFUSED_LINGER, serve).await;
-            });
+        let max = admission.max;
+        let now_open = admission.open.fetch_add(1, Ordering::AcqRel) + 1;
+        let slot = OpenSlot(admission.open.clone());
+        // At the limit, an unauthenticated connection makes room before a
+        // newcomer is refused: only clients with a key hold slots for long.
+        if now_open > max && !admission.preauth.evict_oldest() {
+            drop(slot);
+            refuse(
+                stream,
+                peer,
+                now_open,
+                &admission,
+                &closing,
+                &connections,
+                &tracker,
+            );
             continue;
         }
         tracing::debug!(%peer, "accepted");
         let stream = match stream.into_std() {
             Ok(s) => s,
             Err(e) => {
-                open.fetch_sub(1, Ordering::AcqRel);
                 tracing::warn!("cannot hand over connection: {e}");
                 continue;
             }
         };
-        if vats[next % vats.len()].send(stream).is_err() {
-            open.fetch_sub(1, Ordering::AcqRel);
-        }
+        let cut = connections.child_token();
+        let peer = Peer::Addr(peer);
+        let ticket = admission.preauth.admit(peer.key(), cut.clone());
+        let accepted = Accepted {
+            stream,
+            slot,
+            cut,
+            arrival: Arrival::now(peer, Some(ticket)),
+        };
+        // A vat only goes away with the runtime; the connection is then
+        // dropped with the message.
+        let _ = vats[next % vats.len()].send(accepted);
         next = next.wrapping_add(1);
     }
+}
+
+/// Answers a connection over the connection limit with why, if few others
+/// are being answered, and closes it.
+fn refuse(
+    stream: TcpStream,
+    peer: SocketAddr,
+    now_open: usize,
+    admission: &Admission,
+    closing: &CancellationToken,
+    connections: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let max = admission.max;
+    tracing::debug!(%peer, "refusing connection: {max} already open");
+    if admission.refusing.fetch_add(1, Ordering::AcqRel) >= REFUSING_MAX {
+        admission.refusing.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let refusing = OpenSlot(admission.refusing.clone());
+    let err = Error::limit("connections", now_open, max);
+    let limits = admission.limits.clone();
+    let cut = connections.child_token();
+    let stream = Closing::new(stream, closing);
+    tracker.spawn_local(async move {
+        let _refusing = refusing;
+        let broken = capnp_rpc::new_broken_cap(err.into());
+        // The refused peer gets an answer to its first call, then a short
+        // while to read it. The while is not an idle timeout: a peer that
+        // keeps talking (a heartbeat) would otherwise hold its place for
+        // ever. Shutdown cuts it short.
+        let serve = super::serve_bootstrap(stream, broken, &limits, None, cut, None);
+        let _ = tokio::time::timeout(REFUSED_LINGER, serve).await;
+    });
 }
 
 /// How long a connection refused for the connection limit stays open, so
 /// that its peer can read why.
 const REFUSED_LINGER: Duration = Duration::from_secs(2);
 
-#[allow(clippy::too_many_arguments)]
 async fn vat_loop(
-    mut rx: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    mut rx: mpsc::UnboundedReceiver<Accepted>,
     site: ServeSite,
     tls: Option<ServerTls>,
     keepalive: Option<Duration>,
     closing: CancellationToken,
     connections: CancellationToken,
     tracker: TaskTracker,
-    open: Arc<AtomicUsize>,
 ) {
     loop {
-        let std_stream = tokio::select! {
+        let accepted = tokio::select! {
             _ = connections.cancelled() => return,
             s = rx.recv() => match s { Some(s) => s, None => return },
         };
-        let slot = OpenSlot(open.clone());
-        let stream = match TcpStream::from_std(std_stream) {
+        let Accepted {
+            stream,
+            slot,
+            cut,
+            arrival,
+        } = accepted;
+        let stream = match TcpStream::from_std(stream) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("cannot register connection: {e}");
@@ -315,28 +514,41 @@ async fn vat_loop(
         };
         configure(&stream, keepalive);
         let site = site.clone();
-        let cut = connections.child_token();
         let closing = closing.clone();
         let tls = tls.clone();
         tracker.spawn_local(async move {
             let _slot = slot;
             let Some(tls) = tls else {
                 let stream = Closing::new(stream, &closing);
-                return super::serve_stream(stream, &site, cut).await;
+                return super::serve_stream(stream, &site, cut, arrival).await;
             };
-            // The TLS handshake counts against the handshake timeout too.
-            let limit = site.handshake_timeout.unwrap_or(Duration::from_secs(10));
-            let handshake = tokio::time::timeout(limit, tls.acceptor.accept(stream));
+            // One deadline covers the TLS handshake and the gate: it runs
+            // from the connection's arrival.
+            let limit = site.handshake_timeout;
+            let handshake = tls.acceptor.accept(stream);
+            let handshake = async {
+                match limit {
+                    Some(limit) => tokio::time::timeout_at((arrival.at + limit).into(), handshake)
+                        .await
+                        .map_err(|_| limit),
+                    None => Ok(handshake.await),
+                }
+            };
             match tokio::select! {
                 _ = cut.cancelled() => return,
                 h = handshake => h,
             } {
                 Ok(Ok(stream)) => {
                     let stream = Closing::new(stream, &closing);
-                    super::serve_stream(stream, &site, cut).await
+                    super::serve_stream(stream, &site, cut, arrival).await
                 }
-                Ok(Err(e)) => tracing::warn!("tls handshake failed: {e}"),
-                Err(_) => tracing::warn!("tls handshake took longer than {limit:?}"),
+                Ok(Err(e)) => site
+                    .policy
+                    .log_rejection(&arrival.peer, format_args!("tls handshake failed: {e}")),
+                Err(limit) => site.policy.log_rejection(
+                    &arrival.peer,
+                    format_args!("tls handshake took longer than {limit:?}"),
+                ),
             }
         });
     }
@@ -446,7 +658,7 @@ pub(crate) async fn connect<C: FromClientHook>(
 
 /// Like [`connect`], entering through `enter` (see
 /// [`super::connect_stream_with`]).
-pub(crate) async fn connect_with<C>(
+pub(crate) async fn connect_with<C: FromClientHook>(
     addr: &str,
     opts: &ConnectOptions,
     enter: impl FnOnce(&crate::schema::actor_capnp::gate::Client) -> C,

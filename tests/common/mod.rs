@@ -138,6 +138,9 @@ impl Harness {
                 }
             }
             Transport::Tcp => {
+                let mut serve = serve;
+                // Tests serve on 127.0.0.1 only: no token is the loopback opt-in.
+                serve.insecure_no_auth |= serve.token.is_none();
                 let server = within(
                     SETUP_LIMIT,
                     self.rt.serve_tcp::<C, _, _>("127.0.0.1:0", make, serve),
@@ -185,7 +188,9 @@ pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) {
 pub const SETUP_LIMIT: Duration = Duration::from_secs(20);
 
 /// Serves probes called `name` over TCP on 127.0.0.1 with `opts`.
-pub async fn serve_probe(rt: &Runtime, name: &'static str, opts: ServeOptions) -> TcpServer {
+pub async fn serve_probe(rt: &Runtime, name: &'static str, mut opts: ServeOptions) -> TcpServer {
+    // Tests serve on 127.0.0.1 only: no token is the loopback opt-in.
+    opts.insecure_no_auth |= opts.token.is_none();
     let serving = rt.serve_tcp::<probe::Client, _, _>(
         "127.0.0.1:0",
         move || capactor::actors::Probe::new(name),

@@ -271,7 +271,12 @@ def test_an_interface_the_actor_lacks_answers_unimplemented(worker):
     assert e.type == "UNIMPLEMENTED", e
 
 
-def test_release_and_disconnect_free_tensors(worker):
+def test_release_and_disconnect_free_tensors(make_worker, worker_flags):
+    # Client b watches what a holds: the worker's totals, which a worker
+    # shows every client only when told to.
+    totals = "--report-worker-totals"
+    worker = make_worker(extra=[totals] if totals in worker_flags else [])
+
     async def main():
         conn_a, tw_a = await connect(worker)
         conn_b, tw_b = await connect(worker)

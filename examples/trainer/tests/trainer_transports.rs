@@ -57,7 +57,7 @@ async fn spawn(transport: Transport, rt: &Runtime) -> Spawned {
             (conn.client().clone(), Some(conn), None)
         }
         Transport::Tcp => {
-            let opts = capactor::ServeOptions::default();
+            let opts = capactor::ServeOptions::insecure_loopback();
             let server = rt
                 .serve_tcp::<trainer::Client, _, _>("127.0.0.1:0", make, opts)
                 .await

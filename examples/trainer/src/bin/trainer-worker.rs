@@ -63,6 +63,7 @@ fn serve(args: Args) -> capactor::Result<()> {
         let model = Model::new();
         let quota = capactor::Quota::new(args.memory_mib << 20);
         let mut opts = capactor::ServeOptions::default();
+        opts.insecure_no_auth = token.is_none();
         opts.token = token;
         let name = args.name.clone();
         let server = rt
