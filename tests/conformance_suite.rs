@@ -18,6 +18,8 @@
 mod interp;
 #[path = "conformance/rust/json.rs"]
 mod json;
+#[path = "conformance/rust/values.rs"]
+mod values;
 
 use std::path::Path;
 use std::time::Duration;

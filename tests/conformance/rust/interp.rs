@@ -14,12 +14,11 @@ use std::time::{Duration, Instant};
 use capnp::any_pointer;
 use capnp::capability::{Client, Promise, Response};
 use capnp::dynamic_struct;
-use capnp::dynamic_value::{self, Enum};
+use capnp::dynamic_value;
 use capnp::introspect::{Introspect, Type, TypeVariant};
-use capnp::private::layout::{ElementSize, PointerBuilder, PointerReader, StructSize};
-use capnp::schema::{EnumSchema, Field, StructSchema};
-use capnp::schema_capnp::{field, node};
-use capnp::traits::{FromPointerBuilder, FromPointerReader, HasTypeId};
+use capnp::private::layout::ElementSize;
+use capnp::schema::{EnumSchema, StructSchema};
+use capnp::traits::HasTypeId;
 use capnp_rpc::{rpc_twoparty_capnp::Side, twoparty, RpcSystem};
 use futures::AsyncReadExt;
 
@@ -27,6 +26,10 @@ use capactor::schema::actor_capnp::{self, actor, gate};
 use capactor::schema::tensor_capnp::{tensor, tensor_worker};
 
 use super::json::Json;
+use super::values::{
+    as_f64, as_int, e, elem_size, enum_value, hex, kind_name, pack, path_value, results_reader,
+    size_of, slot_offset, RawB, RawR,
+};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const RETRY_FOR: Duration = Duration::from_secs(10);
@@ -109,112 +112,6 @@ fn type_id(name: &str) -> Option<u64> {
         "Tensor" => tensor::Client::TYPE_ID,
         _ => return None,
     })
-}
-
-/// Raw access to a params or results pointer, to write and read
-/// capability fields, which capnp-rust's dynamic structs do not handle.
-struct RawB<'a>(PointerBuilder<'a>);
-impl<'a> FromPointerBuilder<'a> for RawB<'a> {
-    fn init_pointer(b: PointerBuilder<'a>, _: u32) -> Self {
-        RawB(b)
-    }
-    fn get_from_pointer(
-        b: PointerBuilder<'a>,
-        _: Option<&'a [capnp::Word]>,
-    ) -> capnp::Result<Self> {
-        Ok(RawB(b))
-    }
-}
-struct RawR<'a>(PointerReader<'a>);
-impl<'a> FromPointerReader<'a> for RawR<'a> {
-    fn get_from_pointer(
-        r: &PointerReader<'a>,
-        _: Option<&'a [capnp::Word]>,
-    ) -> capnp::Result<Self> {
-        Ok(RawR(*r))
-    }
-}
-
-fn slot_offset(f: Field) -> Result<u16, String> {
-    match f.get_proto().which() {
-        Ok(field::Slot(s)) => Ok(s.get_offset() as u16),
-        _ => Err("not a slot field".into()),
-    }
-}
-
-fn size_of(schema: StructSchema) -> Result<StructSize, String> {
-    match schema.get_proto().which() {
-        Ok(node::Struct(s)) => Ok(StructSize {
-            data: s.get_data_word_count(),
-            pointers: s.get_pointer_count(),
-        }),
-        _ => Err("not a struct node".into()),
-    }
-}
-
-fn results_reader<'a>(
-    r: &'a Response<any_pointer::Owned>,
-    schema: StructSchema,
-) -> capnp::Result<dynamic_struct::Reader<'a>> {
-    let RawR(p) = r.get()?.get_as::<RawR<'_>>()?;
-    Ok(dynamic_struct::Reader::new(p.get_struct(None)?, schema))
-}
-
-fn e<E: std::fmt::Display>(x: E) -> String {
-    x.to_string()
-}
-
-fn kind_name(k: capnp::ErrorKind) -> &'static str {
-    match k {
-        capnp::ErrorKind::Failed => "failed",
-        capnp::ErrorKind::Overloaded => "overloaded",
-        capnp::ErrorKind::Disconnected => "disconnected",
-        capnp::ErrorKind::Unimplemented => "unimplemented",
-        _ => "other",
-    }
-}
-
-fn elem_size(dtype: &str) -> Result<usize, String> {
-    Ok(match dtype {
-        "f32" | "i32" => 4,
-        "f64" | "i64" => 8,
-        "bool" => 1,
-        _ => return Err(format!("unknown dtype {dtype}")),
-    })
-}
-
-fn pack(dtype: &str, values: &[Json]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    for v in values {
-        let bad = || format!("bad {dtype} value {v:?}");
-        match dtype {
-            "f32" => out.extend((v.as_f64().ok_or_else(bad)? as f32).to_le_bytes()),
-            "f64" => out.extend(v.as_f64().ok_or_else(bad)?.to_le_bytes()),
-            "i32" => out.extend((v.as_i128().ok_or_else(bad)? as i32).to_le_bytes()),
-            "i64" => out.extend((v.as_i128().ok_or_else(bad)? as i64).to_le_bytes()),
-            _ => out.push(matches!(v, Json::Bool(true)) as u8),
-        }
-    }
-    Ok(out)
-}
-
-fn hex(s: &str) -> Result<Vec<u8>, String> {
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(e))
-        .collect()
-}
-
-fn enum_value(es: EnumSchema, v: &Json) -> Result<Enum, String> {
-    if let Some(n) = v.as_i128() {
-        return Ok(Enum::new(n as u16, es));
-    }
-    let name = v.str().ok_or("an enum is a name or a number")?;
-    for en in es.get_enumerants().map_err(e)?.iter() {
-        if en.get_proto().get_name().map_err(e)?.to_str().map_err(e)? == name {
-            return Ok(Enum::new(en.get_ordinal(), es));
-        }
-    }
-    Err(format!("no enumerant {name}"))
 }
 
 /// A call a case sent: its answer, awaited at most once.
@@ -807,40 +704,6 @@ impl Case<'_> {
         }
         Ok(())
     }
-}
-
-fn as_int(v: &dynamic_value::Reader<'_>) -> Option<i128> {
-    use dynamic_value::Reader as D;
-    Some(match *v {
-        D::Int8(x) => x.into(),
-        D::Int16(x) => x.into(),
-        D::Int32(x) => x.into(),
-        D::Int64(x) => x.into(),
-        D::UInt8(x) => x.into(),
-        D::UInt16(x) => x.into(),
-        D::UInt32(x) => x.into(),
-        D::UInt64(x) => x.into(),
-        _ => return None,
-    })
-}
-
-fn as_f64(v: &dynamic_value::Reader<'_>) -> Option<f64> {
-    match *v {
-        dynamic_value::Reader::Float32(x) => Some(x.into()),
-        dynamic_value::Reader::Float64(x) => Some(x),
-        _ => as_int(v).map(|i| i as f64),
-    }
-}
-
-fn path_value(r: dynamic_struct::Reader<'_>, path: &str) -> Result<f64, String> {
-    let mut v = dynamic_value::Reader::Struct(r);
-    for part in path.split('.') {
-        let dynamic_value::Reader::Struct(s) = v else {
-            return Err(format!("{path}: not a struct"));
-        };
-        v = s.get_named(part).map_err(e)?;
-    }
-    as_f64(&v).ok_or_else(|| format!("{path}: not a number"))
 }
 
 /// The outcome of one case file's worth of cases, or all of them.
