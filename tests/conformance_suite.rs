@@ -10,7 +10,7 @@
 //! CAPACTOR_CONFORMANCE_ADDRESS=127.0.0.1:7001 \
 //! CAPACTOR_CONFORMANCE_TOKEN_FILE=worker.token \
 //! [CAPACTOR_CONFORMANCE_PEER=127.0.0.1:7002 CAPACTOR_CONFORMANCE_PEER_TOKEN_FILE=peer.token] \
-//! [CAPACTOR_CONFORMANCE_FILTER=ops:] \
+//! [CAPACTOR_CONFORMANCE_FILTER=ops:] [CAPACTOR_CONFORMANCE_CASES=dir] \
 //!   cargo test --test conformance_suite -- --nocapture
 //! ```
 
@@ -57,7 +57,10 @@ async fn serve(rt: &Runtime, name: &'static str, token: &[u8]) -> TcpServer {
 
 #[test]
 fn every_conformance_case_passes_over_tcp() {
-    let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/cases");
+    let cases = env("CAPACTOR_CONFORMANCE_CASES").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/cases"),
+        Into::into,
+    );
     let rt = Runtime::builder().vats(2).build().unwrap();
     capactor::block_on(async {
         let mut servers = Vec::new();

@@ -205,6 +205,8 @@ class Case:
                 return None if got >= want["$atLeast"] else f"{path}: {got} < {want['$atLeast']}"
             if "$above" in want:
                 return None if got > self.values[want["$above"]] else f"{path}: {got} not above {self.values[want['$above']]}"
+            if "$atMost" in want:
+                return None if got <= self.values[want["$atMost"]] else f"{path}: {got} above {self.values[want['$atMost']]}"
             if "$equals" in want:
                 return None if got == self.values[want["$equals"]] else f"{path}: {got} != {self.values[want['$equals']]}"
             if "values" in want:
@@ -287,7 +289,7 @@ class Runner:
             s2.close()
 
     async def run(self):
-        files = sorted((HERE / "cases").glob("*.json"))
+        files = sorted(Path(self.args.cases).glob("*.json"))
         counts = {"passed": 0, "failed": 0, "skipped": 0}
         for f in files:
             doc = json.loads(f.read_text())
@@ -312,6 +314,7 @@ def main():
     p.add_argument("--peer", help="a second worker for the cases that use gate2")
     p.add_argument("--token-file", help="file holding the worker's token")
     p.add_argument("--peer-token-file", help="the peer's token file (default: --token-file)")
+    p.add_argument("--cases", default=str(HERE / "cases"), help="directory of case files")
     p.add_argument("--filter", help="run only cases whose 'file: name' contains this")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args()

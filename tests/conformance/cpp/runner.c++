@@ -390,6 +390,8 @@ class Case {
         return got.as<double>() >= want["$atLeast"].get<double>() ? "" : path + ": too small";
       if (want.contains("$above"))
         return got.as<double>() > values[want["$above"].get<std::string>()] ? "" : path + ": not above";
+      if (want.contains("$atMost"))
+        return got.as<double>() <= values[want["$atMost"].get<std::string>()] ? "" : path + ": above";
       if (want.contains("$equals"))
         return got.as<double>() == values[want["$equals"].get<std::string>()] ? "" : path + ": not equal";
       auto st = got.as<DynamicStruct>();

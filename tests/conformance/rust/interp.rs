@@ -574,6 +574,14 @@ impl Case<'_> {
                         bad(format!("{num} not above {v}"))
                     };
                 }
+                if let Some(k) = m.get("$atMost").and_then(Json::str) {
+                    let v = self.values.get(k).copied().unwrap_or(f64::NAN);
+                    return if num <= v {
+                        Ok(())
+                    } else {
+                        bad(format!("{num} above {v}"))
+                    };
+                }
                 if let Some(k) = m.get("$equals").and_then(Json::str) {
                     let v = self.values.get(k).copied().unwrap_or(f64::NAN);
                     return if num == v {
