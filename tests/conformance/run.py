@@ -24,8 +24,11 @@ import capnp
 
 HERE = Path(__file__).resolve().parent
 SCHEMA = HERE.parents[1] / "schema"
-actor_capnp = capnp.load(str(SCHEMA / "actor.capnp"))
-tensor_capnp = capnp.load(str(SCHEMA / "tensor.capnp"))
+# The standard imports (/capnp/stream.capnp, which `-> stream` methods
+# need) ship inside the pycapnp package.
+IMPORTS = [str(Path(capnp.__file__).resolve().parents[1])]
+actor_capnp = capnp.load(str(SCHEMA / "actor.capnp"), imports=IMPORTS)
+tensor_capnp = capnp.load(str(SCHEMA / "tensor.capnp"), imports=IMPORTS)
 INTERFACES = {
     "Gate": actor_capnp.Gate, "Actor": actor_capnp.Actor,
     "TensorWorker": tensor_capnp.TensorWorker, "Tensor": tensor_capnp.Tensor,
