@@ -37,9 +37,22 @@ PACK = {"f32": "<f", "f64": "<d", "i32": "<i", "i64": "<q", "bool": "<?"}
 BAD_TOKEN = b"not-the-token"
 RETRY_SECONDS = 10.0
 CALL_SECONDS = 30.0
-# What this runner cannot do: pycapnp has no way to make a promise
-# capability of the client's own.
-UNSUPPORTED = {"promise-capabilities"}
+# What this runner cannot do.
+UNSUPPORTED = set()
+
+
+class _Later(actor_capnp.Gate.Server):
+    """A promise capability of the client's own: pycapnp cannot make one
+    directly, so the runner calls this local server, whose answer waits
+    until the name is bound, and uses the pipelined result. Passed to the
+    worker before then, it travels as a `senderPromise` and is resolved with
+    a `Resolve` later, as libcapnp does with such arguments."""
+
+    def __init__(self):
+        self.bound = asyncio.get_running_loop().create_future()
+
+    async def open(self, token, _context, **kwargs):
+        _context.results.actor = (await self.bound).cast_as(actor_capnp.Actor)
 
 
 class CaseFailed(Exception):
@@ -70,7 +83,7 @@ class Case:
         self.calls = {}              # name -> (promise, field) that bound it
         self.values = {}             # name -> number bound by as_value
         self.keep = []               # promises sent and never awaited
-        self.later = {}              # not supported here
+        self.later = {}              # name -> _Later, until bound
 
     # ---- arguments ----
 
@@ -127,7 +140,13 @@ class Case:
             gc.collect()
             return
         if "bind" in s:
-            raise CaseFailed("promise capabilities are not supported by this runner")
+            later = _Later()
+            self.later[s["bind"]] = later
+            # Keep the server and its call alive for the case.
+            promise = actor_capnp.Gate._new_client(later).open(token=b"")
+            self.keep.append(promise)
+            self.caps[s["bind"]] = promise.actor
+            return
         iface, method = s["call"].split(".")
         self.gate = s["on"]
         target = (await self.cap(s["on"])).cast_as(INTERFACES[iface])
@@ -162,11 +181,29 @@ class Case:
             self.values[name] = v
 
     def send(self, target, method, args):
-        return getattr(target, method)(**args)
+        return getattr(target, method)(**self.typed(target, method, args))
+
+    @staticmethod
+    def typed(target, method, args):
+        """Casts capability arguments to their fields' interfaces (pycapnp
+        checks them; on the wire capabilities are untyped)."""
+        by_id = {i.schema.node.id: i for i in INTERFACES.values()}
+        fields = target.schema.methods[method].param_type.fields
+        out = dict(args)
+        for k, v in args.items():
+            if not isinstance(v, capnp.lib.capnp._DynamicCapabilityClient):
+                continue
+            t = fields[k].proto.slot.type
+            if t.which() == "interface" and t.interface.typeId in by_id:
+                out[k] = v.cast_as(by_id[t.interface.typeId])
+        return out
 
     def bind(self, s, promise):
         for name, field in s.get("as", {}).items():
-            if name in self.caps and not s.get("retry"):
+            later = self.later.pop(name, None)
+            if later is not None:
+                later.bound.set_result(getattr(promise, field))
+            elif name in self.caps and not s.get("retry"):
                 raise CaseFailed(f"the name {name!r} is bound twice")
             self.caps[name] = getattr(promise, field)
             self.calls[name] = (promise, field)
@@ -269,8 +306,6 @@ class Runner:
 
     async def run_case(self, c):
         missing = set(c.get("requires", [])) & UNSUPPORTED
-        if any("bind" in s for s in c["steps"]):
-            missing.add("promise-capabilities")
         if missing:
             return "skipped", f"needs {', '.join(sorted(missing))}"
         s1, g1 = await self.connect(self.args.address)
