@@ -13,9 +13,9 @@ use super::ops::{self, Alloc, Array, OpError, SliceSpec};
 use super::quota::{Held, Reservation};
 use super::spill::Stored;
 use super::state::{Named, WorkerState};
-use capnp::capability::DynClientHook;
 use crate::schema::tensor_capnp::tensor;
 use crate::Error;
+use capnp::capability::DynClientHook;
 
 /// Ops whose inputs hold more elements than this run on tokio's blocking
 /// pool, so one big matmul does not stall every other call on the vat.
