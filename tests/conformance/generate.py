@@ -341,6 +341,12 @@ def pipelining_cases():
                       {"call": "Tensor.unary", "on": "m", "args": {"op": "relu"}, "as": {"r": "result"}},
                       {"call": "Tensor.read", "on": "r", "expect": error("failed", "matmul: inner dimensions")},
                       {"call": "Tensor.read", "on": "x", "expect": expect_tensor(x)}))
+    cases.append(case("a failed argument fails the call that uses it with its error",
+                      open_gate(), make("x", x),
+                      {"call": "Tensor.reshape", "on": "x", "args": {"shape": [7]}, "as": {"bad": "result"}},
+                      {"call": "Tensor.binary", "on": "x", "args": {"op": "add", "other": {"$ref": "bad"}},
+                       "as": {"y": "result"}},
+                      {"call": "Tensor.read", "on": "y", "expect": error("failed", "reshape:")}))
     # Promise arguments in every order a client may send them: the
     # argument made before the call, after it, or still unresolved when
     # the call that uses it is sent, on a worker still being opened.
