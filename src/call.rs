@@ -284,6 +284,12 @@ impl Guard {
         &self.inner.actor
     }
 
+    /// How long each call through this guard may run, if the actor has a
+    /// call deadline.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.inner.actor.deadline
+    }
+
     /// This connection's memory budget, if it has one.
     pub fn memory(&self) -> Option<&Arc<Quota>> {
         self.inner.memory.as_ref()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use capactor::actors::tensor::{Quota, TensorWorker, Worker};
 use capactor::schema::tensor_capnp::tensor_worker;
-use capactor::{ConnectOptions, Connection, Runtime, ServeOptions, TcpServer};
+use capactor::{ConnectOptions, Connection, Runtime, ServeOptions, TcpServer, VirtualOptions};
 use common::{until, within};
 use ndarray::array;
 
@@ -99,13 +99,61 @@ fn a_tensor_from_another_worker_is_refused_as_an_argument() {
     capactor::block_on(async {
         let p = pair(&rt).await;
         let a = p.virt.0.tensor(&array![1.0f32].into_dyn());
+        // `b` as the TCP worker's answer itself, not a pipelined promise:
+        // it reaches the virtual worker as a capability the client hosts.
         let b = p.tcp.0.tensor(&array![1.0f32].into_dyn());
-        // Refused at once, not left waiting, even while `b` is a promise.
-        let err = within(LIMIT, a.add(&b).shape()).await.unwrap_err();
+        let mut req = p.tcp.0.client().from_data_request();
+        req.get()
+            .set_data(
+                within(LIMIT, b.client().read_request().send().promise)
+                    .await
+                    .unwrap()
+                    .get()
+                    .unwrap()
+                    .get_data()
+                    .unwrap(),
+            )
+            .unwrap();
+        let answer = within(LIMIT, req.send().promise).await.unwrap();
+        let settled = answer.get().unwrap().get_tensor().unwrap();
+        let mut add = a.client().binary_request();
+        add.get()
+            .set_op(capactor::schema::tensor_capnp::BinaryOp::Add);
+        add.get().set_other(settled);
+        let sum = add.send().pipeline.get_result();
+        let err = within(LIMIT, sum.meta_request().send().promise)
+            .await
+            .map(drop)
+            .unwrap_err();
         assert!(
             err.to_string().contains("bring it here with fetch"),
             "{err}"
         );
+    });
+}
+
+#[test]
+fn a_promise_from_another_worker_passed_as_an_argument_fails_by_the_call_deadline() {
+    let rt = Runtime::builder().vats(2).build().unwrap();
+    capactor::block_on(async {
+        let p = pair(&rt).await;
+        let mut opts = VirtualOptions::default();
+        opts.serve.call_deadline = Some(Duration::from_millis(300));
+        let q = Quota::new(1 << 20);
+        let short: Connection<tensor_worker::Client> =
+            rt.spawn_virtual_with(move || TensorWorker::new("short", q), &opts);
+        let short = Worker::new(short.client().clone());
+        let a = short.tensor(&array![1.0f32].into_dyn());
+        // Still a promise of the TCP worker's answer: the worker must wait
+        // for it to resolve (a promise of its own would, within a round
+        // trip), and capnp-rpc 0.27 never resolves one passed on from a
+        // third connection. The call deadline bounds the wait.
+        let b = p.tcp.0.tensor(&array![1.0f32].into_dyn());
+        let err = within(LIMIT, a.add(&b).shape()).await.unwrap_err();
+        assert_eq!(err.kind(), capnp::ErrorKind::Overloaded, "{err}");
+        assert!(err.to_string().contains("deadline"), "{err}");
+        // The worker goes on serving the connection.
+        assert_eq!(within(LIMIT, a.shape()).await.unwrap(), vec![1]);
     });
 }
 

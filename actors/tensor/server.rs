@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::codec;
 use super::download::{self, ReadTo};
@@ -14,10 +15,42 @@ use super::spill::Stored;
 use super::state::{Named, WorkerState};
 use crate::schema::tensor_capnp::tensor;
 use crate::Error;
+use capnp::capability::DynClientHook;
 
 /// Ops whose inputs hold more elements than this run on tokio's blocking
 /// pool, so one big matmul does not stall every other call on the vat.
 const OFFLOAD_ELEMENTS: usize = 1 << 16;
+
+/// The longest a tensor argument that is still a promise is awaited when
+/// the worker has no call deadline (with one, the deadline bounds it). A promise from the
+/// caller's own connection resolves within a round trip; one that never does
+/// fails the call after this long instead of holding it for ever.
+pub(crate) const ARGUMENT_RESOLVE_LIMIT: Duration = Duration::from_secs(300);
+
+/// `Tensor.meta`'s method number: the harmless call that tells a broken
+/// capability from someone else's tensor.
+const META: u16 = 0;
+
+fn foreign() -> Error {
+    Error::invalid("tensor argument lives on another worker; bring it here with fetch first")
+}
+
+/// Follows `hook` through every promise until it settles, and surfaces the
+/// error of a promise that broke (an error earlier in a pipeline, or a
+/// `Resolve` to an exception).
+async fn settle(mut hook: Box<DynClientHook>) -> Result<Box<DynClientHook>, Error> {
+    loop {
+        while let Some(next) = hook.get_resolved() {
+            hook = next;
+        }
+        match hook.when_more_resolved() {
+            Some(next) => hook = next.await?,
+            None => break,
+        }
+    }
+    hook.when_resolved().await?;
+    Ok(hook)
+}
 
 /// The tensors of one worker instance (one vat).
 #[derive(Debug)]
@@ -55,10 +88,20 @@ impl Store {
 
     /// The array behind a tensor capability, which must be one of ours.
     ///
-    /// Follows local promises (results of calls pipelined on this worker)
-    /// until they resolve, but fails at once on a capability that leads to
-    /// another vat: capnp-rpc 0.27 never resolves a promise passed on from a
-    /// third connection, so waiting for one could hang the call.
+    /// A promise is awaited until it settles, whoever sent it: the result of
+    /// a call pipelined on this worker, or a promise the caller exported
+    /// (`senderPromise`) and resolves later with a `Resolve` message, as
+    /// libcapnp 0.9 does for a capability it has not yet got back from us.
+    /// Only then is the capability checked: it must be one of this vat's
+    /// tensors, and anything that settles elsewhere (an import from any
+    /// connection, another vat) is refused.
+    ///
+    /// The wait is bounded: by the call's deadline when the worker has one
+    /// (the guard fails the call with `call exceeded its deadline`), and by
+    /// [`ARGUMENT_RESOLVE_LIMIT`] otherwise, so a promise its sender never
+    /// resolves cannot hold the call for ever. (capnp-rpc 0.27 clients never
+    /// resolve a promise they pass on from a third connection; such an
+    /// argument fails at the deadline, a settled one at once.)
     pub(crate) async fn resolve(&self, client: tensor::Client) -> Result<Arc<Array>, Error> {
         self.resolve_cap(client).await?.array()
     }
@@ -76,33 +119,34 @@ impl Store {
 
     /// The capability behind `client` (see [`Store::resolve`]).
     async fn resolve_cap(&self, client: tensor::Client) -> Result<Rc<TensorCap>, Error> {
-        let foreign = || {
-            Error::invalid(
-                "tensor argument lives on another worker; bring it here with fetch first",
-            )
+        use capnp::traits::HasTypeId;
+        let hook = match crate::call::Guard::current().deadline() {
+            // The guard fails the whole call when its deadline passes.
+            Some(_) => settle(client.client.hook).await?,
+            None => tokio::time::timeout(ARGUMENT_RESOLVE_LIMIT, settle(client.client.hook))
+                .await
+                .map_err(|_| Error::DeadlineExceeded(ARGUMENT_RESOLVE_LIMIT))??,
         };
-        let mut hook = client.client.hook;
-        loop {
-            while let Some(next) = hook.get_resolved() {
-                hook = next;
-            }
-            if hook.get_brand() != 0 {
-                return Err(foreign());
-            }
-            match hook.when_more_resolved() {
-                Some(next) => hook = next.await?,
-                None => break,
-            }
+        if hook.get_brand() != 0 {
+            return Err(foreign());
         }
-        // A promise that failed (an error earlier in a pipeline) resolves to
-        // a broken capability: surface its error.
-        hook.when_resolved().await?;
         let cap = self
             .tensors
             .borrow()
             .get(&hook.get_ptr())
             .and_then(Weak::upgrade);
-        cap.ok_or_else(foreign)
+        if let Some(cap) = cap {
+            return Ok(cap);
+        }
+        // Not one of ours. A promise that broke (an error earlier in a
+        // pipeline, a `Resolve` to an exception) settles to a broken
+        // capability, which answers any call with its error: surface that.
+        // Anything else that answers is a tensor of another worker.
+        let probe = hook.new_call(tensor::Client::TYPE_ID, META, None);
+        match probe.send().promise.await {
+            Err(e) if e.kind != capnp::ErrorKind::Unimplemented => Err(e.into()),
+            _ => Err(foreign()),
+        }
     }
 
     /// Runs `op` with a reservation on the quota, off the vat if the inputs

@@ -26,8 +26,11 @@ STOP_TIMEOUT = 20.0  # seconds for the worker to exit after SIGTERM
 # Loaded once, by absolute path: pycapnp refuses to load the same file
 # twice under two names ("Duplicate ID"), and tensor.capnp imports
 # actor.capnp by a path relative to itself.
-actor_capnp = capnp.load(str(SCHEMA / "actor.capnp"))
-tensor_capnp = capnp.load(str(SCHEMA / "tensor.capnp"))
+# The standard imports (/capnp/stream.capnp, which the `-> stream` methods
+# of schema v3 need) ship inside the pycapnp package.
+IMPORTS = [str(Path(capnp.__file__).resolve().parents[1])]
+actor_capnp = capnp.load(str(SCHEMA / "actor.capnp"), imports=IMPORTS)
+tensor_capnp = capnp.load(str(SCHEMA / "tensor.capnp"), imports=IMPORTS)
 
 
 @dataclasses.dataclass

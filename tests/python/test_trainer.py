@@ -33,9 +33,11 @@ CALL_TIMEOUT = 30.0
 # Here they are known by their import-path names, as trainer.capnp
 # imports them.
 _parser = capnp.SchemaParser()
-actor_capnp = _parser.load(str(SCHEMA / "actor.capnp"), imports=[str(SCHEMA)])
-tensor_capnp = _parser.load(str(SCHEMA / "tensor.capnp"), imports=[str(SCHEMA)])
-trainer_capnp = _parser.load(str(TRAINER_SCHEMA / "trainer.capnp"), imports=[str(SCHEMA)])
+# The standard imports (/capnp/stream.capnp) ship inside the pycapnp package.
+_IMPORTS = [str(SCHEMA), str(Path(capnp.__file__).resolve().parents[1])]
+actor_capnp = _parser.load(str(SCHEMA / "actor.capnp"), imports=_IMPORTS)
+tensor_capnp = _parser.load(str(SCHEMA / "tensor.capnp"), imports=_IMPORTS)
+trainer_capnp = _parser.load(str(TRAINER_SCHEMA / "trainer.capnp"), imports=_IMPORTS)
 
 
 def run(coro):
