@@ -3,6 +3,7 @@
 //! ```text
 //! capactor worker --listen 127.0.0.1:7001 --name w1
 //! capactor info 127.0.0.1:7001
+//! capactor put 127.0.0.1:7001 weights.npy --name weights
 //! ```
 
 use std::net::ToSocketAddrs;
@@ -10,10 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use capactor::actors::tensor::{Quota, TensorWorker};
+use capactor::actors::tensor::TensorWorker;
 use capactor::schema::actor_capnp::actor;
 use capactor::schema::tensor_capnp::tensor_worker;
 use clap::{Parser, Subcommand};
+
+mod cli_data;
 
 #[derive(Parser, Debug)]
 #[command(name = "capactor", version, about = "A Cap'n Proto actor runtime")]
@@ -49,6 +52,8 @@ enum Command {
         /// The private key (PEM) of --tls-cert.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        #[command(flatten)]
+        data: cli_data::ServeData,
     },
     /// Connect to a worker and print what it is.
     Info {
@@ -60,6 +65,17 @@ enum Command {
         #[command(flatten)]
         tls: ClientTlsArgs,
     },
+    /// Send a .npy file to a worker and store it there under a name.
+    Put(cli_data::Put),
+    /// Read a named object from a worker into a .npy file.
+    Get(cli_data::Get),
+    /// List a worker's named objects.
+    Ls(cli_data::Ls),
+    /// Delete a named object from a worker.
+    Rm(cli_data::Rm),
+    /// Copy a named object from one worker to another, directly between
+    /// them.
+    Copy(cli_data::Copy),
 }
 
 /// How a client checks a TLS worker.
@@ -123,12 +139,13 @@ fn main() -> ExitCode {
             auth,
             tls_cert,
             tls_key,
+            data,
         } => worker(
             &listen,
             name,
             vats,
             Duration::from_secs(grace),
-            memory_mib << 20,
+            data.plane(memory_mib << 20),
             &auth,
             tls_cert.as_deref().zip(tls_key.as_deref()),
         ),
@@ -139,6 +156,11 @@ fn main() -> ExitCode {
         } => tls
             .load()
             .and_then(|tls| info(&addr, token_file.as_deref(), tls)),
+        Command::Put(args) => cli_data::put(args),
+        Command::Get(args) => cli_data::get(args),
+        Command::Ls(args) => cli_data::ls(args),
+        Command::Rm(args) => cli_data::rm(args),
+        Command::Copy(args) => cli_data::copy(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -154,7 +176,7 @@ fn worker(
     name: String,
     vats: Option<usize>,
     grace: Duration,
-    memory: u64,
+    data: cli_data::DataPlane,
     auth: &ServeAuth,
     tls: Option<(&Path, &Path)>,
 ) -> capactor::Result<()> {
@@ -172,7 +194,6 @@ fn worker(
         // worker says where it listens shuts it down cleanly rather than
         // killing it.
         let shutdown = shutdown_signal()?;
-        let quota = Quota::new(memory);
         let mut opts = capactor::ServeOptions::default();
         opts.tls = tls;
         let generated = matches!(token, Token::Generate);
@@ -181,13 +202,17 @@ fn worker(
             Token::Given(t) => Some(t),
             Token::Generate => Some(generate_token()),
         };
+        // One state for every vat: named objects and resumable uploads are
+        // the same whichever connection asks.
+        let state = data.state.clone();
         let server = rt
             .serve_tcp::<tensor_worker::Client, _, _>(
                 listen,
-                move || TensorWorker::new(name.clone(), quota.clone()),
+                move || TensorWorker::with_state(name.clone(), state.clone()),
                 opts.clone(),
             )
             .await?;
+        data.set_endpoint(server.local_addr(), opts.tls.as_ref());
         if generated {
             let path = write_token_file(
                 server.local_addr().port(),
