@@ -25,7 +25,11 @@
 //! median, and the peak RSS (`VmHWM` from `/proc/PID/status`, reset through
 //! `/proc/PID/clear_refs` before each repetition; the largest of the
 //! repetitions) of the sending and the receiving process against the
-//! tensor's size. For the worker-to-worker copy it prints the bytes this
+//! tensor's size, and the CPU seconds each end spent per GiB (`utime +
+//! stime` of `/proc/PID/stat`; the client's includes its other threads,
+//! which are idle) with the *ceiling* they imply: the GB/s the busier end
+//! could move with a core of its own. On a machine whose cores other work
+//! holds, the ceiling says what the transfer costs, the median what it got. For the worker-to-worker copy it prints the bytes this
 //! process read and wrote meanwhile (`rchar` + `wchar` of `/proc/self/io`:
 //! every socket, pipe and file, so an upper bound). The targets section
 //! ends the run with one PASS or MISS line per target (a miss is reported,
@@ -105,8 +109,8 @@ fn main() {
     }
 
     println!(
-        "{:<8} {:<17} {:>9} {:>8} {:>8} {:>22} {:>22}",
-        "size", "transfer", "median", "GB/s", "vs raw", "sender peak RSS", "receiver peak RSS"
+        "{:<8} {:<17} {:>9} {:>8} {:>8} {:>22} {:>22}  CPU per GiB snd / rcv -> ceiling",
+        "size", "transfer", "median", "GB/s", "vs raw", "sender peak RSS", "receiver peak RSS",
     );
     for r in &results {
         r.print();
@@ -222,6 +226,9 @@ struct Timed {
     receiver: &'static str,
     sender_peak: u64,
     receiver_peak: u64,
+    /// CPU seconds the sender and the receiver spent, over every repetition.
+    sender_cpu: f64,
+    receiver_cpu: f64,
 }
 
 impl Timed {
@@ -240,6 +247,19 @@ impl Timed {
         s.get(s.len() / 2).copied().unwrap_or(f64::NAN)
     }
 
+    /// CPU seconds per GiB moved, of the sender and the receiver.
+    fn cpu_per_gib(&self, bytes: u64) -> (f64, f64) {
+        let gibs = (bytes * self.secs.len() as u64) as f64 / (1u64 << 30) as f64;
+        (self.sender_cpu / gibs, self.receiver_cpu / gibs)
+    }
+
+    /// GB/s the busier end could move with a core to itself: what the
+    /// transfer costs in CPU, whatever else the machine runs.
+    fn cpu_ceiling_gbps(&self, bytes: u64) -> f64 {
+        let moved = (bytes * self.secs.len() as u64) as f64;
+        moved / self.sender_cpu.max(self.receiver_cpu) / 1e9
+    }
+
     fn gbps(&self, bytes: u64) -> f64 {
         bytes as f64 / self.median() / 1e9
     }
@@ -248,9 +268,12 @@ impl Timed {
     async fn rep<T>(&mut self, pids: (u32, u32), run: impl std::future::Future<Output = T>) -> T {
         reset_peak(pids.0);
         reset_peak(pids.1);
+        let cpu = (cpu_secs(pids.0), cpu_secs(pids.1));
         let t0 = Instant::now();
         let out = run.await;
         self.secs.push(t0.elapsed().as_secs_f64());
+        self.sender_cpu += cpu_secs(pids.0) - cpu.0;
+        self.receiver_cpu += cpu_secs(pids.1) - cpu.1;
         self.sender_peak = self.sender_peak.max(peak_rss(pids.0));
         self.receiver_peak = self.receiver_peak.max(peak_rss(pids.1));
         out
@@ -288,8 +311,17 @@ impl Figures {
                     )
                 }
             };
+            let busy = if t.sender.is_empty() {
+                String::new()
+            } else {
+                let (s, r) = t.cpu_per_gib(self.bytes);
+                format!(
+                    "{s:.2} / {r:.2} s -> {:.2} GB/s",
+                    t.cpu_ceiling_gbps(self.bytes)
+                )
+            };
             println!(
-                "{:<8} {:<17} {:>7.3} s {:>8.2} {:>7.2}x {:>22} {:>22}",
+                "{:<8} {:<17} {:>7.3} s {:>8.2} {:>7.2}x {:>22} {:>22}  {}",
                 gib(self.bytes),
                 t.what,
                 t.median(),
@@ -297,6 +329,7 @@ impl Figures {
                 self.vs_raw(t),
                 rss(t.sender, t.sender_peak),
                 rss(t.receiver, t.receiver_peak),
+                busy,
             );
         }
     }
@@ -434,6 +467,21 @@ fn current_thread() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("a tokio runtime")
+}
+
+/// CPU time (user + system) `pid` has used, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields 14 and 15, counted after the command name's closing paren.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    // sysconf(_SC_CLK_TCK) is 100 on every Linux this runs on.
+    100.0
 }
 
 /// Resets the peak RSS of `pid` to its current RSS.
