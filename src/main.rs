@@ -3,6 +3,7 @@
 //! ```text
 //! capactor worker --listen 127.0.0.1:7001 --name w1
 //! capactor info 127.0.0.1:7001
+//! capactor put 127.0.0.1:7001 weights.npy --name weights
 //! ```
 
 use std::net::ToSocketAddrs;
@@ -10,10 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use capactor::actors::tensor::{Quota, TensorWorker};
+use capactor::actors::tensor::TensorWorker;
 use capactor::schema::actor_capnp::actor;
 use capactor::schema::tensor_capnp::tensor_worker;
 use clap::{Parser, Subcommand};
+
+mod cli_data;
 
 #[derive(Parser, Debug)]
 #[command(name = "capactor", version, about = "A Cap'n Proto actor runtime")]
@@ -51,6 +54,8 @@ enum Command {
         tls_key: Option<PathBuf>,
         #[command(flatten)]
         limits: WorkerLimits,
+        #[command(flatten)]
+        data: cli_data::ServeData,
     },
     /// Connect to a worker and print what it is.
     Info {
@@ -62,6 +67,17 @@ enum Command {
         #[command(flatten)]
         tls: ClientTlsArgs,
     },
+    /// Send a .npy file to a worker and store it there under a name.
+    Put(cli_data::Put),
+    /// Read a named object from a worker into a .npy file.
+    Get(cli_data::Get),
+    /// List a worker's named objects.
+    Ls(cli_data::Ls),
+    /// Delete a named object from a worker.
+    Rm(cli_data::Rm),
+    /// Copy a named object from one worker to another, directly between
+    /// them.
+    Copy(cli_data::Copy),
 }
 
 /// Every limit of `docs/PROTOCOL.md`'s table, as a flag of `capactor
@@ -264,16 +280,19 @@ fn main() -> ExitCode {
             tls_cert,
             tls_key,
             limits,
-        } => worker(
-            &listen,
-            name,
-            vats,
-            Duration::from_secs(grace),
-            memory_mib << 20,
-            &auth,
-            tls_cert.as_deref().zip(tls_key.as_deref()),
-            &limits,
-        ),
+            data,
+        } => data.plane(memory_mib << 20).and_then(|plane| {
+            worker(
+                &listen,
+                name,
+                vats,
+                Duration::from_secs(grace),
+                plane,
+                &auth,
+                tls_cert.as_deref().zip(tls_key.as_deref()),
+                &limits,
+            )
+        }),
         Command::Info {
             addr,
             token_file,
@@ -281,6 +300,11 @@ fn main() -> ExitCode {
         } => tls
             .load()
             .and_then(|tls| info(&addr, token_file.as_deref(), tls)),
+        Command::Put(args) => cli_data::put(args),
+        Command::Get(args) => cli_data::get(args),
+        Command::Ls(args) => cli_data::ls(args),
+        Command::Rm(args) => cli_data::rm(args),
+        Command::Copy(args) => cli_data::copy(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -297,7 +321,7 @@ fn worker(
     name: String,
     vats: Option<usize>,
     grace: Duration,
-    memory: u64,
+    data: cli_data::DataPlane,
     auth: &ServeAuth,
     tls: Option<(&Path, &Path)>,
     limits: &WorkerLimits,
@@ -330,14 +354,17 @@ fn worker(
         // worker says where it listens shuts it down cleanly rather than
         // killing it.
         let shutdown = shutdown_signal()?;
-        let quota = Quota::new(memory);
+        // One state for every vat: named objects and resumable uploads are
+        // the same whichever connection asks.
+        let state = data.state.clone();
         let server = rt
             .serve_tcp::<tensor_worker::Client, _, _>(
                 listen,
-                move || TensorWorker::new(name.clone(), quota.clone()),
-                opts,
+                move || TensorWorker::with_state(name.clone(), state.clone()),
+                opts.clone(),
             )
             .await?;
+        data.set_endpoint(server.local_addr(), opts.tls.as_ref());
         if let Some(file) = &token_file {
             eprintln!("token written to {}", file.path.display());
         }

@@ -58,6 +58,9 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 #[derive(Clone)]
 pub struct ServerTls {
     pub(crate) acceptor: tokio_rustls::TlsAcceptor,
+    /// The leaf certificate (DER), which other workers pin for direct
+    /// transfers.
+    certificate: Vec<u8>,
 }
 
 impl fmt::Debug for ServerTls {
@@ -73,6 +76,7 @@ impl ServerTls {
     ///
     /// Fails if the key does not fit the certificate or is unsupported.
     pub fn new(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<Self> {
+        let certificate = chain.first().map(|c| c.to_vec()).unwrap_or_default();
         let config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| tls_error("tls", e))?
@@ -81,7 +85,15 @@ impl ServerTls {
             .map_err(|e| tls_error("tls certificate", e))?;
         Ok(ServerTls {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            certificate,
         })
+    }
+
+    /// The leaf certificate it presents (DER): what a worker hands to
+    /// [`WorkerState::set_endpoint`](crate::actors::tensor::WorkerState::set_endpoint)
+    /// so that other workers pin it when they connect for a direct transfer.
+    pub fn certificate(&self) -> &[u8] {
+        &self.certificate
     }
 
     /// From PEM files (`--tls-cert`, `--tls-key`).
