@@ -7,8 +7,10 @@
 //! two-party protocol, the same limits and the same gate on top of it.
 
 mod gatekeeper;
+mod inbox;
 mod link;
 pub(crate) mod memory;
+mod preauth;
 pub(crate) mod tcp;
 pub mod tls;
 pub(crate) mod wire;
@@ -32,6 +34,7 @@ use crate::Quota;
 pub(crate) use gatekeeper::Gate;
 pub(crate) use link::{Link, LinkConfig};
 pub use memory::{LinkConditions, VirtualOptions};
+use preauth::GateSignal;
 
 /// Limits on what one connection may send us.
 ///
@@ -67,6 +70,29 @@ pub struct Limits {
     /// Close the connection if the peer has read nothing of what this side
     /// is trying to send for this long. Default 60 s.
     pub write_stall_timeout: Option<Duration>,
+    /// The largest message a peer may send before its credential is
+    /// accepted, in bytes; a larger one is refused from its frame header
+    /// and the connection closed. Applies to the serving side of a gated
+    /// connection. Default 64 KiB.
+    pub max_preauth_message_bytes: usize,
+    /// Bytes a peer may send in all before its credential is accepted;
+    /// the frame that would go past it is refused and the connection
+    /// closed. Default 256 KiB.
+    pub max_preauth_bytes: u64,
+    /// Questions (`Bootstrap`s and calls) a peer may ask before its
+    /// credential is accepted; it gets one at a time in any case, and one
+    /// `Bootstrap`. One more closes the connection. Default 8.
+    pub max_preauth_questions: u32,
+    /// Bytes of received messages held at once, being received or in use,
+    /// by every connection served (or made) with these limits and their
+    /// clones: one worker's connections share this budget across its vats.
+    /// A frame that would take it past the limit is refused with
+    /// `receive buffers limit exceeded` and its connection closed. Memory
+    /// is counted as it is allocated, which is as the bytes arrive, never
+    /// from a frame header's claim. Default 1 GiB.
+    pub max_buffered_bytes: u64,
+    /// What `max_buffered_bytes` counts (shared by clones).
+    buffered: inbox::Buffered,
 }
 
 impl Limits {
@@ -90,6 +116,11 @@ impl Default for Limits {
             max_connection_memory: None,
             max_outgoing_bytes: 256 << 20,
             write_stall_timeout: Some(Duration::from_secs(60)),
+            max_preauth_message_bytes: 64 << 10,
+            max_preauth_bytes: 256 << 10,
+            max_preauth_questions: 8,
+            max_buffered_bytes: 1 << 30,
+            buffered: inbox::Buffered::default(),
         }
     }
 }
@@ -235,17 +266,23 @@ impl LinkHandle {
     }
 }
 
-/// Builds the two-party RPC system over `stream`.
+/// Builds the two-party RPC system over `stream`; under the pre-auth
+/// limits until `gate` opens, if there is one.
 fn rpc_system<S>(
     stream: S,
     side: Side,
     bootstrap: Option<capnp::capability::Client>,
     limits: &Limits,
+    gate: Option<GateSignal>,
 ) -> RpcSystem<Side>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    RpcSystem::new(Box::new(wire::network(stream, side, limits)), bootstrap)
+    let network = match gate {
+        Some(gate) => wire::gated_network(stream, side, limits, gate),
+        None => wire::network(stream, side, limits),
+    };
+    RpcSystem::new(Box::new(network), bootstrap)
 }
 
 /// A vat's actor instance, as each connection gets to call it: guarded by
@@ -316,13 +353,18 @@ where
     let actor = site.actor.guarded(&guard);
     let opened = Rc::new(Cell::new(false));
     let gate = Gate::client(actor, site.token.clone(), opened.clone(), cut.clone());
-    let serving = serve_bootstrap(
+    let signal = GateSignal {
+        opened: opened.clone(),
+        cut: cut.clone(),
+    };
+    let serving = serve_rpc(
         stream,
         gate.client,
         &site.limits,
         site.idle_timeout,
         cut.clone(),
         Some(outgoing),
+        Some(signal),
     );
     let Some(limit) = site.handshake_timeout else {
         return serving.await;
@@ -350,6 +392,21 @@ pub(crate) async fn serve_bootstrap<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
+    serve_rpc(stream, bootstrap, limits, idle_timeout, cut, outgoing, None).await
+}
+
+/// [`serve_bootstrap`], gated by `gate` if there is one.
+async fn serve_rpc<S>(
+    stream: S,
+    bootstrap: capnp::capability::Client,
+    limits: &Limits,
+    idle_timeout: Option<Duration>,
+    cut: CancellationToken,
+    outgoing: Option<Arc<Outgoing>>,
+    gate: Option<GateSignal>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
     let config = LinkConfig {
         idle_timeout,
         write_stall_timeout: limits.write_stall_timeout,
@@ -357,7 +414,7 @@ pub(crate) async fn serve_bootstrap<S>(
         pause_reads_while_blocked: true,
     };
     let link = Link::new(stream, cut, config);
-    let system = rpc_system(link, Side::Server, Some(bootstrap), limits);
+    let system = rpc_system(link, Side::Server, Some(bootstrap), limits, gate);
     if let Err(e) = system.await {
         tracing::debug!("connection closed: {e}");
     }
@@ -376,7 +433,7 @@ where
         ..LinkConfig::default()
     };
     let link = Link::new(stream, handle.cut.clone(), config);
-    let mut system = rpc_system(link, Side::Client, None, &opts.limits);
+    let mut system = rpc_system(link, Side::Client, None, &opts.limits, None);
     let bootstrap: gate::Client = system.bootstrap(Side::Server);
     let client: C = gatekeeper::open(&bootstrap, &opts.token);
 
