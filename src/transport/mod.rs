@@ -96,6 +96,12 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Bytes of received messages held now by the connections that share
+    /// these limits (see [`Limits::max_buffered_bytes`]).
+    pub fn buffered_bytes(&self) -> u64 {
+        self.buffered.used()
+    }
+
     /// How capnp reads what a peer sends under these limits.
     pub(crate) fn reader_options(&self) -> capnp::message::ReaderOptions {
         let mut options = capnp::message::ReaderOptions::new();
