@@ -7,6 +7,7 @@
 //! two-party protocol, the same limits and the same gate on top of it.
 
 mod gatekeeper;
+mod heap;
 mod inbox;
 mod link;
 pub(crate) mod memory;
@@ -331,6 +332,7 @@ pub(crate) struct ServeSite {
 impl ServeSite {
     /// The site serving `actor` as `opts` say, its calls counted in `calls`.
     pub(crate) fn new(actor: ActorMint, calls: Arc<ActorCalls>, opts: &tcp::ServeOptions) -> Self {
+        heap::give_large_frees_back();
         ServeSite {
             actor,
             calls,
@@ -348,6 +350,7 @@ pub(crate) async fn serve_stream<S>(stream: S, site: &ServeSite, cut: Cancellati
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
+    let _trim = heap::TrimOnClose;
     let memory = site.limits.max_connection_memory.map(Quota::new);
     let outgoing = Outgoing::new(site.limits.max_outgoing_bytes);
     let guard = Guard::new(
