@@ -80,9 +80,11 @@ pub struct Limits {
     /// the frame that would go past it is refused and the connection
     /// closed. Default 256 KiB.
     pub max_preauth_bytes: u64,
-    /// Questions (`Bootstrap`s and calls) a peer may ask before its
-    /// credential is accepted; it gets one at a time in any case, and one
-    /// `Bootstrap`. One more closes the connection. Default 8.
+    /// Questions (`Bootstrap`s and calls) a peer may have asked and not yet
+    /// finished (capnp-rpc keeps each answer until the peer's `Finish`)
+    /// before its credential is accepted; it gets one answered at a time in
+    /// any case, and one `Bootstrap`. One more closes the connection.
+    /// Default 16.
     pub max_preauth_questions: u32,
     /// Bytes of received messages held at once, being received or in use,
     /// by every connection served (or made) with these limits and their
@@ -125,7 +127,7 @@ impl Default for Limits {
             write_stall_timeout: Some(Duration::from_secs(60)),
             max_preauth_message_bytes: 64 << 10,
             max_preauth_bytes: 256 << 10,
-            max_preauth_questions: 8,
+            max_preauth_questions: 16,
             max_buffered_bytes: 1 << 30,
             buffered: inbox::Buffered::default(),
         }

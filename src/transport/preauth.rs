@@ -11,9 +11,11 @@
 //!   buffers, where it costs the worker nothing, and is read once the gate
 //!   has opened, so a legitimate client's pipelined first call still costs
 //!   no extra round trip.
-//! - **Few questions, one `Bootstrap`.** Each answer stays in capnp-rpc's
-//!   answer table until the peer sends `Finish`, so the number of questions
-//!   is capped too; a second `Bootstrap` is refused outright.
+//! - **Few unfinished questions, one `Bootstrap`.** Each answer stays in
+//!   capnp-rpc's answer table until the peer sends `Finish`, so the
+//!   questions not yet finished are capped too (a client that finishes what
+//!   it asked, as every RPC library does, never meets the cap); a second
+//!   `Bootstrap` is refused outright.
 //! - **Small messages, few bytes.** A frame larger than the pre-auth
 //!   message size, or one that would take the bytes received past the
 //!   pre-auth budget, is refused from its segment table.
@@ -55,7 +57,8 @@ pub(crate) struct Preauth {
     max_questions: u32,
     /// Frame bytes received so far.
     bytes: u64,
-    questions: u32,
+    /// Questions asked and not yet finished by the peer.
+    unfinished: Vec<u32>,
     bootstrapped: bool,
     /// The question whose `Return` has not gone out yet.
     outstanding: Option<u32>,
@@ -74,7 +77,7 @@ impl Preauth {
             max_bytes: limits.max_preauth_bytes,
             max_questions: limits.max_preauth_questions,
             bytes: 0,
-            questions: 0,
+            unfinished: Vec::new(),
             bootstrapped: false,
             outstanding: None,
             reader: None,
@@ -131,17 +134,23 @@ impl Preauth {
                 b.get_question_id()
             }
             Ok(message::Call(Ok(c))) => c.get_question_id(),
+            Ok(message::Finish(Ok(f))) => {
+                let question = f.get_question_id();
+                self.unfinished.retain(|&q| q != question);
+                return Ok(());
+            }
             _ => return Ok(()),
         };
-        self.questions += 1;
-        if self.questions > self.max_questions {
+        let asked = self.unfinished.len() + 1;
+        if asked > self.max_questions as usize {
             return Err(Error::limit(
-                "questions before the gate opens",
-                self.questions,
+                "unfinished questions before the gate opens",
+                asked,
                 self.max_questions,
             )
             .into());
         }
+        self.unfinished.push(question);
         self.outstanding = Some(question);
         Ok(())
     }
