@@ -22,7 +22,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
@@ -202,10 +202,15 @@ where
         )
     }
 
-    fn shutdown(&mut self, _result: capnp::Result<()>) -> Promise<(), Error> {
+    fn shutdown(&mut self, result: capnp::Result<()>) -> Promise<(), Error> {
         {
             let mut out = self.0.wire.outbox.borrow_mut();
             out.closing = true;
+            // Closing on an error (a refused frame, say): let the abort
+            // that says why reach the peer (see `Drain`).
+            if result.is_err() && out.drain.is_none() {
+                out.drain = Drain::new();
+            }
             out.wake_writer();
         }
         let wire = self.0.wire.clone();
@@ -286,6 +291,38 @@ struct Outbox {
     finished: Option<Result<(), Error>>,
     /// `shutdown` promises waiting for `finished`.
     closers: Vec<Waker>,
+    /// Set when closing on an error: what is left of the lingering close.
+    drain: Option<Drain>,
+}
+
+/// Bytes read and dropped, at most, while lingering after an abort.
+const DRAIN_BYTES: usize = 1 << 20;
+/// How long a close after an abort lingers, at most.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A lingering close. Closing a socket that still holds unread bytes from
+/// the peer (the rest of a refused frame, a flood) makes the kernel reset
+/// the connection, and a reset can discard the abort on its way to the
+/// peer: the peer would see `connection reset` instead of why. So after an
+/// abort is written the writer sends end-of-stream and reads and drops
+/// what the peer still sends, until the peer closes, [`DRAIN_BYTES`] or
+/// [`DRAIN_TIME`].
+struct Drain {
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    read: usize,
+    shut: bool,
+}
+
+impl Drain {
+    /// `None` off a tokio runtime (there is no timer to bound it by).
+    fn new() -> Option<Self> {
+        tokio::runtime::Handle::try_current().ok()?;
+        Some(Drain {
+            deadline: Box::pin(tokio::time::sleep(DRAIN_TIME)),
+            read: 0,
+            shut: false,
+        })
+    }
 }
 
 impl Outbox {
@@ -354,7 +391,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         let mut out = self.outbox.borrow_mut();
         if out.finished.is_none() {
             match self.poll_write_all(&mut out, cx) {
-                Poll::Ready(Ok(())) if out.closing || out.dropped => out.finish(Ok(())),
+                Poll::Ready(Ok(())) if out.closing || out.dropped => {
+                    let lingering = match out.drain.as_mut() {
+                        Some(d) => self.poll_drain(d, cx).is_pending(),
+                        None => false,
+                    };
+                    if !lingering {
+                        out.drain = None;
+                        out.finish(Ok(()));
+                    }
+                }
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => out.finish(Err(e)),
                 Poll::Pending => {}
@@ -367,6 +413,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
                 Poll::Pending
             }
         }
+    }
+
+    /// Lingers after an abort (see [`Drain`]): ready when done.
+    fn poll_drain(&self, d: &mut Drain, cx: &mut Context<'_>) -> Poll<()> {
+        let mut stream = self.stream.borrow_mut();
+        let mut stream = Pin::new(&mut *stream);
+        if !d.shut {
+            ready!(stream.as_mut().poll_shutdown(cx)).ok();
+            d.shut = true;
+        }
+        let mut scratch = [0u8; 8 << 10];
+        while d.read < DRAIN_BYTES {
+            if d.deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            let mut buf = ReadBuf::new(&mut scratch);
+            match ready!(stream.as_mut().poll_read(cx, &mut buf)) {
+                Ok(()) if !buf.filled().is_empty() => d.read += buf.filled().len(),
+                // The peer closed, or the link is gone.
+                _ => return Poll::Ready(()),
+            }
+        }
+        Poll::Ready(())
     }
 
     /// Writes everything queued, then flushes.
