@@ -157,3 +157,45 @@ fn a_header_claiming_more_than_the_message_limit_after_the_gate_is_still_refused
         }
     });
 }
+
+#[test]
+fn uploads_dropped_halfway_give_their_memory_back_to_the_system() {
+    // 50 connections each send half of an 8 MiB message and hang up: 200 MiB
+    // the worker held a moment ago must leave its RSS, not stay in the
+    // allocator (src/transport/heap.rs).
+    const CONNECTIONS: usize = 50;
+    let _serial = serial();
+    each_on(&TCP, 2, |h| async move {
+        let opts = gated();
+        let limits = opts.limits.clone();
+        let server = serve_tensors(&h, opts).await;
+        let bystander = connect(&server).await;
+        assert_eq!(upload(&bystander, 4096).await.unwrap(), 4096);
+        let before = vm_rss();
+        let half = vec![0x5au8; 4 << 20];
+        let mut crowd = Vec::new();
+        for _ in 0..CONNECTIONS {
+            let mut raw = Raw::authenticated(server.local_addr(), TOKEN).await;
+            raw.send_bytes(&header(1 << 20)).await;
+            raw.send_bytes(&half).await;
+            crowd.push(raw);
+        }
+        eventually(LIMIT, || {
+            limits.buffered_bytes() >= (CONNECTIONS as u64) << 22
+        })
+        .await;
+        let peak = vm_rss();
+        drop(crowd);
+        eventually(LIMIT, || limits.buffered_bytes() == 0).await;
+        // The allocator hands the memory back as it is freed, and trims
+        // its arenas a moment after the last close.
+        eventually(LIMIT, || vm_rss() < before + (32 << 20)).await;
+        eprintln!(
+            "RSS {} MiB before, {} MiB with {CONNECTIONS} half uploads, {} MiB after",
+            before >> 20,
+            peak >> 20,
+            vm_rss() >> 20
+        );
+        assert_eq!(upload(&bystander, 4096).await.unwrap(), 4096);
+    });
+}

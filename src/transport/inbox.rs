@@ -6,8 +6,9 @@
 //!   [`MAX_SEGMENTS`] segments or more than its [`FrameCap`] is refused from
 //!   its segment table, before anything is allocated for it.
 //! - **Memory follows the bytes, not the claim.** A body starts at
-//!   [`GROW_FROM_WORDS`] and doubles as it fills, so a header claiming
-//!   63 MiB that sends nothing more holds 64 KiB, not 63 MiB.
+//!   [`GROW_FROM_WORDS`] and grows as it fills, so a header claiming
+//!   63 MiB that sends nothing more holds 64 KiB, not 63 MiB; the memory
+//!   touched is at most what arrived plus 1 MiB ([`STEP_WORDS`]).
 //! - **Every buffered byte is counted.** A message's memory is charged to
 //!   the connection's [`Buffered`] budget (shared by every connection of a
 //!   worker) while it is received and for as long as the message lives;
@@ -30,6 +31,8 @@ pub(crate) const MAX_SEGMENTS: usize = 512;
 pub(crate) const BUFFER: usize = 64 << 10;
 /// Words a body is first given; it doubles from there as bytes arrive.
 pub(crate) const GROW_FROM_WORDS: usize = BUFFER / 8;
+/// The most a body's zeroed part grows by at once (1 MiB).
+pub(crate) const STEP_WORDS: usize = (1 << 20) / 8;
 
 /// Bytes of received messages held at once by every connection that
 /// shares it (the clones of one [`Limits`]).
@@ -164,8 +167,7 @@ impl Body {
         Word::words_to_bytes_mut(&mut self.segments.words)
     }
 
-    /// All of it is allocated and the allocation is full: more bytes need
-    /// more room.
+    /// The zeroed part is all filled: more bytes need more room.
     fn full(&self) -> bool {
         self.filled == self.segments.words.len() * 8
     }
@@ -174,13 +176,22 @@ impl Body {
         self.filled == self.total * 8
     }
 
-    /// Doubles the allocation, up to the frame's size, charging the budget.
+    /// Makes room for more of the body: the zeroed part grows by as much as
+    /// it holds (at least [`GROW_FROM_WORDS`], at most [`STEP_WORDS`]), up
+    /// to the frame's size; the allocation under it doubles, charged to the
+    /// budget. Capacity not yet zeroed is never touched, so it costs
+    /// address space, not memory.
     fn grow(&mut self) -> Result<(), capnp::Error> {
         let words = &mut self.segments.words;
-        let want = (words.len() * 2).max(GROW_FROM_WORDS).min(self.total);
-        let more = want - words.len();
-        self.segments.charge.add(more as u64 * 8)?;
-        words.reserve_exact(more);
+        let len = words.len();
+        let want = (len + len.clamp(GROW_FROM_WORDS, STEP_WORDS)).min(self.total);
+        if want > words.capacity() {
+            let capacity = (words.capacity() * 2).max(want).min(self.total);
+            self.segments
+                .charge
+                .add((capacity - words.capacity()) as u64 * 8)?;
+            words.reserve_exact(capacity - len);
+        }
         words.resize(want, capnp::word(0, 0, 0, 0, 0, 0, 0, 0));
         Ok(())
     }
