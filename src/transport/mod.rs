@@ -14,6 +14,7 @@ pub(crate) mod memory;
 mod preauth;
 pub(crate) mod tcp;
 pub mod tls;
+mod window;
 pub(crate) mod wire;
 
 use std::cell::Cell;

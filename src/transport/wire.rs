@@ -32,12 +32,11 @@ use capnp::capability::Promise;
 use capnp::message::{Builder, HeapAllocator};
 use capnp::Error;
 use capnp_rpc::rpc_twoparty_capnp::Side;
-use futures::future::LocalBoxFuture;
-use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::inbox::{FrameCap, Inbox, BUFFER};
 use super::preauth::{GateSignal, Preauth};
+use super::window::{FlowController, Window};
 use super::Limits;
 
 /// Words in the first segment of a message we send, at most.
@@ -537,108 +536,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         }
         ready!(p.poll_turn(cx))?;
         Poll::Ready(Ok(p.frame_cap()))
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Flow control of `-> stream` calls.
-
-/// A fixed window of bytes in flight per stream, as capnp-rpc's own (which
-/// only its `twoparty` network can size): a streaming call may go out while
-/// fewer than `size` bytes (plus the largest message, so one large message
-/// cannot stall the stream) await their acknowledgement.
-struct Window {
-    size: usize,
-    in_flight: usize,
-    largest: usize,
-    acks: FuturesUnordered<LocalBoxFuture<'static, Result<usize, Error>>>,
-    failed: Option<Error>,
-    /// Sends and `wait_all_acked` calls waiting for room.
-    waiting: Vec<Waker>,
-    driver: Option<Waker>,
-}
-
-impl Window {
-    fn new(size: usize) -> Self {
-        Window {
-            size,
-            in_flight: 0,
-            largest: 0,
-            acks: FuturesUnordered::new(),
-            failed: None,
-            waiting: Vec::new(),
-            driver: None,
-        }
-    }
-
-    /// Collects acknowledgements. Never resolves: it lives as long as the
-    /// stream.
-    fn poll_acks(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        while let Poll::Ready(Some(ack)) = self.acks.poll_next_unpin(cx) {
-            match ack {
-                Ok(size) => self.in_flight -= size,
-                Err(e) => {
-                    self.failed.get_or_insert(e);
-                }
-            }
-            for w in self.waiting.drain(..) {
-                w.wake();
-            }
-        }
-        self.driver = Some(cx.waker().clone());
-        Poll::Pending
-    }
-
-    fn poll_until(
-        &mut self,
-        cx: &mut Context<'_>,
-        ready: fn(&Window) -> bool,
-    ) -> Poll<Result<(), Error>> {
-        if let Some(e) = &self.failed {
-            return Poll::Ready(Err(e.clone()));
-        }
-        if ready(self) {
-            return Poll::Ready(Ok(()));
-        }
-        self.waiting.push(cx.waker().clone());
-        Poll::Pending
-    }
-}
-
-struct FlowController(Rc<RefCell<Window>>);
-
-impl capnp_rpc::FlowController for FlowController {
-    fn send(
-        &mut self,
-        message: Box<dyn capnp_rpc::OutgoingMessage>,
-        ack: Promise<(), Error>,
-    ) -> Promise<(), Error> {
-        let size = message.size_in_words() * 8;
-        // Sent at once, whatever the window: calls must keep their order.
-        let _ = message.send();
-        {
-            let mut w = self.0.borrow_mut();
-            w.largest = w.largest.max(size);
-            w.in_flight += size;
-            w.acks
-                .push(Box::pin(async move { ack.await.map(|()| size) }));
-            if let Some(d) = w.driver.take() {
-                d.wake();
-            }
-        }
-        let window = self.0.clone();
-        Promise::from_future(poll_fn(move |cx| {
-            window
-                .borrow_mut()
-                .poll_until(cx, |w| w.in_flight < w.size + w.largest)
-        }))
-    }
-
-    fn wait_all_acked(&mut self) -> Promise<(), Error> {
-        let window = self.0.clone();
-        Promise::from_future(poll_fn(move |cx| {
-            window.borrow_mut().poll_until(cx, |w| w.in_flight == 0)
-        }))
     }
 }
 
