@@ -28,6 +28,13 @@
 //! tensor once the clients are gone (asking its `memory`), then sends it
 //! SIGTERM and checks it exits cleanly. Targets print PASS or MISS; a miss
 //! is reported, not fatal.
+//!
+//! Before the SIGTERM come the killed-clients waves (`benches/load_wave.rs`;
+//! `LOAD_WAVES` / `--waves`, default 3, 0 skips them): per wave, 300 uploads
+//! of 8 MiB dropped halfway (`LOAD_DROPPED` / `--dropped`) and 300 clients
+//! SIGKILLed while holding a 1 MiB tensor each (`LOAD_KILLED` /
+//! `--killed`), then the worker's RSS once it has freed everything, against
+//! its RSS before the first wave: it must come back within 1.5x.
 
 use std::cell::RefCell;
 use std::process::Command;
@@ -45,6 +52,10 @@ use ndarray::Array2;
 
 #[path = "../tests/common/process.rs"]
 mod process;
+#[path = "../tests/common/raw.rs"]
+mod raw;
+#[path = "load_wave.rs"]
+mod wave;
 use process::{WorkerProcess, BIN};
 
 /// Longest one chain may take before it counts as an error.
@@ -71,6 +82,7 @@ struct Config {
     clients: usize,
     secs: u64,
     threads: usize,
+    wave: wave::WaveConfig,
 }
 
 impl Config {
@@ -88,6 +100,13 @@ impl Config {
             clients: env("LOAD_CLIENTS", 200) as usize,
             secs: env("LOAD_SECS", 30),
             threads: env("LOAD_THREADS", 4) as usize,
+            wave: wave::WaveConfig {
+                waves: env("LOAD_WAVES", 3) as usize,
+                dropped: env("LOAD_DROPPED", 300) as usize,
+                killed: env("LOAD_KILLED", 300) as usize,
+                upload_mib: env("LOAD_UPLOAD_MIB", 8) as usize,
+                hold_kib: env("LOAD_HOLD_KIB", 1024) as usize,
+            },
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -102,10 +121,14 @@ impl Config {
                 "--clients" => c.clients = value("--clients") as usize,
                 "--secs" => c.secs = value("--secs"),
                 "--threads" => c.threads = value("--threads") as usize,
+                "--waves" => c.wave.waves = value("--waves") as usize,
+                "--dropped" => c.wave.dropped = value("--dropped") as usize,
+                "--killed" => c.wave.killed = value("--killed") as usize,
                 "--bench" => {}
-                other => {
-                    panic!("unknown argument {other:?} (expected --clients, --secs, --threads)")
-                }
+                other => panic!(
+                    "unknown argument {other:?} (expected --clients, --secs, --threads, \
+                     --waves, --dropped, --killed)"
+                ),
             }
         }
         c.clients = c.clients.max(1);
@@ -115,6 +138,10 @@ impl Config {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--hold") {
+        return wave::hold_main(&args[2..]);
+    }
     let config = Config::from_env_and_args();
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     let load_before = load_average();
@@ -164,6 +191,7 @@ fn main() {
         })
     };
 
+    let token_text = token.clone();
     let mut opts = ConnectOptions::default();
     opts.token = token.into_bytes();
     let started = Instant::now();
@@ -205,6 +233,25 @@ fn main() {
         after = rss_kib(pid).unwrap_or(0);
     }
     let after_in = left.elapsed();
+
+    // The killed-clients waves, against the worker as the load left it.
+    let wave_baseline = rss_kib(pid).unwrap_or(0);
+    let near_wave = |rss: u64| rss as f64 <= wave_baseline as f64 * NEAR_RATIO;
+    let waves = wave::run(config.wave, &addr, &token_text, || {
+        let left = Instant::now();
+        let held = capactor::block_on(tensors_freed(&addr, &opts));
+        thread::sleep(SETTLE_FIRST);
+        let mut after = rss_kib(pid).unwrap_or(0);
+        while !near_wave(after) && left.elapsed() < SETTLE {
+            thread::sleep(SAMPLE_EVERY);
+            after = rss_kib(pid).unwrap_or(0);
+        }
+        wave::WaveResult {
+            after_kib: after,
+            settled_in: left.elapsed(),
+            held,
+        }
+    });
 
     worker.signal_term();
     let exit = worker.wait(START_TIMEOUT);
@@ -269,6 +316,29 @@ fn main() {
         ),
         Err(e) => println!("  tensors      could not ask the worker: {e}"),
     }
+    if !waves.is_empty() {
+        println!("  waves        {}", wave::describe(&config.wave));
+        println!(
+            "               before   {} (the worker after the load)",
+            mib(wave_baseline)
+        );
+        for (i, w) in waves.iter().enumerate() {
+            let held = match &w.held {
+                Ok(0) => "every tensor freed".to_string(),
+                Ok(b) => format!("{b} tensor bytes still held"),
+                Err(e) => format!("could not ask the worker: {e}"),
+            };
+            println!(
+                "               wave {}   {} = {:.2}x before, {:.2}x start baseline \
+                 (read {:.1} s after; {held})",
+                i + 1,
+                mib(w.after_kib),
+                ratio(w.after_kib, wave_baseline),
+                ratio(w.after_kib, baseline),
+                w.settled_in.as_secs_f64()
+            );
+        }
+    }
     println!("  exit         {exit} after SIGTERM");
 
     println!("\ntargets");
@@ -299,6 +369,23 @@ fn main() {
             Err(e) => e.clone(),
         },
     );
+    if let Some(last) = waves.last() {
+        check(
+            "RSS after killed clients",
+            near_wave(last.after_kib),
+            format!(
+                "{} after {} waves vs {} before (≤ {NEAR_RATIO}x)",
+                mib(last.after_kib),
+                waves.len(),
+                mib(wave_baseline)
+            ),
+        );
+        check(
+            "tensors freed after waves",
+            waves.iter().all(|w| w.held.as_ref().is_ok_and(|&b| b == 0)),
+            format!("{} waves", waves.len()),
+        );
+    }
     check("clean exit on SIGTERM", exit.success(), exit.to_string());
     println!(
         "\nbench took {:.1} s; load average before {}, after {} (other work on the machine \

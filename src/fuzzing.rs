@@ -24,10 +24,9 @@ use crate::transport::{wire, Link, LinkConfig};
 use crate::{Limits, Quota};
 
 fn limits(max_message_bytes: usize) -> Limits {
-    Limits {
-        max_message_bytes,
-        ..Limits::default()
-    }
+    let mut limits = Limits::default();
+    limits.max_message_bytes = max_message_bytes;
+    limits
 }
 
 /// What [`read_frames`] made of a byte stream.

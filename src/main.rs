@@ -106,6 +106,18 @@ struct WorkerLimits {
     /// How deeply structs and lists may nest in a message.
     #[arg(long, default_value_t = 64)]
     max_nesting: i32,
+    /// The largest message a client may send before it has opened the gate.
+    #[arg(long, default_value = "64KiB", value_parser = parse_size)]
+    max_preauth_message_size: u64,
+    /// Bytes a client may send in all before it has opened the gate.
+    #[arg(long, default_value = "256KiB", value_parser = parse_size)]
+    max_preauth_bytes: u64,
+    /// Questions a client may have unfinished before it has opened the gate.
+    #[arg(long, default_value_t = 16)]
+    max_preauth_questions: u32,
+    /// Bytes of received messages all connections may hold at once.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    max_buffered: u64,
     /// Calls one connection may have in flight.
     #[arg(long, default_value_t = 1024)]
     max_calls_in_flight: u32,
@@ -148,6 +160,11 @@ impl WorkerLimits {
         l.max_message_bytes = usize::try_from(self.max_message_size)
             .map_err(|_| capactor::Error::invalid("--max-message-size is too large"))?;
         l.max_nesting = self.max_nesting;
+        l.max_preauth_message_bytes = usize::try_from(self.max_preauth_message_size)
+            .map_err(|_| capactor::Error::invalid("--max-preauth-message-size is too large"))?;
+        l.max_preauth_bytes = self.max_preauth_bytes;
+        l.max_preauth_questions = self.max_preauth_questions;
+        l.max_buffered_bytes = self.max_buffered;
         l.max_calls_in_flight = self.max_calls_in_flight;
         l.max_connection_memory = self.connection_memory.0;
         l.max_outgoing_bytes = self.max_outgoing;

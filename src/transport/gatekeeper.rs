@@ -9,7 +9,7 @@ use capnp::capability::FromClientHook;
 use tokio_util::sync::CancellationToken;
 
 use super::gate_policy::{GatePolicy, Peer, Verdict};
-use super::preauth::PreauthTicket;
+use super::preauth_pool::PreauthTicket;
 use crate::schema::actor_capnp::{actor, gate};
 use crate::Error;
 

@@ -9,11 +9,15 @@
 mod fd_limit;
 mod gate_policy;
 mod gatekeeper;
+mod heap;
+mod inbox;
 mod link;
 pub(crate) mod memory;
 mod preauth;
+mod preauth_pool;
 pub(crate) mod tcp;
 pub mod tls;
+mod window;
 pub(crate) mod wire;
 
 use std::cell::{Cell, RefCell};
@@ -37,7 +41,8 @@ pub(crate) use gate_policy::{GatePolicy, Peer};
 pub(crate) use gatekeeper::Gate;
 pub(crate) use link::{Link, LinkConfig};
 pub use memory::{LinkConditions, VirtualOptions};
-pub(crate) use preauth::{PreauthPool, PreauthTicket};
+use preauth::GateSignal;
+pub(crate) use preauth_pool::{PreauthPool, PreauthTicket};
 
 /// Limits on what one connection may send us.
 ///
@@ -73,9 +78,40 @@ pub struct Limits {
     /// Close the connection if the peer has read nothing of what this side
     /// is trying to send for this long. Default 60 s.
     pub write_stall_timeout: Option<Duration>,
+    /// The largest message a peer may send before its credential is
+    /// accepted, in bytes; a larger one is refused from its frame header
+    /// and the connection closed. Applies to the serving side of a gated
+    /// connection. Default 64 KiB.
+    pub max_preauth_message_bytes: usize,
+    /// Bytes a peer may send in all before its credential is accepted;
+    /// the frame that would go past it is refused and the connection
+    /// closed. Default 256 KiB.
+    pub max_preauth_bytes: u64,
+    /// Questions (`Bootstrap`s and calls) a peer may have asked and not yet
+    /// finished (capnp-rpc keeps each answer until the peer's `Finish`)
+    /// before its credential is accepted; it gets one answered at a time in
+    /// any case, and one `Bootstrap`. One more closes the connection.
+    /// Default 16.
+    pub max_preauth_questions: u32,
+    /// Bytes of received messages held at once, being received or in use,
+    /// by every connection served (or made) with these limits and their
+    /// clones: one worker's connections share this budget across its vats.
+    /// A frame that would take it past the limit is refused with
+    /// `receive buffers limit exceeded` and its connection closed. Memory
+    /// is counted as it is allocated, which is as the bytes arrive, never
+    /// from a frame header's claim. Default 1 GiB.
+    pub max_buffered_bytes: u64,
+    /// What `max_buffered_bytes` counts (shared by clones).
+    buffered: inbox::Buffered,
 }
 
 impl Limits {
+    /// Bytes of received messages held now by the connections that share
+    /// these limits (see [`Limits::max_buffered_bytes`]).
+    pub fn buffered_bytes(&self) -> u64 {
+        self.buffered.used()
+    }
+
     /// How capnp reads what a peer sends under these limits.
     pub(crate) fn reader_options(&self) -> capnp::message::ReaderOptions {
         let mut options = capnp::message::ReaderOptions::new();
@@ -96,6 +132,11 @@ impl Default for Limits {
             max_connection_memory: None,
             max_outgoing_bytes: 256 << 20,
             write_stall_timeout: Some(Duration::from_secs(60)),
+            max_preauth_message_bytes: 64 << 10,
+            max_preauth_bytes: 256 << 10,
+            max_preauth_questions: 16,
+            max_buffered_bytes: 1 << 30,
+            buffered: inbox::Buffered::default(),
         }
     }
 }
@@ -266,17 +307,23 @@ impl LinkHandle {
     }
 }
 
-/// Builds the two-party RPC system over `stream`.
+/// Builds the two-party RPC system over `stream`; under the pre-auth
+/// limits until `gate` opens, if there is one.
 fn rpc_system<S>(
     stream: S,
     side: Side,
     bootstrap: Option<capnp::capability::Client>,
     limits: &Limits,
+    gate: Option<GateSignal>,
 ) -> RpcSystem<Side>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    RpcSystem::new(Box::new(wire::network(stream, side, limits)), bootstrap)
+    let network = match gate {
+        Some(gate) => wire::gated_network(stream, side, limits, gate),
+        None => wire::network(stream, side, limits),
+    };
+    RpcSystem::new(Box::new(network), bootstrap)
 }
 
 /// A vat's actor instance, as each connection gets to call it: guarded by
@@ -328,6 +375,7 @@ impl ServeSite {
         opts: &tcp::ServeOptions,
         policy: Arc<GatePolicy>,
     ) -> Self {
+        heap::give_large_frees_back();
         ServeSite {
             actor,
             calls,
@@ -372,6 +420,7 @@ pub(crate) async fn serve_stream<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
+    let _trim = heap::TrimOnClose;
     // Every connection counts what it holds (for `info`), within its budget
     // if it has one.
     let budget = site.limits.max_connection_memory.unwrap_or(u64::MAX);
@@ -395,13 +444,18 @@ pub(crate) async fn serve_stream<S>(
         ticket: RefCell::new(arrival.ticket),
     };
     let gate = Gate::client(actor, site.token.clone(), opened.clone(), cut.clone(), who);
-    let serving = serve_bootstrap(
+    let signal = GateSignal {
+        opened: opened.clone(),
+        cut: cut.clone(),
+    };
+    let serving = serve_rpc(
         stream,
         gate.client,
         &site.limits,
         site.idle_timeout,
         cut.clone(),
         Some(outgoing),
+        Some(signal),
     );
     let Some(deadline) = deadline else {
         return serving.await;
@@ -433,6 +487,21 @@ pub(crate) async fn serve_bootstrap<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
+    serve_rpc(stream, bootstrap, limits, idle_timeout, cut, outgoing, None).await
+}
+
+/// [`serve_bootstrap`], gated by `gate` if there is one.
+async fn serve_rpc<S>(
+    stream: S,
+    bootstrap: capnp::capability::Client,
+    limits: &Limits,
+    idle_timeout: Option<Duration>,
+    cut: CancellationToken,
+    outgoing: Option<Arc<Outgoing>>,
+    gate: Option<GateSignal>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
     let config = LinkConfig {
         idle_timeout,
         write_stall_timeout: limits.write_stall_timeout,
@@ -440,7 +509,7 @@ pub(crate) async fn serve_bootstrap<S>(
         pause_reads_while_blocked: true,
     };
     let link = Link::new(stream, cut, config);
-    let system = rpc_system(link, Side::Server, Some(bootstrap), limits);
+    let system = rpc_system(link, Side::Server, Some(bootstrap), limits, gate);
     if let Err(e) = system.await {
         tracing::debug!("connection closed: {e}");
     }
@@ -473,7 +542,7 @@ where
         ..LinkConfig::default()
     };
     let link = Link::new(stream, handle.cut.clone(), config);
-    let mut system = rpc_system(link, Side::Client, None, &opts.limits);
+    let mut system = rpc_system(link, Side::Client, None, &opts.limits, None);
     let bootstrap: gate::Client = system.bootstrap(Side::Server);
     let client = enter(&bootstrap);
 

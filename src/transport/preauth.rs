@@ -1,235 +1,176 @@
-//! The pool unauthenticated connections come from, so that they cannot
-//! crowd out the clients that have a key.
+//! [`Preauth`]: what a peer may make a worker do before its gate opens.
 //!
-//! A TCP worker keeps at most `max_unauthenticated` connections that have
-//! not yet opened the gate, and at most `max_unauthenticated_per_address`
-//! from one address (IPv6: one /64). A new connection over either number
-//! is not refused: the oldest unauthenticated connections of its address
-//! (or of the worker) are closed to make room, once they have had
-//! [`GRACE`] to open the gate. So every connection gets that long, however
-//! many silent sockets arrive after it; a client that opens the gate leaves
-//! the pool at once; and a flood of silent sockets recycles its own slots
-//! instead of taking the authenticated ones. Connections younger than
-//! [`GRACE`] may take the pool over its numbers for that long, within
-//! `max_connections`; at `max_connections` a newcomer closes the oldest
-//! unauthenticated connection, however young.
+//! A stranger gets one question at a time, small messages and a small
+//! budget of bytes in all, enforced where every frame passes (the wire's
+//! reader) and cheaply: a message's kind is its root union's tag.
 //!
-//! `Send + Sync`: one pool per worker, shared by the accept loop and the
-//! vats in an `Arc`.
+//! - **One question at a time.** After a `Bootstrap` or `Call`, the reader
+//!   takes nothing more from the stream until that question's `Return` has
+//!   gone out. What the peer pipelines behind it (calls on the actor the
+//!   gate will hand out, further `open`s) waits in the kernel's socket
+//!   buffers, where it costs the worker nothing, and is read once the gate
+//!   has opened, so a legitimate client's pipelined first call still costs
+//!   no extra round trip.
+//! - **Few unfinished questions, one `Bootstrap`.** Each answer stays in
+//!   capnp-rpc's answer table until the peer sends `Finish`, so the
+//!   questions not yet finished are capped too (a client that finishes what
+//!   it asked, as every RPC library does, never meets the cap); a second
+//!   `Bootstrap` is refused outright.
+//! - **Small messages, few bytes.** A frame larger than the pre-auth
+//!   message size, or one that would take the bytes received past the
+//!   pre-auth budget, is refused from its segment table.
+//!
+//! Any refusal closes the connection; capnp-rpc tells the peer why in its
+//! `Abort`. Once the gate reports success the policy is dropped and the
+//! connection runs under its ordinary limits.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
-use tokio_util::sync::CancellationToken;
+use capnp::message::{Builder, HeapAllocator};
+use capnp_rpc::rpc_capnp::message;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::gate_policy::PeerKey;
+use super::inbox::{FrameCap, Incoming};
+use super::Limits;
+use crate::Error;
 
-/// How long an unauthenticated connection is safe from being closed to make
-/// room: what a client has to open the gate while silent sockets flood in.
-pub(crate) const GRACE: Duration = Duration::from_secs(1);
-
-/// The worker's unauthenticated connections.
-#[derive(Debug)]
-pub(crate) struct PreauthPool {
-    max_total: usize,
-    max_per_peer: usize,
-    state: Mutex<State>,
+/// How the gate of a connection reports to its wire: `opened` turns true
+/// once a credential is accepted; `cut` closes the connection.
+#[derive(Clone, Debug)]
+pub(crate) struct GateSignal {
+    pub(crate) opened: Rc<Cell<bool>>,
+    pub(crate) cut: CancellationToken,
 }
 
-#[derive(Debug, Default)]
-struct State {
-    next: u64,
-    /// Oldest first.
-    by_age: BTreeMap<u64, Entry>,
-    per_peer: HashMap<PeerKey, BTreeSet<u64>>,
-    evicted: u64,
+/// The pre-auth policy of one connection; see the module docs.
+pub(crate) struct Preauth {
+    opened: Rc<Cell<bool>>,
+    /// Resolves when the connection is cut: a parked reader polls no
+    /// stream, so it must notice the cut itself.
+    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    max_message: u64,
+    max_bytes: u64,
+    max_questions: u32,
+    /// Frame bytes received so far.
+    bytes: u64,
+    /// Questions asked and not yet finished by the peer.
+    unfinished: Vec<u32>,
+    bootstrapped: bool,
+    /// The question whose `Return` has not gone out yet.
+    outstanding: Option<u32>,
+    /// The reader, parked until `outstanding` is answered.
+    reader: Option<Waker>,
 }
 
-#[derive(Debug)]
-struct Entry {
-    peer: PeerKey,
-    cut: CancellationToken,
-    since: Instant,
-}
-
-/// One connection's place in the pool; dropping it (the gate opened, or
-/// the connection ended) gives the place up.
-#[derive(Debug)]
-pub(crate) struct PreauthTicket {
-    pool: Arc<PreauthPool>,
-    id: u64,
-}
-
-impl PreauthPool {
-    /// A pool of `max_total` connections, `max_per_peer` per address (each
-    /// at least 1).
-    pub(crate) fn new(max_total: usize, max_per_peer: usize) -> Arc<Self> {
-        Arc::new(PreauthPool {
-            max_total: max_total.max(1),
-            max_per_peer: max_per_peer.max(1),
-            state: Mutex::new(State::default()),
-        })
+impl Preauth {
+    pub(crate) fn new(gate: GateSignal, limits: &Limits) -> Self {
+        Preauth {
+            opened: gate.opened,
+            cut: Box::pin(gate.cut.cancelled_owned()),
+            max_message: limits
+                .max_preauth_message_bytes
+                .min(limits.max_message_bytes) as u64,
+            max_bytes: limits.max_preauth_bytes,
+            max_questions: limits.max_preauth_questions,
+            bytes: 0,
+            unfinished: Vec::new(),
+            bootstrapped: false,
+            outstanding: None,
+            reader: None,
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// True once the gate has accepted a credential: the policy is over.
+    pub(crate) fn is_over(&self) -> bool {
+        self.opened.get()
     }
 
-    /// Admits a new connection from `peer`, which `cut` closes, making room
-    /// by closing the oldest unauthenticated ones past their grace.
-    pub(crate) fn admit(self: &Arc<Self>, peer: PeerKey, cut: CancellationToken) -> PreauthTicket {
-        let now = Instant::now();
-        let mut st = self.lock();
-        let id = st.next;
-        st.next += 1;
-        st.by_age.insert(
-            id,
-            Entry {
-                peer,
-                cut,
-                since: now,
-            },
-        );
-        st.per_peer.entry(peer).or_default().insert(id);
-        while st.per_peer.get(&peer).map_or(0, BTreeSet::len) > self.max_per_peer {
-            let Some(&oldest) = st.per_peer.get(&peer).and_then(|s| s.first()) else {
-                break;
-            };
-            if !st.evict_if_old(oldest, now) {
-                break;
+    /// `Ready` when the reader may take the next message; `Ready(Err)` if
+    /// the connection was cut while it waited.
+    pub(crate) fn poll_turn(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), capnp::Error>> {
+        if self.outstanding.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        if self.cut.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(capnp::Error::disconnected("link cut".into())));
+        }
+        self.reader = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// How large the next frame may be.
+    pub(crate) fn frame_cap(&self) -> FrameCap {
+        FrameCap::Preauth {
+            max_message: self.max_message,
+            spent: self.bytes,
+            budget: self.max_bytes,
+        }
+    }
+
+    /// Lets `message` (a frame of `frame_bytes`) through, or refuses it.
+    pub(crate) fn admit(
+        &mut self,
+        message: &Incoming,
+        frame_bytes: u64,
+    ) -> Result<(), capnp::Error> {
+        // The frame cap kept this within the budget already.
+        self.bytes += frame_bytes;
+        // What does not parse is capnp-rpc's to refuse, in its own words.
+        let Ok(root) = message.root::<message::Reader<'_>>() else {
+            return Ok(());
+        };
+        let question = match root.which() {
+            Ok(message::Bootstrap(Ok(b))) => {
+                if std::mem::replace(&mut self.bootstrapped, true) {
+                    return Err(Error::invalid(
+                        "a second Bootstrap before the gate opened is refused",
+                    )
+                    .into());
+                }
+                b.get_question_id()
+            }
+            Ok(message::Call(Ok(c))) => c.get_question_id(),
+            Ok(message::Finish(Ok(f))) => {
+                let question = f.get_question_id();
+                self.unfinished.retain(|&q| q != question);
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        let asked = self.unfinished.len() + 1;
+        if asked > self.max_questions as usize {
+            return Err(Error::limit(
+                "unfinished questions before the gate opens",
+                asked,
+                self.max_questions,
+            )
+            .into());
+        }
+        self.unfinished.push(question);
+        self.outstanding = Some(question);
+        Ok(())
+    }
+
+    /// `message` is going out: if it answers the outstanding question, the
+    /// reader may take the next one.
+    pub(crate) fn sent(&mut self, message: &Builder<HeapAllocator>) {
+        let Some(question) = self.outstanding else {
+            return;
+        };
+        let Ok(root) = message.get_root_as_reader::<message::Reader<'_>>() else {
+            return;
+        };
+        if let Ok(message::Return(Ok(r))) = root.which() {
+            if r.get_answer_id() == question {
+                self.outstanding = None;
+                if let Some(w) = self.reader.take() {
+                    w.wake();
+                }
             }
         }
-        while st.by_age.len() > self.max_total {
-            let Some(&oldest) = st.by_age.keys().next() else {
-                break;
-            };
-            if !st.evict_if_old(oldest, now) {
-                break;
-            }
-        }
-        PreauthTicket {
-            pool: self.clone(),
-            id,
-        }
-    }
-
-    /// Closes the oldest unauthenticated connection, if any, grace or not:
-    /// room for a newcomer when the worker is at `max_connections`. (A
-    /// newcomer closes at most one, so a flood that keeps the worker at its
-    /// limit closes the oldest first, and one that has just arrived has all
-    /// the older ones in front of it.)
-    pub(crate) fn evict_oldest(&self) -> bool {
-        let mut st = self.lock();
-        match st.by_age.keys().next() {
-            Some(&oldest) => {
-                st.evict(oldest);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Unauthenticated connections now.
-    pub(crate) fn len(&self) -> usize {
-        self.lock().by_age.len()
-    }
-
-    /// Connections closed to make room so far.
-    pub(crate) fn evicted(&self) -> u64 {
-        self.lock().evicted
-    }
-}
-
-impl State {
-    fn remove(&mut self, id: u64) -> Option<CancellationToken> {
-        let e = self.by_age.remove(&id)?;
-        if let Some(set) = self.per_peer.get_mut(&e.peer) {
-            set.remove(&id);
-            if set.is_empty() {
-                self.per_peer.remove(&e.peer);
-            }
-        }
-        Some(e.cut)
-    }
-
-    /// Closes connection `id` if it has had its grace; false if it is
-    /// younger.
-    fn evict_if_old(&mut self, id: u64, now: Instant) -> bool {
-        match self.by_age.get(&id) {
-            Some(e) if now.duration_since(e.since) >= GRACE => {
-                self.evict(id);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn evict(&mut self, id: u64) {
-        if let Some(cut) = self.remove(id) {
-            self.evicted += 1;
-            cut.cancel();
-        }
-    }
-}
-
-impl Drop for PreauthTicket {
-    fn drop(&mut self) {
-        self.pool.lock().remove(self.id);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const A: PeerKey = PeerKey::V4([10, 0, 0, 1]);
-    const B: PeerKey = PeerKey::V4([10, 0, 0, 2]);
-
-    /// Ages every entry past its grace.
-    fn age(pool: &PreauthPool) {
-        for e in pool.lock().by_age.values_mut() {
-            e.since -= GRACE;
-        }
-    }
-
-    #[test]
-    fn an_address_over_its_share_loses_its_own_oldest_connection_after_its_grace() {
-        let pool = PreauthPool::new(10, 2);
-        let cuts: Vec<_> = (0..4).map(|_| CancellationToken::new()).collect();
-        let other = CancellationToken::new();
-        let _b = pool.admit(B, other.clone());
-        let mut tickets: Vec<_> = cuts[..3].iter().map(|c| pool.admit(A, c.clone())).collect();
-        // Young connections are safe, even over the share.
-        assert!(cuts.iter().all(|c| !c.is_cancelled()));
-        age(&pool);
-        tickets.push(pool.admit(A, cuts[3].clone()));
-        assert!(cuts[0].is_cancelled() && cuts[1].is_cancelled());
-        assert!(!cuts[2].is_cancelled() && !cuts[3].is_cancelled());
-        assert!(!other.is_cancelled());
-        assert_eq!(pool.len(), 3);
-        assert_eq!(pool.evicted(), 2);
-    }
-
-    #[test]
-    fn a_full_pool_closes_its_oldest_and_an_opened_gate_leaves_it() {
-        let pool = PreauthPool::new(2, 2);
-        let (a, b, c) = (
-            CancellationToken::new(),
-            CancellationToken::new(),
-            CancellationToken::new(),
-        );
-        let ta = pool.admit(A, a.clone());
-        let _tb = pool.admit(B, b.clone());
-        drop(ta);
-        let _tc = pool.admit(A, c.clone());
-        assert!(!a.is_cancelled() && !b.is_cancelled());
-        age(&pool);
-        let _td = pool.admit(A, CancellationToken::new());
-        assert!(b.is_cancelled());
-        assert_eq!(pool.evicted(), 1);
-        // At the connection limit, the oldest goes, grace or not.
-        assert!(pool.evict_oldest());
-        assert!(c.is_cancelled());
     }
 }

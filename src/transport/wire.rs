@@ -10,41 +10,37 @@
 //! - **One buffer each way, no channels.** Outgoing messages queue in a
 //!   `VecDeque`; the writer copies small ones into one buffer and writes a
 //!   large segment (tensor data) straight from the message, then flushes
-//!   once the queue is empty. Reads fill one buffer that frames are parsed
-//!   out of; a large body is read straight into the message's own memory.
-//! - **The frame check is the parser.** A frame claiming more than
-//!   [`MAX_SEGMENTS`] segments or more than `Limits::max_message_bytes` is
-//!   refused from its segment table, before anything is allocated for it,
-//!   with an error in our words.
+//!   once the queue is empty. Reading is the [`Inbox`]'s: frames are
+//!   checked from their segment table and their memory grows as their bytes
+//!   arrive, counted against a budget shared by every connection.
+//! - **Strangers get little.** On a gated connection ([`gated_network`]),
+//!   the [`Preauth`] policy holds the peer to one question at a time and
+//!   small messages until the gate has opened.
 //!
 //! Everything runs on the RPC system's own task: the reader in
 //! `receive_incoming_message`, the writer in `drive_until_shutdown`.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{ready, Context, Poll, Waker};
 
 use capnp::capability::Promise;
-use capnp::message::{Builder, HeapAllocator, ReaderOptions, ReaderSegments};
-use capnp::{Error, Word};
+use capnp::message::{Builder, HeapAllocator};
+use capnp::Error;
 use capnp_rpc::rpc_twoparty_capnp::Side;
-use futures::future::LocalBoxFuture;
-use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::inbox::{FrameCap, Inbox, BUFFER};
+use super::preauth::{GateSignal, Preauth};
+use super::window::{FlowController, Window};
 use super::Limits;
 
 /// Words in the first segment of a message we send, at most.
 const FIRST_SEGMENT_WORDS: u32 = 64;
-/// Most segments a message we accept may have.
-const MAX_SEGMENTS: usize = 512;
-/// Bytes read from the stream at a time, and buffered for writing before a
-/// write is issued.
-const BUFFER: usize = 64 << 10;
 /// A segment at least this large is written from the message itself, not
 /// copied into the write buffer.
 const DIRECT: usize = 16 << 10;
@@ -55,10 +51,34 @@ pub(crate) fn network<S>(stream: S, side: Side, limits: &Limits) -> Network<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
+    make_network(stream, side, limits, None)
+}
+
+/// [`network`] for a connection whose bootstrap is a gate: until `gate`
+/// reports a credential accepted, the peer is held to the pre-auth limits
+/// (see [`Preauth`]).
+pub(crate) fn gated_network<S>(
+    stream: S,
+    side: Side,
+    limits: &Limits,
+    gate: GateSignal,
+) -> Network<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    make_network(stream, side, limits, Some(Preauth::new(gate, limits)))
+}
+
+fn make_network<S>(stream: S, side: Side, limits: &Limits, preauth: Option<Preauth>) -> Network<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
     let wire = Rc::new(Wire {
         stream: RefCell::new(stream),
         inbox: RefCell::new(Inbox::new(limits)),
         outbox: RefCell::new(Outbox::default()),
+        preauth: RefCell::new(preauth),
+        max_message: limits.max_message_bytes as u64,
         stream_window: limits.stream_window,
     });
     let handle = Rc::new(Handle {
@@ -90,6 +110,9 @@ struct Wire<S> {
     stream: RefCell<S>,
     inbox: RefCell<Inbox>,
     outbox: RefCell<Outbox>,
+    /// The pre-auth policy, until the gate opens.
+    preauth: RefCell<Option<Preauth>>,
+    max_message: u64,
     stream_window: usize,
 }
 
@@ -178,10 +201,15 @@ where
         )
     }
 
-    fn shutdown(&mut self, _result: capnp::Result<()>) -> Promise<(), Error> {
+    fn shutdown(&mut self, result: capnp::Result<()>) -> Promise<(), Error> {
         {
             let mut out = self.0.wire.outbox.borrow_mut();
             out.closing = true;
+            // Closing on an error (a refused frame, say): let the abort
+            // that says why reach the peer (see `Drain`).
+            if result.is_err() && out.drain.is_none() {
+                out.drain = Drain::new();
+            }
             out.wake_writer();
         }
         let wire = self.0.wire.clone();
@@ -219,6 +247,9 @@ impl<S: 'static> capnp_rpc::OutgoingMessage for Outgoing<S> {
 
     fn send(self: Box<Self>) -> (Promise<(), Error>, Rc<Builder<HeapAllocator>>) {
         let message = Rc::new(self.message);
+        if let Some(p) = self.wire.preauth.borrow_mut().as_mut() {
+            p.sent(&message);
+        }
         let mut out = self.wire.outbox.borrow_mut();
         // After a write error or the close, there is nobody to send to.
         if out.finished.is_none() {
@@ -259,6 +290,38 @@ struct Outbox {
     finished: Option<Result<(), Error>>,
     /// `shutdown` promises waiting for `finished`.
     closers: Vec<Waker>,
+    /// Set when closing on an error: what is left of the lingering close.
+    drain: Option<Drain>,
+}
+
+/// Bytes read and dropped, at most, while lingering after an abort.
+const DRAIN_BYTES: usize = 1 << 20;
+/// How long a close after an abort lingers, at most.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A lingering close. Closing a socket that still holds unread bytes from
+/// the peer (the rest of a refused frame, a flood) makes the kernel reset
+/// the connection, and a reset can discard the abort on its way to the
+/// peer: the peer would see `connection reset` instead of why. So after an
+/// abort is written the writer sends end-of-stream and reads and drops
+/// what the peer still sends, until the peer closes, [`DRAIN_BYTES`] or
+/// [`DRAIN_TIME`].
+struct Drain {
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    read: usize,
+    shut: bool,
+}
+
+impl Drain {
+    /// `None` off a tokio runtime (there is no timer to bound it by).
+    fn new() -> Option<Self> {
+        tokio::runtime::Handle::try_current().ok()?;
+        Some(Drain {
+            deadline: Box::pin(tokio::time::sleep(DRAIN_TIME)),
+            read: 0,
+            shut: false,
+        })
+    }
 }
 
 impl Outbox {
@@ -327,7 +390,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         let mut out = self.outbox.borrow_mut();
         if out.finished.is_none() {
             match self.poll_write_all(&mut out, cx) {
-                Poll::Ready(Ok(())) if out.closing || out.dropped => out.finish(Ok(())),
+                Poll::Ready(Ok(())) if out.closing || out.dropped => {
+                    let lingering = match out.drain.as_mut() {
+                        Some(d) => self.poll_drain(d, cx).is_pending(),
+                        None => false,
+                    };
+                    if !lingering {
+                        out.drain = None;
+                        out.finish(Ok(()));
+                    }
+                }
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => out.finish(Err(e)),
                 Poll::Pending => {}
@@ -340,6 +412,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
                 Poll::Pending
             }
         }
+    }
+
+    /// Lingers after an abort (see [`Drain`]): ready when done.
+    fn poll_drain(&self, d: &mut Drain, cx: &mut Context<'_>) -> Poll<()> {
+        let mut stream = self.stream.borrow_mut();
+        let mut stream = Pin::new(&mut *stream);
+        if !d.shut {
+            ready!(stream.as_mut().poll_shutdown(cx)).ok();
+            d.shut = true;
+        }
+        let mut scratch = [0u8; 8 << 10];
+        while d.read < DRAIN_BYTES {
+            if d.deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            let mut buf = ReadBuf::new(&mut scratch);
+            match ready!(stream.as_mut().poll_read(cx, &mut buf)) {
+                Ok(()) if !buf.filled().is_empty() => d.read += buf.filled().len(),
+                // The peer closed, or the link is gone.
+                _ => return Poll::Ready(()),
+            }
+        }
+        Poll::Ready(())
     }
 
     /// Writes everything queued, then flushes.
@@ -389,190 +484,6 @@ fn poll_write_some<S: AsyncWrite>(
 // ---------------------------------------------------------------------------
 // Reading.
 
-/// The reader's state.
-struct Inbox {
-    buf: Box<[u8]>,
-    /// Unparsed bytes are `buf[start..end]`.
-    start: usize,
-    end: usize,
-    /// The frame whose segment table has been read, and its body so far.
-    body: Option<Body>,
-    max_bytes: u64,
-    options: ReaderOptions,
-}
-
-struct Body {
-    segments: Segments,
-    filled: usize,
-}
-
-/// A received message's segments, in one word-aligned allocation.
-struct Segments {
-    words: Vec<Word>,
-    /// Where each segment ends, in words.
-    ends: Vec<u32>,
-}
-
-impl ReaderSegments for Segments {
-    fn get_segment(&self, idx: u32) -> Option<&[u8]> {
-        let idx = idx as usize;
-        let end = *self.ends.get(idx)? as usize;
-        let start = if idx == 0 {
-            0
-        } else {
-            self.ends[idx - 1] as usize
-        };
-        Some(Word::words_to_bytes(&self.words[start..end]))
-    }
-
-    fn len(&self) -> usize {
-        self.ends.len()
-    }
-}
-
-struct Incoming(capnp::message::Reader<Segments>);
-
-impl capnp_rpc::IncomingMessage for Incoming {
-    fn get_body(&self) -> capnp::Result<capnp::any_pointer::Reader<'_>> {
-        self.0.get_root()
-    }
-}
-
-impl Inbox {
-    fn new(limits: &Limits) -> Self {
-        Inbox {
-            buf: vec![0; BUFFER].into_boxed_slice(),
-            start: 0,
-            end: 0,
-            body: None,
-            max_bytes: limits.max_message_bytes as u64,
-            options: limits.reader_options(),
-        }
-    }
-
-    /// Takes the next message out of the buffer, or as much of it as is
-    /// there. `Ok(None)`: more bytes are needed.
-    fn parse(&mut self) -> Result<Option<Incoming>, String> {
-        if self.body.is_none() {
-            let Some((ends, table)) = parse_table(&self.buf[self.start..self.end], self.max_bytes)?
-            else {
-                return Ok(None);
-            };
-            self.start += table;
-            let words = ends.last().copied().unwrap_or(0) as usize;
-            self.body = Some(Body {
-                segments: Segments {
-                    words: Word::allocate_zeroed_vec(words),
-                    ends,
-                },
-                filled: 0,
-            });
-        }
-        let body = self.body.as_mut().expect("set above");
-        let bytes = Word::words_to_bytes_mut(&mut body.segments.words);
-        let n = (bytes.len() - body.filled).min(self.end - self.start);
-        bytes[body.filled..body.filled + n].copy_from_slice(&self.buf[self.start..self.start + n]);
-        body.filled += n;
-        self.start += n;
-        if body.filled < bytes.len() {
-            return Ok(None);
-        }
-        let body = self.body.take().expect("set above");
-        Ok(Some(Incoming(capnp::message::Reader::new(
-            body.segments,
-            self.options,
-        ))))
-    }
-
-    /// Where the next read should go: straight into a large body still
-    /// missing more than a buffer's worth, or else the buffer's free end
-    /// (compacted first).
-    fn space(&mut self) -> &mut [u8] {
-        if self.reads_into_body() {
-            let body = self.body.as_mut().expect("reads into it");
-            return &mut Word::words_to_bytes_mut(&mut body.segments.words)[body.filled..];
-        }
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        } else if self.start > 0 && self.buf.len() - self.end < BUFFER / 4 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        &mut self.buf[self.end..]
-    }
-
-    /// `n` bytes were read into [`Inbox::space`].
-    fn filled(&mut self, n: usize) {
-        if self.reads_into_body() {
-            self.body.as_mut().expect("reads into it").filled += n;
-        } else {
-            self.end += n;
-        }
-    }
-
-    /// The frame being read still misses a buffer's worth or more: reads
-    /// go straight into its body.
-    fn reads_into_body(&self) -> bool {
-        self.body
-            .as_ref()
-            .is_some_and(|b| b.segments.words.len() * 8 - b.filled >= BUFFER)
-    }
-
-    fn idle(&self) -> bool {
-        self.body.is_none() && self.start == self.end
-    }
-}
-
-/// Reads a segment table from the front of `bytes`: the end of each
-/// segment in words, and the table's length in bytes. `Ok(None)` if the
-/// table is not all there yet; an error for a frame we refuse.
-fn parse_table(bytes: &[u8], max_bytes: u64) -> Result<Option<(Vec<u32>, usize)>, String> {
-    let Some(count) = bytes.get(..4) else {
-        return Ok(None);
-    };
-    let segments = u64::from(u32::from_le_bytes(count.try_into().expect("4 bytes"))) + 1;
-    if segments > MAX_SEGMENTS as u64 {
-        return Err(format!(
-            "message has {segments} segments, more than the limit of {MAX_SEGMENTS}"
-        ));
-    }
-    let segments = segments as usize;
-    let table = (4 + 4 * segments).next_multiple_of(8);
-    let Some(sizes) = bytes.get(4..4 + 4 * segments) else {
-        // Refuse an oversized frame as soon as the sizes seen say so.
-        let seen = &bytes[4..bytes.len() - (bytes.len() % 4)];
-        check_size(seen.chunks_exact(4).map(le_u32).sum(), max_bytes)?;
-        return Ok(None);
-    };
-    let mut ends = Vec::with_capacity(segments);
-    let mut words = 0u64;
-    for size in sizes.chunks_exact(4) {
-        words += le_u32(size);
-        check_size(words, max_bytes)?;
-        ends.push(words as u32);
-    }
-    if bytes.len() < table {
-        return Ok(None);
-    }
-    Ok(Some((ends, table)))
-}
-
-fn le_u32(b: &[u8]) -> u64 {
-    u64::from(u32::from_le_bytes(b.try_into().expect("4 bytes")))
-}
-
-fn check_size(words: u64, max_bytes: u64) -> Result<(), String> {
-    let bytes = words * 8;
-    if bytes > max_bytes {
-        return Err(format!(
-            "message of at least {bytes} bytes exceeds the limit of {max_bytes} bytes"
-        ));
-    }
-    Ok(())
-}
-
 impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     /// The next message, `None` at a clean end of stream.
     fn poll_receive(
@@ -581,21 +492,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     ) -> Poll<Result<Option<Box<dyn capnp_rpc::IncomingMessage>>, Error>> {
         let mut inbox = self.inbox.borrow_mut();
         loop {
-            match inbox.parse() {
-                Ok(Some(message)) => return Poll::Ready(Ok(Some(Box::new(message)))),
-                Ok(None) => {}
-                // The stream cannot be resynchronised after a refused frame,
-                // so callers see the connection as gone; capnp-rpc still
-                // tells the peer why.
-                Err(msg) => {
-                    return Poll::Ready(Err(Error::disconnected(format!(
-                        "peer sent an invalid frame: {msg}"
-                    ))))
+            let cap = ready!(self.poll_preauth(cx))?;
+            // The stream cannot be resynchronised after a refused frame,
+            // so callers see the connection as gone; capnp-rpc still tells
+            // the peer why.
+            if let Some((message, bytes)) = inbox.parse(cap)? {
+                if let Some(p) = self.preauth.borrow_mut().as_mut() {
+                    p.admit(&message, bytes)?;
                 }
+                return Poll::Ready(Ok(Some(Box::new(message))));
             }
             let n = {
                 let mut stream = self.stream.borrow_mut();
-                let mut buf = ReadBuf::new(inbox.space());
+                let mut buf = ReadBuf::new(inbox.space()?);
                 ready!(Pin::new(&mut *stream).poll_read(cx, &mut buf))?;
                 buf.filled().len()
             };
@@ -609,112 +518,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
             inbox.filled(n);
         }
     }
-}
 
-// ---------------------------------------------------------------------------
-// Flow control of `-> stream` calls.
-
-/// A fixed window of bytes in flight per stream, as capnp-rpc's own (which
-/// only its `twoparty` network can size): a streaming call may go out while
-/// fewer than `size` bytes (plus the largest message, so one large message
-/// cannot stall the stream) await their acknowledgement.
-struct Window {
-    size: usize,
-    in_flight: usize,
-    largest: usize,
-    acks: FuturesUnordered<LocalBoxFuture<'static, Result<usize, Error>>>,
-    failed: Option<Error>,
-    /// Sends and `wait_all_acked` calls waiting for room.
-    waiting: Vec<Waker>,
-    driver: Option<Waker>,
-}
-
-impl Window {
-    fn new(size: usize) -> Self {
-        Window {
-            size,
-            in_flight: 0,
-            largest: 0,
-            acks: FuturesUnordered::new(),
-            failed: None,
-            waiting: Vec::new(),
-            driver: None,
+    /// Whether the reader may go on, and how large a frame may be: pending
+    /// while a stranger's question awaits its answer.
+    fn poll_preauth(&self, cx: &mut Context<'_>) -> Poll<Result<FrameCap, Error>> {
+        let mut preauth = self.preauth.borrow_mut();
+        let Some(p) = preauth.as_mut() else {
+            return Poll::Ready(Ok(FrameCap::Open {
+                max_message: self.max_message,
+            }));
+        };
+        if p.is_over() {
+            *preauth = None;
+            return Poll::Ready(Ok(FrameCap::Open {
+                max_message: self.max_message,
+            }));
         }
-    }
-
-    /// Collects acknowledgements. Never resolves: it lives as long as the
-    /// stream.
-    fn poll_acks(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        while let Poll::Ready(Some(ack)) = self.acks.poll_next_unpin(cx) {
-            match ack {
-                Ok(size) => self.in_flight -= size,
-                Err(e) => {
-                    self.failed.get_or_insert(e);
-                }
-            }
-            for w in self.waiting.drain(..) {
-                w.wake();
-            }
-        }
-        self.driver = Some(cx.waker().clone());
-        Poll::Pending
-    }
-
-    fn poll_until(
-        &mut self,
-        cx: &mut Context<'_>,
-        ready: fn(&Window) -> bool,
-    ) -> Poll<Result<(), Error>> {
-        if let Some(e) = &self.failed {
-            return Poll::Ready(Err(e.clone()));
-        }
-        if ready(self) {
-            return Poll::Ready(Ok(()));
-        }
-        self.waiting.push(cx.waker().clone());
-        Poll::Pending
-    }
-}
-
-struct FlowController(Rc<RefCell<Window>>);
-
-impl capnp_rpc::FlowController for FlowController {
-    fn send(
-        &mut self,
-        message: Box<dyn capnp_rpc::OutgoingMessage>,
-        ack: Promise<(), Error>,
-    ) -> Promise<(), Error> {
-        let size = message.size_in_words() * 8;
-        // Sent at once, whatever the window: calls must keep their order.
-        let _ = message.send();
-        {
-            let mut w = self.0.borrow_mut();
-            w.largest = w.largest.max(size);
-            w.in_flight += size;
-            w.acks
-                .push(Box::pin(async move { ack.await.map(|()| size) }));
-            if let Some(d) = w.driver.take() {
-                d.wake();
-            }
-        }
-        let window = self.0.clone();
-        Promise::from_future(poll_fn(move |cx| {
-            window
-                .borrow_mut()
-                .poll_until(cx, |w| w.in_flight < w.size + w.largest)
-        }))
-    }
-
-    fn wait_all_acked(&mut self) -> Promise<(), Error> {
-        let window = self.0.clone();
-        Promise::from_future(poll_fn(move |cx| {
-            window.borrow_mut().poll_until(cx, |w| w.in_flight == 0)
-        }))
+        ready!(p.poll_turn(cx))?;
+        Poll::Ready(Ok(p.frame_cap()))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::inbox::parse_table;
     use super::*;
     use capnp_rpc::VatNetwork as _;
     use futures::FutureExt;
@@ -862,25 +689,6 @@ mod tests {
             end.err().unwrap().kind,
             capnp::ErrorKind::PrematureEndOfFile
         );
-    }
-
-    #[test]
-    fn tables_are_read_whole_and_refused_early() {
-        let mut frame = 1u32.to_le_bytes().to_vec(); // two segments
-        frame.extend_from_slice(&3u32.to_le_bytes());
-        frame.extend_from_slice(&5u32.to_le_bytes());
-        assert_eq!(parse_table(&frame[..7], 1 << 20), Ok(None));
-        assert_eq!(parse_table(&frame, 1 << 20), Ok(None)); // padding missing
-        frame.extend_from_slice(&[0; 4]);
-        assert_eq!(parse_table(&frame, 1 << 20), Ok(Some((vec![3, 8], 16))));
-        // The first size alone is over the limit: refused before the rest.
-        assert!(parse_table(&frame[..8], 16)
-            .unwrap_err()
-            .contains("limit of 16"));
-        let many = (MAX_SEGMENTS as u32).to_le_bytes();
-        assert!(parse_table(&many, 1 << 20)
-            .unwrap_err()
-            .contains("513 segments"));
     }
 
     #[test]
