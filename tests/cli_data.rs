@@ -28,7 +28,7 @@ struct Served {
 /// TLS with a certificate of its own if `tls`), files in `dir`.
 fn worker(dir: &Path, label: &str, tls: bool) -> Served {
     let token = dir.join(format!("{label}.token"));
-    std::fs::write(&token, format!("token-of-{label}\n")).unwrap();
+    std::fs::write(&token, format!("a-long-enough-token-of-{label}\n")).unwrap();
     let token = token.to_str().unwrap().to_string();
     let mut args: Vec<String> = [
         "worker",

@@ -252,7 +252,7 @@ async fn read_frame(stream: &mut TcpStream) -> Vec<u8> {
 #[test]
 fn a_promise_resolved_after_the_call_that_uses_it_is_awaited_in_libcapnp_order() {
     each_on(&[Transport::Tcp], 1, |h| async move {
-        let server = serve(ServeOptions::default(), &h).await;
+        let server = serve(ServeOptions::insecure_loopback(), &h).await;
         let mut raw = Raw::connect(&server).await;
         // libcapnp 0.9's order: open, x, matmul(x, promise), w, Resolve.
         raw.bootstrap_and_open().await;
@@ -271,7 +271,7 @@ fn a_promise_resolved_after_the_call_that_uses_it_is_awaited_in_libcapnp_order()
 #[test]
 fn a_promise_resolved_to_a_question_not_yet_asked_is_refused_not_awaited() {
     each_on(&[Transport::Tcp], 1, |h| async move {
-        let server = serve(ServeOptions::default(), &h).await;
+        let server = serve(ServeOptions::insecure_loopback(), &h).await;
         let mut raw = Raw::connect(&server).await;
         raw.bootstrap_and_open().await;
         raw.make_tensor(2, [2, 3], &X).await;
@@ -297,7 +297,7 @@ fn a_promise_resolved_to_a_question_not_yet_asked_is_refused_not_awaited() {
 #[test]
 fn a_promise_resolved_to_an_exception_fails_the_call_with_it() {
     each_on(&[Transport::Tcp], 1, |h| async move {
-        let server = serve(ServeOptions::default(), &h).await;
+        let server = serve(ServeOptions::insecure_loopback(), &h).await;
         let mut raw = Raw::connect(&server).await;
         raw.bootstrap_and_open().await;
         raw.make_tensor(2, [2, 3], &X).await;
@@ -316,7 +316,7 @@ fn a_promise_resolved_to_an_exception_fails_the_call_with_it() {
 #[test]
 fn a_promise_never_resolved_fails_the_call_at_its_deadline() {
     each_on(&[Transport::Tcp], 1, |h| async move {
-        let mut opts = ServeOptions::default();
+        let mut opts = ServeOptions::insecure_loopback();
         opts.call_deadline = Some(Duration::from_millis(300));
         let server = serve(opts, &h).await;
         let mut raw = Raw::connect(&server).await;
