@@ -50,26 +50,6 @@ pub(crate) fn crc_combine(crc_a: u32, crc_b: u32, len_b: usize) -> u32 {
     crc32c::crc32c_combine(crc_a, crc_b, len_b)
 }
 
-/// Asks the kernel to back a large, freshly mapped buffer with huge pages
-/// as it is first written: a transfer then takes one page fault per 2 MiB
-/// instead of one per 4 KiB, which was a third of a receiver's time. Only
-/// advice: nothing changes where the kernel does not take it.
-fn huge_pages(buf: &[u8]) {
-    const HUGE: usize = 2 << 20;
-    #[cfg(target_os = "linux")]
-    if buf.len() >= 2 * HUGE {
-        let start = (buf.as_ptr() as usize).next_multiple_of(HUGE);
-        let end = (buf.as_ptr() as usize + buf.len()) & !(HUGE - 1);
-        if end > start {
-            // SAFETY: the range lies inside `buf`'s allocation, and
-            // MADV_HUGEPAGE changes no contents, only how the pages are backed.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-}
-
 /// The CRC32C of `a`'s first `upto` bytes (what a resumed transfer does
 /// not send again, but the whole tensor's checksum covers).
 pub(crate) fn crc_prefix(mut head: Chunks<'_>, upto: usize) -> u32 {
@@ -121,15 +101,13 @@ impl Incoming {
             DType::I64 => Buf::I64(vec![0; n]),
             DType::Bool => Buf::Bool(vec![0; n]),
         };
-        let incoming = Incoming {
+        Ok(Incoming {
             dtype,
             dims,
             buf,
             received: 0,
             crc: 0,
-        };
-        huge_pages(incoming.bytes_ref());
-        Ok(incoming)
+        })
     }
 
     /// The same, in a new file of `spill`, reserved through `alloc` (the
