@@ -122,6 +122,10 @@ pub(crate) struct Pending {
     pub(crate) incoming: Option<(Incoming, Held)>,
     /// Upload capabilities alive for it (one per connection using it).
     pub(crate) attached: u32,
+    /// Bumped by each resume: only the newest capability may write, so the
+    /// offset a resume reported cannot move under it (chunks of the cut
+    /// connection still being processed are refused).
+    pub(crate) generation: u64,
     /// When it was last written to or detached.
     pub(crate) touched: Instant,
     /// Why it failed, for the calls that come after.
@@ -303,6 +307,7 @@ impl WorkerState {
         let pending = Arc::new(Mutex::new(Pending {
             incoming: Some((incoming, held)),
             attached: 1,
+            generation: 0,
             touched: Instant::now(),
             failed: None,
         }));
@@ -322,6 +327,7 @@ impl WorkerState {
                 return Err(unknown());
             }
             p.attached += 1;
+            p.generation += 1;
             p.touched = Instant::now();
         }
         Ok(pending)

@@ -21,6 +21,8 @@ pub(crate) struct UploadCap {
     store: Rc<Store>,
     id: Vec<u8>,
     pending: Arc<Mutex<Pending>>,
+    /// The [`Pending::generation`] this capability may write in.
+    generation: u64,
 }
 
 impl UploadCap {
@@ -30,7 +32,9 @@ impl UploadCap {
         id: Vec<u8>,
         pending: Arc<Mutex<Pending>>,
     ) -> upload::Client {
+        let generation = lock(&pending).generation;
         crate::new_client(UploadCap {
+            generation,
             state,
             store,
             id,
@@ -75,6 +79,9 @@ impl upload::Server for UploadCap {
         let p = params.get()?;
         let data = p.get_data()?;
         let mut pending = lock(&self.pending);
+        if pending.generation != self.generation {
+            return Err(superseded().into());
+        }
         pending.touched = Instant::now();
         let Some((incoming, _)) = pending.incoming.as_mut() else {
             return Err(pending.gone().into());
@@ -92,7 +99,13 @@ impl upload::Server for UploadCap {
         mut results: upload::FinishResults,
     ) -> Result<(), capnp::Error> {
         let crc = params.get()?.get_crc32c();
-        let taken = lock(&self.pending).incoming.take();
+        let taken = {
+            let mut p = lock(&self.pending);
+            if p.generation != self.generation {
+                return Err(superseded().into());
+            }
+            p.incoming.take()
+        };
         let Some((incoming, held)) = taken else {
             return Err(lock(&self.pending).gone().into());
         };
@@ -121,4 +134,9 @@ impl upload::Server for UploadCap {
         r.set_bytes(bytes);
         Ok(())
     }
+}
+
+/// For a capability whose upload was resumed on another connection.
+fn superseded() -> Error {
+    Error::invalid("this upload was resumed on another connection; write there")
 }
