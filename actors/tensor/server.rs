@@ -281,12 +281,9 @@ impl tensor::Server for TensorCap {
     async fn meta(
         self: Rc<Self>,
         _: tensor::MetaParams,
-        mut results: tensor::MetaResults,
+        results: tensor::MetaResults,
     ) -> Result<(), capnp::Error> {
-        let (a, _) = self.value()?;
-        let mut r = results.get();
-        r.set_dtype(codec::to_wire(a.dtype()));
-        codec::set_shape(r.init_shape(a.shape().len() as u32), a.shape());
+        write_meta(&self.value()?.0, results);
         Ok(())
     }
 
@@ -548,6 +545,13 @@ impl tensor::Server for TensorCap {
     }
 }
 
+/// Answers `Tensor.meta` for `a`, in memory or spilled (without reading it).
+fn write_meta(a: &Stored, mut results: tensor::MetaResults) {
+    let mut r = results.get();
+    r.set_dtype(codec::to_wire(a.dtype()));
+    codec::set_shape(r.init_shape(a.shape().len() as u32), a.shape());
+}
+
 /// What a transfer ticket grants another worker: one streamed read of a
 /// tensor (and its `meta`), nothing else. With `move`, the source tensor
 /// is emptied once the reader has accepted every byte.
@@ -569,12 +573,9 @@ impl tensor::Server for Granted {
     async fn meta(
         self: Rc<Self>,
         _: tensor::MetaParams,
-        mut results: tensor::MetaResults,
+        results: tensor::MetaResults,
     ) -> Result<(), capnp::Error> {
-        let a = self.stored()?;
-        let mut r = results.get();
-        r.set_dtype(codec::to_wire(a.dtype()));
-        codec::set_shape(r.init_shape(a.shape().len() as u32), a.shape());
+        write_meta(&self.stored()?, results);
         Ok(())
     }
 
