@@ -165,7 +165,8 @@ impl Runtime {
         S: 'static,
         F: FnOnce() -> S + Send + 'static,
     {
-        let (ours, theirs) = memory::pipe(&opts.link);
+        let back = opts.reply_link.as_ref().unwrap_or(&opts.link);
+        let (ours, theirs) = memory::pipe_each_way(&opts.link, back);
         let conn = transport::connect_stream::<C, _>(ours, &opts.connect);
         let cut = conn.link().cut.clone();
         let serve = opts.serve.clone();

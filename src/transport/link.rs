@@ -3,7 +3,8 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -27,6 +28,98 @@ pub(crate) struct LinkConfig {
     /// Stop reading while writes are blocked: a server then takes no new
     /// calls from a peer that does not read its replies.
     pub(crate) pause_reads_while_blocked: bool,
+    /// Holds all traffic while a partition lasts (a client's link).
+    pub(crate) valve: Option<Arc<Valve>>,
+}
+
+/// A simulated network partition: while it is shut, a [`Link`] neither
+/// reads from nor writes to its stream, so both directions hold their bytes
+/// (as a network holds retransmitted segments); when it opens, everything
+/// held flows again. `Send + Sync`.
+#[derive(Debug, Default)]
+pub(crate) struct Valve {
+    shut: AtomicBool,
+    state: Mutex<ValveState>,
+}
+
+#[derive(Debug, Default)]
+struct ValveState {
+    /// Opens by itself at this time (a stall), if set.
+    until: Option<Instant>,
+    /// The read and write halves waiting for the valve to open.
+    waiting: [Option<Waker>; 2],
+}
+
+const READ: usize = 0;
+const WRITE: usize = 1;
+
+impl Valve {
+    /// Holds all traffic until [`Valve::open`], or until `until` if given.
+    pub(crate) fn shut(&self, until: Option<Instant>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.until = until;
+        self.shut.store(true, Ordering::Release);
+        // A stall replacing a partition: the waiting halves re-arm their
+        // timers.
+        for w in state.waiting.iter_mut().filter_map(Option::take) {
+            w.wake();
+        }
+    }
+
+    /// Lets traffic flow again.
+    pub(crate) fn open(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.until = None;
+        self.shut.store(false, Ordering::Release);
+        for w in state.waiting.iter_mut().filter_map(Option::take) {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn is_shut(&self) -> bool {
+        self.shut.load(Ordering::Acquire)
+    }
+
+    /// Whether `half` may go on; if not, it is woken when it may (the
+    /// caller polls `timer` for a stall's end).
+    fn poll_open(
+        &self,
+        half: usize,
+        cx: &mut Context<'_>,
+        timer: &mut Option<Pin<Box<Sleep>>>,
+    ) -> bool {
+        loop {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if !self.shut.load(Ordering::Acquire) {
+                *timer = None;
+                return true;
+            }
+            match state.until {
+                Some(at) if at <= Instant::now() => {
+                    drop(state);
+                    self.open();
+                    continue;
+                }
+                Some(at) => {
+                    state.waiting[half] = Some(cx.waker().clone());
+                    drop(state);
+                    let sleep = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                    if sleep.deadline() != at {
+                        sleep.as_mut().reset(at);
+                    }
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        continue;
+                    }
+                    return false;
+                }
+                None => {
+                    state.waiting[half] = Some(cx.waker().clone());
+                    *timer = None;
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 /// Wraps a byte stream so that it can be cut from outside and times out
@@ -49,6 +142,9 @@ pub(crate) struct Link<S> {
     paused_reader: Option<Waker>,
     pause_reads: bool,
     outgoing: Option<Arc<Outgoing>>,
+    valve: Option<Arc<Valve>>,
+    /// When a stall ends, for each half held by it.
+    valve_timers: [Option<Pin<Box<Sleep>>>; 2],
 }
 
 impl<S> Link<S> {
@@ -66,7 +162,30 @@ impl<S> Link<S> {
             paused_reader: None,
             pause_reads: config.pause_reads_while_blocked,
             outgoing: config.outgoing,
+            valve: config.valve,
+            valve_timers: [None, None],
         }
+    }
+
+    /// Whether `half` is held by a partition (then it is woken when the
+    /// partition heals, or by a cut).
+    fn held(&mut self, half: usize, cx: &mut Context<'_>) -> bool {
+        let Some(valve) = &self.valve else {
+            return false;
+        };
+        if !valve.is_shut() && self.valve_timers[half].is_none() {
+            return false;
+        }
+        if valve.poll_open(half, cx, &mut self.valve_timers[half]) {
+            return false;
+        }
+        let cut = if half == READ {
+            &mut self.read_cut
+        } else {
+            &mut self.write_cut
+        };
+        // Still woken by a cut while held.
+        cut.as_mut().poll(cx).is_pending()
     }
 
     /// A write made progress: the peer is reading.
@@ -91,6 +210,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Link<S> {
         // Polling the cut future registers a waker each time (a few hundred
         // instructions); checking the flag is enough while the stream is
         // ready, and the future is polled below before parking.
+        if this.token.is_cancelled() {
+            return Poll::Ready(Err(cut_read()));
+        }
+        if this.held(READ, cx) {
+            return Poll::Pending;
+        }
         if this.token.is_cancelled() {
             return Poll::Ready(Err(cut_read()));
         }
@@ -143,6 +268,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Link<S> {
         if self.token.is_cancelled() {
             return Poll::Ready(Err(cut_write()));
         }
+        if self.held(WRITE, cx) {
+            return Poll::Pending;
+        }
+        if self.token.is_cancelled() {
+            return Poll::Ready(Err(cut_write()));
+        }
         match Pin::new(&mut self.inner).poll_write(cx, buf) {
             Poll::Pending => self.park_write(cx),
             Poll::Ready(Ok(n)) => {
@@ -154,6 +285,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Link<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.token.is_cancelled() {
+            return Poll::Ready(Err(cut_write()));
+        }
+        if self.held(WRITE, cx) {
+            return Poll::Pending;
+        }
         if self.token.is_cancelled() {
             return Poll::Ready(Err(cut_write()));
         }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use std::future::Future;
 
+use rand::{RngExt, SeedableRng};
+use rand_pcg::Pcg64;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
@@ -19,6 +21,11 @@ use super::ConnectOptions;
 
 /// How a virtual link behaves, in each direction.
 ///
+/// Latency can vary: each chunk written waits `latency` plus a random
+/// extra of up to `jitter`, drawn from a generator seeded with `seed`, so a
+/// run can be replayed. Bytes still arrive in the order they were written
+/// (a chunk never overtakes the one before it), as over a real stream.
+///
 /// # Examples
 ///
 /// ```
@@ -27,6 +34,8 @@ use super::ConnectOptions;
 ///
 /// let mut slow = LinkConditions::default();
 /// slow.latency = Duration::from_millis(2);
+/// slow.jitter = Duration::from_millis(1);
+/// slow.seed = 7;
 /// slow.bandwidth = Some(100 << 20); // 100 MiB/s
 /// ```
 #[derive(Clone, Debug)]
@@ -34,6 +43,10 @@ use super::ConnectOptions;
 pub struct LinkConditions {
     /// One-way delay added to every byte.
     pub latency: Duration,
+    /// Up to this much extra delay per chunk, uniformly drawn. Default 0.
+    pub jitter: Duration,
+    /// Seeds the jitter's generator. Default 0.
+    pub seed: u64,
     /// Bytes per second each direction carries; `None` for no cap.
     pub bandwidth: Option<u64>,
     /// Bytes a direction holds in flight before writers wait, like a socket
@@ -45,6 +58,8 @@ impl Default for LinkConditions {
     fn default() -> Self {
         LinkConditions {
             latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+            seed: 0,
             bandwidth: None,
             buffer: 4 << 20,
         }
@@ -76,8 +91,11 @@ impl Default for LinkConditions {
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct VirtualOptions {
-    /// How the pipe between client and actor behaves.
+    /// How the pipe between client and actor behaves: both ways, unless
+    /// `reply_link` says otherwise for the way back.
     pub link: LinkConditions,
+    /// How the actor-to-client direction behaves, if not as `link`.
+    pub reply_link: Option<LinkConditions>,
     /// How the actor's side serves the connection.
     pub serve: ServeOptions,
     /// How the client's side connects.
@@ -86,7 +104,7 @@ pub struct VirtualOptions {
 
 impl LinkConditions {
     fn shaped(&self) -> bool {
-        !self.latency.is_zero() || self.bandwidth.is_some()
+        !self.latency.is_zero() || !self.jitter.is_zero() || self.bandwidth.is_some()
     }
 }
 
@@ -96,10 +114,20 @@ const TIMER_TICK: Duration = Duration::from_millis(1);
 /// Largest chunk one write hands to the reader.
 const MAX_CHUNK: usize = 256 << 10;
 
-/// Creates a connected pair of in-memory streams.
+/// Creates a connected pair of in-memory streams, the same conditions both
+/// ways.
 pub(crate) fn pipe(cond: &LinkConditions) -> (MemoryStream, MemoryStream) {
-    let (a_tx, a_rx) = half(cond);
-    let (b_tx, b_rx) = half(cond);
+    pipe_each_way(cond, cond)
+}
+
+/// Creates a connected pair of in-memory streams: bytes the first writes
+/// travel under `there`, bytes the second writes under `back`.
+pub(crate) fn pipe_each_way(
+    there: &LinkConditions,
+    back: &LinkConditions,
+) -> (MemoryStream, MemoryStream) {
+    let (a_tx, a_rx) = half(there);
+    let (b_tx, b_rx) = half(back);
     (
         MemoryStream { tx: a_tx, rx: b_rx },
         MemoryStream { tx: b_tx, rx: a_rx },
@@ -112,8 +140,10 @@ fn half(cond: &LinkConditions) -> (Tx, Rx) {
     let sem = Arc::new(Semaphore::new(buffer));
     let shaper = cond.shaped().then(|| Shaper {
         latency: cond.latency,
+        jitter: (!cond.jitter.is_zero()).then(|| (cond.jitter, Pcg64::seed_from_u64(cond.seed))),
         bandwidth: cond.bandwidth,
         free_at: Instant::now(),
+        last: Instant::now(),
     });
     (
         Tx {
@@ -138,9 +168,13 @@ struct Chunk {
 
 struct Shaper {
     latency: Duration,
+    jitter: Option<(Duration, Pcg64)>,
     bandwidth: Option<u64>,
     /// When the simulated wire is free to start sending the next chunk.
     free_at: Instant,
+    /// When the last chunk is delivered: the next one is not delivered
+    /// before it, whatever its jitter.
+    last: Instant,
 }
 
 impl Shaper {
@@ -151,7 +185,17 @@ impl Shaper {
             _ => Duration::ZERO,
         };
         self.free_at = start + on_wire;
-        self.free_at + self.latency
+        let extra = self.jitter();
+        self.last = self.last.max(self.free_at + self.latency + extra);
+        self.last
+    }
+
+    /// The next chunk's extra delay.
+    fn jitter(&mut self) -> Duration {
+        match &mut self.jitter {
+            Some((max, rng)) => max.mul_f64(rng.random::<f64>()),
+            None => Duration::ZERO,
+        }
     }
 }
 
@@ -258,5 +302,27 @@ impl AsyncWrite for MemoryStream {
     fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.tx.chan = None;
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shaper(seed: u64) -> Shaper {
+        let mut c = LinkConditions::default();
+        (c.jitter, c.seed) = (Duration::from_millis(10), seed);
+        let (tx, _rx) = half(&c);
+        tx.shaper.expect("jitter shapes the link")
+    }
+
+    #[test]
+    fn the_same_seed_replays_the_same_jitter() {
+        let (mut a, mut b, mut c) = (shaper(3), shaper(3), shaper(4));
+        let run = |s: &mut Shaper| (0..32).map(|_| s.jitter()).collect::<Vec<_>>();
+        let (ja, jb, jc) = (run(&mut a), run(&mut b), run(&mut c));
+        assert_eq!(ja, jb);
+        assert_ne!(ja, jc);
+        assert!(ja.iter().all(|d| *d <= Duration::from_millis(10)));
     }
 }

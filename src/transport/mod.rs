@@ -271,11 +271,37 @@ impl<C> Drop for Connection<C> {
     }
 }
 
-/// Cuts a connection, or waits for it to end. Cheap to clone, `Send`.
+/// Cuts a connection, partitions it, or waits for it to end. Cheap to
+/// clone, `Send + Sync`.
+///
+/// [`cut`](LinkHandle::cut) ends the connection for good: the RPC session
+/// is gone, so nothing can heal it (a reconnecting client makes a new
+/// one). [`partition`](LinkHandle::partition) is the network failing under
+/// a live connection: nothing is delivered either way until
+/// [`heal`](LinkHandle::heal), and then everything held is, as TCP
+/// retransmits across a short outage. A partition that outlasts the
+/// heartbeat timeout ends the connection as a dead peer would.
+///
+/// # Examples
+///
+/// ```
+/// use capactor::actors::Probe;
+/// use capactor::schema::probe_capnp::probe;
+///
+/// let rt = capactor::Runtime::builder().vats(1).build().unwrap();
+/// capactor::block_on(async {
+///     let p: capactor::Connection<probe::Client> = rt.spawn_virtual(|| Probe::new("p"));
+///     p.link().partition();
+///     let call = p.ping_request().send().promise; // held, not lost
+///     p.link().heal();
+///     call.await.unwrap();
+/// });
+/// ```
 #[derive(Clone, Debug)]
 pub struct LinkHandle {
     pub(crate) cut: CancellationToken,
     closed: CancellationToken,
+    valve: Arc<link::Valve>,
 }
 
 impl LinkHandle {
@@ -283,6 +309,7 @@ impl LinkHandle {
         LinkHandle {
             cut,
             closed: CancellationToken::new(),
+            valve: Arc::default(),
         }
     }
 
@@ -290,6 +317,32 @@ impl LinkHandle {
     /// on either side fails with `disconnected`.
     pub fn cut(&self) {
         self.cut.cancel();
+    }
+
+    /// Partitions the link: from now on nothing is delivered in either
+    /// direction, and nothing is lost, until [`LinkHandle::heal`]. Calls
+    /// made meanwhile wait (or time out, or are failed by the heartbeat,
+    /// as against an unreachable peer).
+    pub fn partition(&self) {
+        self.valve.shut(None);
+    }
+
+    /// Heals a partition or ends a stall early: what was held is
+    /// delivered, in order.
+    pub fn heal(&self) {
+        self.valve.open();
+    }
+
+    /// Stalls the link for `duration`: nothing is delivered, then
+    /// everything is.
+    pub fn stall(&self, duration: Duration) {
+        self.valve
+            .shut(Some(tokio::time::Instant::now() + duration));
+    }
+
+    /// True while the link is partitioned or stalled.
+    pub fn is_partitioned(&self) -> bool {
+        self.valve.is_shut()
     }
 
     /// True once the connection has ended, for whatever reason.
@@ -507,6 +560,7 @@ async fn serve_rpc<S>(
         write_stall_timeout: limits.write_stall_timeout,
         outgoing,
         pause_reads_while_blocked: true,
+        valve: None,
     };
     let link = Link::new(stream, cut, config);
     let system = rpc_system(link, Side::Server, Some(bootstrap), limits, gate);
@@ -539,6 +593,7 @@ where
     let handle = LinkHandle::new(CancellationToken::new());
     let config = LinkConfig {
         write_stall_timeout: opts.limits.write_stall_timeout,
+        valve: Some(handle.valve.clone()),
         ..LinkConfig::default()
     };
     let link = Link::new(stream, handle.cut.clone(), config);
