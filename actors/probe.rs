@@ -29,7 +29,7 @@ pub const PROBE: Interface = Interface::of::<probe::Client>("Probe");
 ///     req.get().set_data(b"hi");
 ///     let reply = req.send().promise.await.unwrap();
 ///     assert_eq!(reply.get().unwrap().get_data().unwrap(), b"hi");
-/// });
+/// }).unwrap();
 /// ```
 #[derive(Debug)]
 pub struct Probe {

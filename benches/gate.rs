@@ -94,7 +94,8 @@ fn main() {
                 .count();
         }
         (first_tenth.unwrap_or((n, all)), all, served, took)
-    });
+    })
+    .unwrap();
 
     let per = |count: usize, rss: u64| rss.saturating_sub(baseline) as f64 / count.max(1) as f64;
     let (tenth_n, tenth_rss) = first_tenth;

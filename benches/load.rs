@@ -204,7 +204,9 @@ fn main() {
             let opts = opts.clone();
             thread::Builder::new()
                 .name(format!("load-client-{t}"))
-                .spawn(move || capactor::block_on(client_thread(addr, opts, clients, deadline)))
+                .spawn(move || {
+                    capactor::block_on(client_thread(addr, opts, clients, deadline)).unwrap()
+                })
                 .expect("starting a client thread")
         })
         .collect();
@@ -222,7 +224,7 @@ fn main() {
     // gone). Once the worker has seen them go (it holds no tensor any
     // more), give it a bounded while to hand memory back.
     let left = Instant::now();
-    let held = capactor::block_on(tensors_freed(&addr, &opts));
+    let held = capactor::block_on(tensors_freed(&addr, &opts)).unwrap();
     let freed_in = left.elapsed();
     thread::sleep(SETTLE_FIRST);
     let near =
@@ -239,7 +241,7 @@ fn main() {
     let near_wave = |rss: u64| rss as f64 <= wave_baseline as f64 * NEAR_RATIO;
     let waves = wave::run(config.wave, &addr, &token_text, || {
         let left = Instant::now();
-        let held = capactor::block_on(tensors_freed(&addr, &opts));
+        let held = capactor::block_on(tensors_freed(&addr, &opts)).unwrap();
         thread::sleep(SETTLE_FIRST);
         let mut after = rss_kib(pid).unwrap_or(0);
         while !near_wave(after) && left.elapsed() < SETTLE {

@@ -62,7 +62,7 @@ pub(crate) fn run(
     let sock: SocketAddr = addr.parse().expect("a socket address");
     (0..config.waves)
         .map(|_| {
-            capactor::block_on(dropped_uploads(sock, token, config));
+            capactor::block_on(dropped_uploads(sock, token, config)).unwrap();
             killed_holders(addr, token, config);
             settle()
         })
@@ -158,7 +158,8 @@ pub(crate) fn hold_main(args: &[String]) {
         .await;
         println!("holding {} tensors", held.len());
         std::future::pending::<()>().await;
-    });
+    })
+    .unwrap();
 }
 
 /// One line saying what the waves are.

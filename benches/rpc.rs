@@ -79,8 +79,9 @@ fn main() {
     );
 
     let raw = raw_tcp();
-    let stock = [false, true].map(|buffered| capactor::block_on(stock_capnp_rpc(buffered)));
-    let (local, virt, tcp) = capactor::block_on(capactor_transports());
+    let stock =
+        [false, true].map(|buffered| capactor::block_on(stock_capnp_rpc(buffered)).unwrap());
+    let (local, virt, tcp) = capactor::block_on(capactor_transports()).unwrap();
     println!(
         "4. vat scaling: Probe.spin({SPIN_MICROS} µs), {SCALE_CONNECTIONS} connections x \
          {SCALE_WINDOW} calls in flight, {} ms timed after {} ms warm-up",
@@ -88,7 +89,7 @@ fn main() {
         SCALE_RUN.as_millis() / 5
     );
     let scaling = [Reach::Virtual, Reach::Tcp]
-        .map(|reach| capactor::block_on(vat_scaling(reach, cores.max(2), cores)));
+        .map(|reach| capactor::block_on(vat_scaling(reach, cores.max(2), cores)).unwrap());
 
     summary(&raw, &stock, &[local, virt, tcp], &scaling);
     println!(

@@ -100,9 +100,9 @@ fn main() {
     let (x, m) = chain_inputs();
     let expected = chain_locally(&x, &m);
 
-    let slow = capactor::block_on(chain_over_virtual(&rt, &x, &m, expected));
-    let tcp = capactor::block_on(chain_over_tcp(&rt, &x, &m, expected));
-    let matmul = capactor::block_on(matmul(&rt));
+    let slow = capactor::block_on(chain_over_virtual(&rt, &x, &m, expected)).unwrap();
+    let tcp = capactor::block_on(chain_over_tcp(&rt, &x, &m, expected)).unwrap();
+    let matmul = capactor::block_on(matmul(&rt)).unwrap();
 
     summary(&slow, &tcp, &matmul);
     println!(

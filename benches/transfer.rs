@@ -102,7 +102,8 @@ fn main() {
         for (&bytes, raw) in sizes.iter().zip(raws) {
             results.push(measure(bytes, raw, reps, &wa, &wb, &pids).await);
         }
-    });
+    })
+    .unwrap();
     for (w, _) in [&mut a, &mut b] {
         w.signal_term();
         w.wait(Duration::from_secs(30));

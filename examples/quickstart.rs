@@ -27,7 +27,7 @@ const LEARNING_RATE: f32 = 0.5;
 
 fn main() -> capactor::Result<()> {
     let rt = Runtime::new()?;
-    capactor::block_on(train(&rt))
+    capactor::block_on(train(&rt)).unwrap()
 }
 
 async fn train(rt: &Runtime) -> capactor::Result<()> {

@@ -174,7 +174,7 @@ impl ActorMeta {
 ///     let p: probe::Client = capactor::spawn_local(capactor::actors::Probe::new("p"));
 ///     let base: actor::Client = capactor::cast(&p);
 ///     base.ping_request().send().promise.await.unwrap();
-/// });
+/// }).unwrap();
 /// ```
 pub fn cast<T: FromClientHook, C: FromClientHook>(client: &C) -> T {
     T::new(client.as_client_hook().add_ref())
@@ -314,7 +314,7 @@ impl fmt::Display for Description {
 ///     assert_eq!(about.interfaces[0].name, "TensorWorker");
 ///     assert!(about.implements::<tensor_worker::Client>());
 ///     assert!(about.implements_id(TENSOR_WORKER.id));
-/// });
+/// }).unwrap();
 /// ```
 pub async fn describe<C: FromClientHook>(client: &C) -> crate::Result<Description> {
     let actor: actor::Client = cast(client);
@@ -349,7 +349,7 @@ pub async fn describe<C: FromClientHook>(client: &C) -> crate::Result<Descriptio
 ///     let err = capactor::actor::explain_unimplemented(&p, "Probe.echo", err).await;
 ///     assert_eq!(err.kind(), capnp::ErrorKind::Unimplemented);
 ///     assert!(err.to_string().contains("Probe.echo is not implemented by actor \"w1\""));
-/// });
+/// }).unwrap();
 /// ```
 pub async fn explain_unimplemented<C: FromClientHook>(
     client: &C,
@@ -402,7 +402,7 @@ pub async fn explain_unimplemented<C: FromClientHook>(
 ///     g.ping_request().send().promise.await.unwrap();
 ///     let about = capactor::actor::describe(&g).await.unwrap();
 ///     assert_eq!((about.name.as_str(), about.kind.as_str()), ("hello", "greeter"));
-/// });
+/// }).unwrap();
 /// ```
 #[macro_export]
 macro_rules! serve_actor_via {

@@ -296,7 +296,7 @@ pub(crate) fn put(args: Put) -> Result<()> {
         worker.store(&args.name, &t, ttl).await?;
         summary(&args.show, &format!("put {}", args.name), total, started);
         Ok(())
-    })
+    })?
 }
 
 /// `capactor get`: reads a named object into a `.npy` file.
@@ -323,7 +323,7 @@ pub(crate) fn get(args: Get) -> Result<()> {
             started,
         );
         Ok::<_, Error>(array)
-    })?;
+    })??;
     write_npy(&args.file, &array)
 }
 
@@ -332,7 +332,7 @@ pub(crate) fn ls(args: Ls) -> Result<()> {
     let objects = capactor::block_on(async {
         let (_conn, worker) = args.reach.connect(&args.addr).await?;
         worker.list().await
-    })?;
+    })??;
     print!("{}", table(&objects));
     Ok(())
 }
@@ -379,7 +379,7 @@ pub(crate) fn rm(args: Rm) -> Result<()> {
         let (_conn, worker) = args.reach.connect(&args.addr).await?;
         check_name(&worker, &args.addr, &args.name, true).await?;
         worker.delete(&args.name).await
-    })
+    })?
 }
 
 /// `capactor copy`: the destination worker fetches the object straight
@@ -432,7 +432,7 @@ pub(crate) fn copy(args: Copy) -> Result<()> {
         done?;
         summary(&args.show, &format!("copy {}", args.name), total, started);
         Ok(())
-    })
+    })?
 }
 
 /// Reads a `.npy` file of any dtype the worker holds.

@@ -72,6 +72,17 @@ pub enum Error {
         id: ErrorId,
     },
 
+    /// A client API was used where it cannot run (outside an event loop it
+    /// can use, or `block_on` inside a tokio runtime); the message says
+    /// what to write instead.
+    #[error("{0}")]
+    EventLoop(&'static str),
+
+    /// The [`Runtime`](crate::Runtime) that owned a [`Handle`](crate::Handle)
+    /// has shut down.
+    #[error("disconnected: the capactor runtime this handle belongs to has shut down")]
+    RuntimeStopped,
+
     /// A local I/O error (binding, connecting, reading a file).
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -109,11 +120,13 @@ impl Error {
         use capnp::ErrorKind as K;
         match self {
             Error::Limit { .. } | Error::ShuttingDown | Error::DeadlineExceeded(_) => K::Overloaded,
-            Error::Disconnected(_) => K::Disconnected,
+            Error::Disconnected(_) | Error::RuntimeStopped => K::Disconnected,
             Error::Remote(e) => e.kind,
-            Error::Invalid(_) | Error::Unauthorized | Error::Internal { .. } | Error::Io(_) => {
-                K::Failed
-            }
+            Error::Invalid(_)
+            | Error::Unauthorized
+            | Error::Internal { .. }
+            | Error::Io(_)
+            | Error::EventLoop(_) => K::Failed,
         }
     }
 

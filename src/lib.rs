@@ -30,7 +30,7 @@
 //!     let counter = req.send().pipeline.get_counter();
 //!     let reply = counter.next_request().send().promise.await.unwrap();
 //!     assert_eq!(reply.get().unwrap().get_value(), 41);
-//! });
+//! }).unwrap();
 //! ```
 
 #![warn(
@@ -47,6 +47,7 @@ pub mod call;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+mod handle;
 mod quota;
 mod runtime;
 pub mod schema;
@@ -57,9 +58,11 @@ pub(crate) use transport::IN_PROCESS;
 
 pub use actor::{cast, describe, ActorMeta, Description, Interface};
 pub use call::{new_client, new_client_from_rc};
+pub use capactor_macros::test;
 pub use error::{Error, ErrorId, Result};
+pub use handle::Handle;
 pub use quota::Quota;
-pub use runtime::{block_on, spawn_local, Builder, Runtime};
+pub use runtime::{block_on, run_local, spawn_local, Builder, Runtime};
 pub use transport::tcp::{ServeOptions, TcpServer, MIN_TOKEN_BYTES};
 pub use transport::tls;
 pub use transport::{
@@ -90,7 +93,7 @@ pub use transport::{
 ///         capactor::connect_tcp("127.0.0.1:7001", &opts).await?;
 ///     worker.ping_request().send().promise.await?;
 ///     Ok::<_, capactor::Error>(())
-/// });
+/// }).unwrap();
 /// ```
 pub async fn connect_tcp<C: capnp::capability::FromClientHook>(
     addr: &str,

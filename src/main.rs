@@ -392,7 +392,7 @@ fn worker(
             tracing::warn!("some calls were still running when the grace period ended");
         }
         Ok(())
-    })
+    })?
 }
 
 /// Catches SIGINT and SIGTERM from now on; the future completes at the
@@ -544,5 +544,5 @@ fn info(
         // interfaces first.
         println!("{}", capactor::describe(conn.client()).await?);
         Ok(())
-    })
+    })?
 }

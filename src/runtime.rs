@@ -15,7 +15,7 @@ use crate::transport::{
     self, memory, ActorMint, Arrival, ConnectOptions, Connection, GatePolicy, Peer, ServeSite,
     VirtualOptions,
 };
-use crate::Result;
+use crate::{Error, Result};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -48,7 +48,40 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Debug)]
 pub struct Runtime {
     vats: Vec<Vat>,
-    next: AtomicUsize,
+    next: Arc<AtomicUsize>,
+}
+
+/// What places virtual actors on a runtime's vats, from any thread (a
+/// handle's vat, say). Holds no vat alive.
+#[derive(Clone, Debug)]
+pub(crate) struct Placer {
+    vats: Vec<VatSender>,
+    next: Arc<AtomicUsize>,
+}
+
+/// A way to hand jobs to one vat thread, from any thread; what a
+/// [`Handle`](crate::Handle) holds. Sending fails once the runtime is gone.
+#[derive(Clone, Debug)]
+pub(crate) struct VatSender {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+impl VatSender {
+    /// Runs `job` on the vat, after every job sent before it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RuntimeStopped`] if the runtime has been dropped.
+    pub(crate) fn run(&self, job: impl FnOnce() + Send + 'static) -> Result<()> {
+        self.jobs
+            .send(Box::new(job))
+            .map_err(|_| Error::RuntimeStopped)
+    }
+
+    /// Whether both send to the same vat.
+    pub(crate) fn same_vat(&self, other: &VatSender) -> bool {
+        self.jobs.same_channel(&other.jobs)
+    }
 }
 
 /// Configures a [`Runtime`].
@@ -85,7 +118,7 @@ impl Builder {
         let vats = (0..n).map(Vat::start).collect::<Result<Vec<_>>>()?;
         Ok(Runtime {
             vats,
-            next: AtomicUsize::new(0),
+            next: Arc::new(AtomicUsize::new(0)),
         })
     }
 }
@@ -116,8 +149,25 @@ impl Runtime {
         self.vats[index % self.vats.len()].run(Box::new(job));
     }
 
-    fn next_vat(&self) -> usize {
-        self.next.fetch_add(1, Ordering::Relaxed)
+    /// The vat every [`Handle`](crate::Handle) made from this runtime keeps
+    /// its client on (one thread, so handles can be combined: a tensor of
+    /// one worker handle copied to another).
+    pub(crate) fn handle_vat(&self) -> VatSender {
+        VatSender {
+            jobs: self.vats[0].jobs.clone(),
+        }
+    }
+
+    /// What places virtual actors on this runtime's vats from elsewhere.
+    pub(crate) fn placer(&self) -> Placer {
+        Placer {
+            vats: (0..self.vats.len())
+                .map(|i| VatSender {
+                    jobs: self.vats[i].jobs.clone(),
+                })
+                .collect(),
+            next: self.next.clone(),
+        }
     }
 
     /// Spawns the actor made by `make` on the next vat and connects to it
@@ -125,7 +175,14 @@ impl Runtime {
     ///
     /// Returns at once: calls made before the actor exists are queued, and
     /// pipelined as usual. Must be called on a thread running a `LocalSet`
-    /// (the client's side of the connection runs there).
+    /// (the client's side of the connection runs there): inside
+    /// [`block_on`], [`run_local`] or a `#[capactor::test]`. From other
+    /// async code, use a [`Handle`](crate::Handle).
+    ///
+    /// # Panics
+    ///
+    /// Panics, saying what to write instead, if the thread runs no
+    /// `LocalSet`.
     pub fn spawn_virtual<C, S, F>(&self, make: F) -> Connection<C>
     where
         C: FromClientHook + FromServer<S>,
@@ -165,22 +222,7 @@ impl Runtime {
         S: 'static,
         F: FnOnce() -> S + Send + 'static,
     {
-        let back = opts.reply_link.as_ref().unwrap_or(&opts.link);
-        let (ours, theirs) = memory::pipe_each_way(&opts.link, back);
-        let conn = transport::connect_stream::<C, _>(ours, &opts.connect);
-        let cut = conn.link().cut.clone();
-        let serve = opts.serve.clone();
-        self.run_on_vat(self.next_vat(), move || {
-            let calls = ActorCalls::new(serve.call_deadline);
-            let policy = Arc::new(GatePolicy::new(serve.gate_failures_per_second));
-            let site = ServeSite::new(ActorMint::new::<C, S>(make()), calls, &serve, policy);
-            // A pipe has no address: its attempts count under one label.
-            let arrival = Arrival::now(Peer::Label("virtual"), None);
-            tokio::task::spawn_local(async move {
-                transport::serve_stream(theirs, &site, cut, arrival).await;
-            });
-        });
-        conn
+        self.placer().spawn_virtual_with(make, opts)
     }
 
     /// Serves actors made by `make` on a TCP listener bound to `addr`
@@ -217,6 +259,41 @@ impl Runtime {
     }
 }
 
+impl Placer {
+    /// [`Runtime::spawn_virtual_with`], from wherever this placer was taken.
+    pub(crate) fn spawn_virtual_with<C, S, F>(
+        &self,
+        make: F,
+        opts: &VirtualOptions,
+    ) -> Connection<C>
+    where
+        C: FromClientHook + FromServer<S>,
+        S: 'static,
+        F: FnOnce() -> S + Send + 'static,
+    {
+        require_local_loop();
+        let back = opts.reply_link.as_ref().unwrap_or(&opts.link);
+        let (ours, theirs) = memory::pipe_each_way(&opts.link, back);
+        let conn = transport::connect_stream::<C, _>(ours, &opts.connect);
+        let cut = conn.link().cut.clone();
+        let serve = opts.serve.clone();
+        let vat = &self.vats[self.next.fetch_add(1, Ordering::Relaxed) % self.vats.len()];
+        // A runtime being dropped refuses the job; the connection then fails
+        // its calls with `disconnected`.
+        let _ = vat.run(move || {
+            let calls = ActorCalls::new(serve.call_deadline);
+            let policy = Arc::new(GatePolicy::new(serve.gate_failures_per_second));
+            let site = ServeSite::new(ActorMint::new::<C, S>(make()), calls, &serve, policy);
+            // A pipe has no address: its attempts count under one label.
+            let arrival = Arrival::now(Peer::Label("virtual"), None);
+            tokio::task::spawn_local(async move {
+                transport::serve_stream(theirs, &site, cut, arrival).await;
+            });
+        });
+        conn
+    }
+}
+
 /// Creates a capability served by `server` on the current thread: the
 /// *local* transport (no wire, direct calls, still guarded). Same as
 /// [`crate::new_client`].
@@ -235,23 +312,131 @@ where
 /// Runs `fut` to completion on the current thread inside a `LocalSet`,
 /// which is where capnp-rpc clients must live.
 ///
-/// # Panics
+/// This is how synchronous code (a `main`, a plain `#[test]`, a thread of
+/// your own) talks to workers. Tests can use [`#[capactor::test]`](crate::test)
+/// instead, which wraps the body in it.
 ///
-/// Panics if called from within a tokio runtime, or if the runtime cannot
-/// be built.
+/// # Inside a tokio runtime
+///
+/// A thread can run only one tokio runtime at a time, so this cannot be
+/// called from async code (a `#[tokio::main]` or `#[tokio::test]` body, an
+/// axum handler). There:
+///
+/// - from any tokio code, multi-threaded or not, use a `Send` [`Handle`](crate::Handle)
+///   (or [`WorkerHandle`](crate::actors::tensor::WorkerHandle) for a tensor
+///   worker): it runs the client on a vat thread of a [`Runtime`] and hands
+///   back owned results;
+/// - on a current-thread runtime, the clients themselves can run inside
+///   [`run_local`].
+///
+/// # Errors
+///
+/// Fails, without running `fut`, if called inside a tokio runtime, or if
+/// the runtime cannot be built.
 ///
 /// # Examples
 ///
 /// ```
-/// let two = capactor::block_on(async { 1 + 1 });
+/// let two = capactor::block_on(async { 1 + 1 }).unwrap();
 /// assert_eq!(two, 2);
 /// ```
-pub fn block_on<F: Future>(fut: F) -> F::Output {
+pub fn block_on<F: Future>(fut: F) -> Result<F::Output> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(Error::EventLoop(INSIDE_RUNTIME));
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
-        .expect("building a current-thread tokio runtime");
-    tokio::task::LocalSet::new().block_on(&rt, fut)
+        .build()?;
+    let _local = LocalLoop::enter();
+    Ok(tokio::task::LocalSet::new().block_on(&rt, fut))
+}
+
+/// Runs `fut` inside a fresh `LocalSet` on the current tokio runtime, so
+/// capnp-rpc clients can be made and used in it: what a `#[tokio::test]`
+/// or current-thread `#[tokio::main]` body wraps its capactor code in.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use capactor::actors::tensor::{TensorWorker, Quota, Worker};
+///
+/// let rt = capactor::Runtime::builder().vats(1).build().unwrap();
+/// let sum = capactor::run_local(async {
+///     let w = Worker::spawn_virtual(&rt, || TensorWorker::new("w", Quota::new(1 << 20)))?;
+///     w.arange(capactor::actors::tensor::DType::F64, 0.0, 4.0, 1.0).sum().item().await
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(sum, 6.0);
+/// # });
+/// ```
+pub async fn run_local<F: Future>(fut: F) -> F::Output {
+    tokio::task::LocalSet::new()
+        .run_until(async move {
+            let _local = LocalLoop::enter();
+            fut.await
+        })
+        .await
+}
+
+const INSIDE_RUNTIME: &str = "capactor::block_on was called inside a tokio runtime, which cannot \
+     start another on the same thread: from async code, use a Send-able capactor::Handle \
+     (or WorkerHandle) made from a capactor::Runtime, or wrap the body in \
+     capactor::run_local(async { .. }).await on a current-thread runtime; \
+     in tests, write #[capactor::test] instead of #[tokio::test]";
+
+const NO_LOCAL_SET: &str = "capnp-rpc clients must be made and used on a thread running a \
+     tokio LocalSet, and this thread has none: wrap the code in capactor::block_on(async { .. }) \
+     (or capactor::run_local(async { .. }).await inside a tokio runtime), write \
+     #[capactor::test] instead of #[tokio::test], or use a Send-able capactor::Handle \
+     made from a capactor::Runtime";
+
+thread_local! {
+    /// How many capactor event loops this thread is inside.
+    static LOCAL_LOOPS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as running a `LocalSet` capactor made.
+struct LocalLoop;
+
+impl LocalLoop {
+    fn enter() -> LocalLoop {
+        LOCAL_LOOPS.with(|n| n.set(n.get() + 1));
+        LocalLoop
+    }
+}
+
+impl Drop for LocalLoop {
+    fn drop(&mut self) {
+        LOCAL_LOOPS.with(|n| n.set(n.get() - 1));
+    }
+}
+
+/// Whether capnp-rpc clients can be made on this thread: inside a
+/// `LocalSet` (capactor's, or one of the caller's own).
+///
+/// # Errors
+///
+/// An [`Error::EventLoop`] that says what to write instead.
+pub(crate) fn check_local_loop() -> Result<()> {
+    if LOCAL_LOOPS.with(|n| n.get()) > 0 {
+        return Ok(());
+    }
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(Error::EventLoop(NO_LOCAL_SET));
+    }
+    // A runtime, and perhaps a LocalSet of the caller's own: tokio offers
+    // no way to ask but trying.
+    let probe = std::panic::catch_unwind(|| drop(tokio::task::spawn_local(async {})));
+    probe.map_err(|_| Error::EventLoop(NO_LOCAL_SET))
+}
+
+/// [`check_local_loop`] for functions that cannot return an error.
+pub(crate) fn require_local_loop() {
+    if let Err(e) = check_local_loop() {
+        panic!("{e}");
+    }
 }
 
 #[derive(Debug)]
@@ -273,6 +458,7 @@ impl Vat {
             .name(format!("capactor-vat-{index}"))
             .spawn(move || {
                 let local = tokio::task::LocalSet::new();
+                let _local = LocalLoop::enter();
                 local.block_on(&rt, async move {
                     loop {
                         tokio::select! {

@@ -52,7 +52,8 @@ fn the_right_token_opens_the_gate_and_a_wrong_one_reaches_nothing() {
         }
         // The good client is unaffected.
         ping(&good, LIMIT).await;
-    });
+    })
+    .unwrap();
 }
 
 /// The gate is the same over a virtual link: a test against a virtual
@@ -128,7 +129,8 @@ fn failed_attempts_are_throttled_and_the_connection_closed_after_five() {
         for e in &errors[4..] {
             assert_eq!(e.kind, capnp::ErrorKind::Disconnected, "{e}");
         }
-    });
+    })
+    .unwrap();
 }
 
 #[test]
@@ -145,5 +147,6 @@ fn a_connection_that_never_opens_the_gate_is_closed_after_the_handshake_timeout(
         ping(&good, LIMIT).await;
         tokio::time::sleep(Duration::from_millis(400)).await;
         ping(&good, LIMIT).await;
-    });
+    })
+    .unwrap();
 }

@@ -86,7 +86,8 @@ where
             tokio::time::timeout(LIMIT, body(t, rt.clone()))
                 .await
                 .unwrap_or_else(|_| panic!("timed out over {t:?}"));
-        });
+        })
+        .unwrap();
     }
 }
 

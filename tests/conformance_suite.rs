@@ -97,5 +97,6 @@ fn every_conformance_case_passes_over_tcp() {
             summary.failed
         );
         drop(servers);
-    });
+    })
+    .unwrap();
 }

@@ -135,5 +135,6 @@ fn errors_reaching_a_tcp_client_say_nothing_about_the_worker() {
         }
         // Internal failures carry an id and nothing else.
         assert!(texts[0].1.contains("internal error (id "), "{}", texts[0].1);
-    });
+    })
+    .unwrap();
 }

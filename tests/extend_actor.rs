@@ -162,5 +162,6 @@ fn capactor_info_lists_a_user_actors_interfaces_most_derived_first() {
                 format!("{:#018x} Actor", actor::Client::TYPE_ID),
             ]
         );
-    });
+    })
+    .unwrap();
 }

@@ -33,7 +33,8 @@ fn serving_tcp_with_the_default_options_is_refused_for_want_of_a_token() {
             .await
             .expect_err("no token, no opt-in: refused");
         assert!(err.to_string().contains("insecure_no_auth"), "{err}");
-    });
+    })
+    .unwrap();
 }
 
 #[test]
@@ -54,7 +55,8 @@ fn serving_without_a_token_is_an_opt_in_allowed_on_loopback_only() {
             .unwrap();
         let client = connect_probe(&server, &ConnectOptions::default()).await;
         ping(&client, LIMIT).await;
-    });
+    })
+    .unwrap();
 }
 
 #[test]
@@ -69,7 +71,8 @@ fn a_token_shorter_than_sixteen_bytes_is_refused_at_start() {
         assert!(err.to_string().contains("at least 16"), "{err}");
         opts.token = Some(vec![b'x'; capactor::MIN_TOKEN_BYTES]);
         serve(&rt, "127.0.0.1:0", opts).await.unwrap();
-    });
+    })
+    .unwrap();
 }
 
 #[test]
@@ -80,7 +83,8 @@ fn a_worker_whose_connections_exceed_the_open_file_limit_refuses_to_start() {
         opts.max_connections = 1 << 40;
         let err = serve(&rt, "127.0.0.1:0", opts).await.expect_err("refused");
         assert!(err.to_string().contains("open files"), "{err}");
-    });
+    })
+    .unwrap();
 }
 
 #[test]
@@ -165,5 +169,6 @@ fn info_and_memory_show_a_caller_its_own_connection_and_totals_only_when_allowed
                 assert_eq!(mem_b.used, 0);
             }
         }
-    });
+    })
+    .unwrap();
 }

@@ -103,7 +103,8 @@ fn ten_thousand_concurrent_guesses_on_one_connection_get_at_most_five_compared()
         assert!(out.compared <= 5, "{out:?}");
         assert!(out.cut > 0, "the connection was cut: {out:?}");
         assert_eq!(out.compared + out.refused + out.cut, 10_000);
-    });
+    })
+    .unwrap();
     // Each rejection logged names the peer.
     let logs = logs.lock().unwrap().clone();
     let logs = String::from_utf8_lossy(&logs);
@@ -139,7 +140,8 @@ fn ten_thousand_guesses_over_fifty_connections_share_one_back_off() {
         // 3.1 s; later ones are refused uncompared.
         assert!(total.compared <= 6, "{total:?}");
         assert_eq!(total.compared + total.refused + total.cut, 10_000);
-    });
+    })
+    .unwrap();
     // Rate-limited: at most 10 lines per 10 s per worker, and the other
     // test of this file has its own worker.
     let logs = logs.lock().unwrap().clone();

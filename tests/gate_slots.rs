@@ -115,7 +115,8 @@ fn a_thousand_silent_sockets_reopened_as_they_are_cut_do_not_stop_an_authenticat
             .unwrap()
             .unwrap();
         ping(&kept, LIMIT).await;
-    });
+    })
+    .unwrap();
 }
 
 #[test]
@@ -142,5 +143,6 @@ fn when_every_slot_holds_an_authenticated_client_a_newcomer_is_refused_with_why(
         for c in &held {
             ping(c, LIMIT).await;
         }
-    });
+    })
+    .unwrap();
 }

@@ -51,7 +51,8 @@ fn a_reply_past_the_outgoing_budget_is_refused() {
         );
         let small = w.zeros(DType::F32, &[16, 16]);
         within(LIMIT, small.to_array()).await.unwrap();
-    });
+    })
+    .unwrap();
 }
 
 /// Reads normally until frozen, then never again.
@@ -137,5 +138,6 @@ fn a_peer_that_stops_reading_is_disconnected_and_frees_what_it_held() {
                 .unwrap();
         let x = Worker::new(other.client().clone()).ones(DType::I32, &[3]);
         assert_eq!(within(LIMIT, x.sum().item()).await.unwrap(), 3.0);
-    });
+    })
+    .unwrap();
 }

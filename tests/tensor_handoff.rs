@@ -122,7 +122,8 @@ fn a_copy_between_tcp_workers_goes_straight_from_source_to_destination() {
         );
         drop((a, b));
         let _ = a_state;
-    });
+    })
+    .unwrap();
 }
 
 #[test]
@@ -145,7 +146,8 @@ fn a_move_between_virtual_workers_goes_over_an_in_process_link() {
         assert_eq!(within(LIMIT, on_b.to_array()).await.unwrap(), x);
         eventually(LIMIT, || qa.used() == 0).await;
         assert_eq!(qb.used(), x.nbytes() as u64);
-    });
+    })
+    .unwrap();
 }
 
 #[test]
@@ -190,7 +192,8 @@ fn a_named_copy_appears_even_if_the_client_leaves_once_it_has_started() {
         let got = Worker::new(b.client().clone()).load("x-copy");
         assert_eq!(within(LIMIT, got.to_array()).await.unwrap(), x);
         assert_eq!(a_state.list().len(), 1);
-    });
+    })
+    .unwrap();
 }
 
 #[test]
@@ -240,7 +243,8 @@ fn named_objects_outlive_their_connection_until_deleted_or_expired() {
             let err = w.store(bad, &w.from_array(&x), None).await.unwrap_err();
             assert!(err.to_string().contains("object name must be"), "{err}");
         }
-    });
+    })
+    .unwrap();
 }
 
 #[test]
@@ -273,7 +277,8 @@ fn a_ticket_is_good_for_one_transfer_only() {
                 assert!(err.to_string().contains("already used or expired"), "{err}");
             }
         }
-    });
+    })
+    .unwrap();
 }
 
 /// Redeems `ticket` at `addr` over a raw connection to the gate.

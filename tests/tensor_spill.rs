@@ -87,7 +87,8 @@ fn a_copy_into_a_full_worker_lands_in_its_spill_directory() {
         assert_eq!((spill.files(), spill.quota().used()), (1, 12 * MIB));
         drop(copy);
         eventually(LIMIT, || spill.files() == 0).await;
-    });
+    })
+    .unwrap();
 }
 
 #[test]

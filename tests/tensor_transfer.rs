@@ -69,7 +69,8 @@ fn copy_to_gives_each_worker_its_own_copy_both_ways() {
             drop((a, b, doubled));
             until(|| fq.live_tensors() == 0 && tq.live_tensors() == 0).await;
         }
-    });
+    })
+    .unwrap();
 }
 
 #[test]
@@ -90,7 +91,8 @@ fn move_to_frees_the_original_once_the_copy_lands() {
             drop((moved, other_handle));
             until(|| fq.live_tensors() == 0 && tq.live_tensors() == 0).await;
         }
-    });
+    })
+    .unwrap();
 }
 
 #[test]
@@ -129,7 +131,8 @@ fn a_tensor_from_another_worker_is_refused_as_an_argument() {
             err.to_string().contains("bring it here with fetch"),
             "{err}"
         );
-    });
+    })
+    .unwrap();
 }
 
 #[test]
@@ -154,7 +157,8 @@ fn a_promise_from_another_worker_passed_as_an_argument_fails_by_the_call_deadlin
         assert!(err.to_string().contains("deadline"), "{err}");
         // The worker goes on serving the connection.
         assert_eq!(within(LIMIT, a.shape()).await.unwrap(), vec![1]);
-    });
+    })
+    .unwrap();
 }
 
 #[test]
@@ -168,5 +172,6 @@ fn a_copy_can_be_used_as_an_argument_on_its_destination_before_it_lands() {
         let sum = a.add(&b.copy_to(&p.virt.0));
         let got = within(LIMIT, sum.to_ndarray::<f32>()).await.unwrap();
         assert_eq!(got, array![11.0f32, 22.0].into_dyn());
-    });
+    })
+    .unwrap();
 }

@@ -58,7 +58,8 @@ fn a_client_trusting_the_root_or_pinning_the_certificate_is_served() {
         req.get().set_data(&[7u8; 100_000]);
         let reply = within(LIMIT, req.send().promise).await.unwrap();
         assert_eq!(reply.get().unwrap().get_data().unwrap().len(), 100_000);
-    });
+    })
+    .unwrap();
 }
 
 #[test]
@@ -104,7 +105,8 @@ fn a_client_that_does_not_trust_the_worker_gets_a_clear_error() {
         // Still serving trusted clients.
         let ok = connect_probe(&server, &client(ClientTls::pinned(cert).unwrap())).await;
         ping(&ok, LIMIT).await;
-    });
+    })
+    .unwrap();
 }
 
 /// One deadline covers the TLS handshake and the gate: a client that takes
@@ -170,5 +172,6 @@ fn one_deadline_from_arrival_covers_the_tls_handshake_and_the_gate() {
         // And trusted clients are still served.
         let ok = connect_probe(&server, &client(ClientTls::pinned(cert).unwrap())).await;
         ping(&ok, LIMIT).await;
-    });
+    })
+    .unwrap();
 }

@@ -43,7 +43,7 @@ fn a_worker_sent_sigterm_under_load_answers_every_chain_rightly_or_with_a_clear_
     let addr = worker.listening_addr(LIMIT);
     let pid = worker.child.id();
 
-    let t = capactor::block_on(load_and_signal(&addr, pid));
+    let t = capactor::block_on(load_and_signal(&addr, pid)).unwrap();
     let status = worker.wait(LIMIT);
     println!(
         "{} chains right ({} of them after SIGTERM), {} refused as shutting down, \

@@ -8,7 +8,7 @@ use ndarray::{ArrayD, Dimension};
 use super::codec;
 use super::ops::{Array, BinaryOp, CompareOp, DType, ReduceOp, Scalar, SliceSpec, UnaryOp};
 use crate::schema::tensor_capnp::{tensor, tensor_worker};
-use crate::Error;
+use crate::{ConnectOptions, Connection, Error, Runtime};
 
 /// Counts what a client sent and what it waited for.
 #[derive(Debug, Default)]
@@ -37,12 +37,15 @@ struct Counters {
 ///     let x = w.tensor(&array![[1.0f32, 2.0], [3.0, 4.0]].into_dyn());
 ///     let y = (&x.matmul(&x) + 1.0).relu().sum();
 ///     assert_eq!(y.to_ndarray::<f32>().await.unwrap().into_iter().next(), Some(58.0));
-/// });
+/// }).unwrap();
 /// ```
 #[derive(Clone)]
 pub struct Worker {
     client: tensor_worker::Client,
     counters: Rc<Counters>,
+    /// The connection, when this worker made it (it closes when the last
+    /// clone is dropped).
+    _connection: Option<Rc<Connection<tensor_worker::Client>>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -107,7 +110,59 @@ impl Worker {
         Worker {
             client,
             counters: Rc::default(),
+            _connection: None,
         }
+    }
+
+    /// Wraps a connection to a tensor worker; it closes when the last clone
+    /// of the `Worker` (and of the tensors made through it) is dropped.
+    pub fn from_connection(conn: Connection<tensor_worker::Client>) -> Self {
+        Worker {
+            client: conn.client().clone(),
+            counters: Rc::default(),
+            _connection: Some(Rc::new(conn)),
+        }
+    }
+
+    /// Spawns the tensor worker `make` makes on a vat of `rt`, as
+    /// [`Runtime::spawn_virtual`] does, and connects to it: one call.
+    ///
+    /// # Errors
+    ///
+    /// Fails, saying what to write instead, if this thread runs no event
+    /// loop the client can use (see [`crate::block_on`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use capactor::actors::tensor::{Quota, TensorWorker, Worker};
+    ///
+    /// let rt = capactor::Runtime::builder().vats(1).build().unwrap();
+    /// capactor::block_on(async {
+    ///     let w = Worker::spawn_virtual(&rt, || TensorWorker::new("w", Quota::new(1 << 20))).unwrap();
+    ///     assert_eq!(w.ones(capactor::actors::tensor::DType::F32, &[3]).sum().item().await.unwrap(), 3.0);
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn spawn_virtual<S, F>(rt: &Runtime, make: F) -> Result<Self, Error>
+    where
+        tensor_worker::Client: capnp::capability::FromServer<S>,
+        S: 'static,
+        F: FnOnce() -> S + Send + 'static,
+    {
+        crate::runtime::check_local_loop()?;
+        Ok(Worker::from_connection(rt.spawn_virtual(make)))
+    }
+
+    /// Connects to the tensor worker a `capactor worker` serves at `addr`.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_tcp`](crate::connect_tcp).
+    pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<Self, Error> {
+        Ok(Worker::from_connection(
+            crate::connect_tcp(addr, opts).await?,
+        ))
     }
 
     /// The underlying capability.
@@ -273,7 +328,7 @@ impl Worker {
     ///     x.shape().await.unwrap(); // made by now
     ///     let m = w.memory().await.unwrap();
     ///     assert_eq!((m.limit, m.used), (1 << 20, 1024));
-    /// });
+    /// }).unwrap();
     /// ```
     pub async fn memory(&self) -> Result<Memory, Error> {
         self.counters.calls.set(self.counters.calls.get() + 1);

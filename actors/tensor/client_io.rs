@@ -33,7 +33,7 @@ use crate::Error;
 ///     up.on_progress(|done, total| eprintln!("{done}/{total}"));
 ///     let t = up.run(&w).await.unwrap();
 ///     assert_eq!(t.shape().await.unwrap(), [1024, 2048]);
-/// });
+/// }).unwrap();
 /// ```
 pub struct Upload {
     array: Arc<Array>,
@@ -177,7 +177,7 @@ impl Upload {
 ///     d.on_progress(|done, total| eprintln!("{done}/{total}"));
 ///     let a = d.run(&t).await.unwrap();
 ///     assert_eq!(a.shape(), &[1 << 20]);
-/// });
+/// }).unwrap();
 /// ```
 #[derive(Debug)]
 pub struct Download {
@@ -269,7 +269,7 @@ impl Worker {
     ///     assert_eq!(again.item_sum().await.unwrap(), 4.0);
     ///     assert_eq!(w.list().await.unwrap()[0].name, "weights");
     ///     w.delete("weights").await.unwrap();
-    /// });
+    /// }).unwrap();
     /// ```
     pub async fn store(
         &self,

@@ -70,7 +70,7 @@ pub const TENSOR_WORKER: Interface = Interface::of::<tensor_worker::Client>("Ten
 ///     });
 ///     let about = capactor::describe(&w).await.unwrap();
 ///     assert_eq!(about.interfaces[0].name, "TensorWorker");
-/// });
+/// }).unwrap();
 /// ```
 #[macro_export]
 macro_rules! serve_tensor_worker_via {
@@ -173,7 +173,7 @@ macro_rules! serve_tensor_worker_via {
 /// capactor::block_on(async {
 ///     let w: capactor::Connection<tensor_worker::Client> =
 ///         rt.spawn_virtual(move || TensorWorker::new("w1", quota));
-/// });
+/// }).unwrap();
 /// ```
 #[derive(Debug)]
 pub struct TensorWorker {
@@ -250,7 +250,7 @@ impl TensorWorker {
     ///     let t = worker.publish(Array::F32(array![1.0f32, 2.0].into_dyn())).unwrap();
     ///     let a = worker.array(t).await.unwrap();
     ///     assert_eq!(a.shape(), &[2]);
-    /// });
+    /// }).unwrap();
     /// ```
     pub async fn array(&self, tensor: tensor::Client) -> Result<Arc<Array>, Error> {
         self.store.resolve(tensor).await

@@ -295,7 +295,7 @@ impl<C> Drop for Connection<C> {
 ///     let call = p.ping_request().send().promise; // held, not lost
 ///     p.link().heal();
 ///     call.await.unwrap();
-/// });
+/// }).unwrap();
 /// ```
 #[derive(Clone, Debug)]
 pub struct LinkHandle {

@@ -663,6 +663,7 @@ pub(crate) async fn connect_with<C: FromClientHook>(
     opts: &ConnectOptions,
     enter: impl FnOnce(&crate::schema::actor_capnp::gate::Client) -> C,
 ) -> Result<Connection<C>> {
+    crate::runtime::check_local_loop()?;
     let stream = tokio::time::timeout(opts.connect_timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| {

@@ -46,7 +46,7 @@ where
     for &t in transports {
         let rt = Arc::new(Runtime::builder().vats(vats).build().unwrap());
         eprintln!("--- over {t:?}");
-        capactor::block_on(body(Harness { transport: t, rt }));
+        capactor::block_on(body(Harness { transport: t, rt })).unwrap();
     }
 }
 

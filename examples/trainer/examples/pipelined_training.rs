@@ -26,7 +26,7 @@ const BATCH: usize = 256;
 
 fn main() -> capactor::Result<()> {
     let rt = Runtime::new()?;
-    capactor::block_on(run(&rt))
+    capactor::block_on(run(&rt)).unwrap()
 }
 
 async fn run(rt: &Runtime) -> capactor::Result<()> {

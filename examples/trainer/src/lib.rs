@@ -17,7 +17,7 @@
 //!         rt.spawn_virtual(move || Trainer::new("t1", model, quota));
 //!     let about = capactor::describe(t.client()).await.unwrap();
 //!     assert_eq!(about.interfaces[0].name, "Trainer");
-//! });
+//! }).unwrap();
 //! ```
 //!
 //! How the crate is put together (build script, schema imports, the

@@ -93,7 +93,8 @@ where
             tokio::time::timeout(LIMIT, body(spawned))
                 .await
                 .unwrap_or_else(|_| panic!("timed out over {t:?}"));
-        });
+        })
+        .unwrap();
     }
 }
 
@@ -355,5 +356,6 @@ fn a_plain_tensor_worker_answers_trainer_methods_unimplemented() {
             )),
             "{msg}"
         );
-    });
+    })
+    .unwrap();
 }

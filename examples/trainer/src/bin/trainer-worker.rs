@@ -78,6 +78,7 @@ fn serve(args: Args) -> capactor::Result<()> {
         server.shutdown(Duration::from_secs(args.grace)).await;
         Ok(())
     })
+    .unwrap()
 }
 
 /// The token clients must present, or `None` with `--insecure-no-auth`.
