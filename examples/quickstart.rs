@@ -16,8 +16,7 @@
 use std::time::{Duration, Instant};
 
 use capactor::actors::tensor::{DType, Quota, RemoteTensor, TensorWorker, Worker};
-use capactor::schema::tensor_capnp::tensor_worker;
-use capactor::{Connection, Runtime, VirtualOptions};
+use capactor::{Runtime, VirtualOptions};
 use ndarray::{Array1, Array2, Axis};
 
 const FEATURES: usize = 4;
@@ -27,21 +26,17 @@ const LEARNING_RATE: f32 = 0.5;
 
 fn main() -> capactor::Result<()> {
     let rt = Runtime::new()?;
-    capactor::block_on(train(&rt)).unwrap()
+    capactor::block_on(train(&rt))?
 }
 
 async fn train(rt: &Runtime) -> capactor::Result<()> {
     let mut opts = VirtualOptions::default();
     opts.link.latency = Duration::from_millis(1);
-    let spawn = |name: &'static str| -> Connection<tensor_worker::Client> {
+    let spawn = |name: &'static str| {
         let quota = Quota::new(256 << 20);
-        rt.spawn_virtual_with(move || TensorWorker::new(name, quota), &opts)
+        Worker::spawn_virtual_with(rt, move || TensorWorker::new(name, quota), &opts)
     };
-    let (conn_a, conn_b) = (spawn("alice"), spawn("bob"));
-    let (alice, bob) = (
-        Worker::new(conn_a.client().clone()),
-        Worker::new(conn_b.client().clone()),
-    );
+    let (alice, bob) = (spawn("alice")?, spawn("bob")?);
 
     // A separable problem: label = [x · w_true + 0.3 > 0].
     let (x, y) = dataset();

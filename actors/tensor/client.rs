@@ -8,7 +8,7 @@ use ndarray::{ArrayD, Dimension};
 use super::codec;
 use super::ops::{Array, BinaryOp, CompareOp, DType, ReduceOp, Scalar, SliceSpec, UnaryOp};
 use crate::schema::tensor_capnp::{tensor, tensor_worker};
-use crate::{ConnectOptions, Connection, Error, Runtime};
+use crate::{ConnectOptions, Connection, Error, Runtime, VirtualOptions};
 
 /// Counts what a client sent and what it waited for.
 #[derive(Debug, Default)]
@@ -150,8 +150,27 @@ impl Worker {
         S: 'static,
         F: FnOnce() -> S + Send + 'static,
     {
+        Self::spawn_virtual_with(rt, make, &VirtualOptions::default())
+    }
+
+    /// [`Worker::spawn_virtual`] with the virtual link's and actor's
+    /// options, as [`Runtime::spawn_virtual_with`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Worker::spawn_virtual`].
+    pub fn spawn_virtual_with<S, F>(
+        rt: &Runtime,
+        make: F,
+        opts: &VirtualOptions,
+    ) -> Result<Self, Error>
+    where
+        tensor_worker::Client: capnp::capability::FromServer<S>,
+        S: 'static,
+        F: FnOnce() -> S + Send + 'static,
+    {
         crate::runtime::check_local_loop()?;
-        Ok(Worker::from_connection(rt.spawn_virtual(make)))
+        Ok(Worker::from_connection(rt.spawn_virtual_with(make, opts)))
     }
 
     /// Connects to the tensor worker a `capactor worker` serves at `addr`.

@@ -292,7 +292,7 @@ impl<C> Drop for Connection<C> {
 /// capactor::block_on(async {
 ///     let p: capactor::Connection<probe::Client> = rt.spawn_virtual(|| Probe::new("p"));
 ///     p.link().partition();
-///     let call = p.ping_request().send().promise; // held, not lost
+///     let call = p.echo_request().send().promise; // held, not lost
 ///     p.link().heal();
 ///     call.await.unwrap();
 /// }).unwrap();
