@@ -11,7 +11,7 @@
 //! - **owner**: the client on the calling thread, inside
 //!   `capactor::block_on`;
 //! - **handle**: a `Handle<probe::Client>` called from the tasks of a
-//!   4-thread `#[tokio::main]`-style runtime (the client lives on a vat of
+//!   `#[tokio::main]` runtime (one worker thread per core) (the client lives on a vat of
 //!   the handle's runtime).
 //!
 //! For each: calls per second one call at a time and with 64 in flight
@@ -111,8 +111,8 @@ async fn handle_echo(p: &Handle<probe::Client>) {
 /// Calls through a handle from a multi-thread runtime's tasks: one task,
 /// then `WINDOW` tasks.
 fn through_handle(p: &Handle<probe::Client>, run: Duration) -> [Figure; 2] {
+    // What `#[tokio::main]` builds: one worker thread per core.
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
         .enable_all()
         .build()
         .unwrap();
@@ -198,7 +198,7 @@ fn main() {
     }
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("no-op call, owner thread vs Send handle from a 4-thread tokio runtime");
+    println!("no-op call, owner thread vs Send handle from a multi-thread tokio runtime");
     println!(
         "(load average {})",
         load.split_whitespace().next().unwrap_or("?")

@@ -460,9 +460,14 @@ impl Vat {
                 let local = tokio::task::LocalSet::new();
                 let _local = LocalLoop::enter();
                 local.block_on(&rt, async move {
+                    // One waiter on the stop switch for the vat's life, not
+                    // one per job (each is a lock and a list insert).
+                    let stop = stopped.cancelled();
+                    tokio::pin!(stop);
                     loop {
                         tokio::select! {
-                            _ = stopped.cancelled() => break,
+                            biased;
+                            _ = &mut stop => break,
                             job = rx.recv() => match job {
                                 Some(job) => job(),
                                 None => break,
