@@ -1,0 +1,19 @@
+//! A fleet of workers: the client side of the registry
+//! (`schema/registry.capnp`, served by [`crate::actors::registry`]) and
+//! fleet credentials.
+//!
+//! - [`credential`](TokenSigner): the registry signs short-lived PASETO
+//!   `v4.public` tokens (Ed25519); a worker serving with a [`Trust`]
+//!   accepts them at its gate, beside (or instead of) its static token.
+//! - [`Health`], [`WorkerInfo`], [`Status`], [`Event`]: what the registry
+//!   knows and tells, as Rust values.
+
+mod client;
+mod credential;
+mod join;
+pub(crate) mod types;
+
+pub use client::{Lease, Registration, RegistryClient, Watch};
+pub use join::{JoinState, Joiner};
+pub use credential::{IssuedToken, PublicKey, TokenSigner, Trust, ALGORITHM};
+pub use types::{Change, Event, Health, Status, Totals, WorkerInfo};
