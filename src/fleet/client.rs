@@ -115,6 +115,8 @@ impl std::fmt::Debug for Lease {
 #[derive(Clone)]
 pub struct RegistryClient {
     client: registry::Client,
+    /// The connection, when this client owns it: closed with the last clone.
+    conn: Option<Rc<crate::Connection<registry::Client>>>,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -126,7 +128,36 @@ impl std::fmt::Debug for RegistryClient {
 impl RegistryClient {
     /// Wraps a registry's capability (local, virtual or TCP).
     pub fn new(client: registry::Client) -> Self {
-        RegistryClient { client }
+        RegistryClient { client, conn: None }
+    }
+
+    /// Takes a connection to a registry: it closes when the last clone of
+    /// this client goes.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use capactor::fleet::RegistryClient;
+    ///
+    /// capactor::block_on(async {
+    ///     let opts = capactor::ConnectOptions::default();
+    ///     let registry = RegistryClient::from_connection(
+    ///         capactor::connect_tcp("127.0.0.1:7000", &opts).await?,
+    ///     );
+    ///     println!("{} workers", registry.status().await?.totals.workers);
+    ///     Ok::<_, capactor::Error>(())
+    /// });
+    /// ```
+    pub fn from_connection(conn: crate::Connection<registry::Client>) -> Self {
+        RegistryClient {
+            client: conn.client().clone(),
+            conn: Some(Rc::new(conn)),
+        }
+    }
+
+    /// The connection's link, if this client owns its connection.
+    pub fn link(&self) -> Option<&crate::LinkHandle> {
+        self.conn.as_ref().map(|c| c.link())
     }
 
     /// The capability.
