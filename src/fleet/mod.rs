@@ -5,14 +5,18 @@
 //! - [`credential`](TokenSigner): the registry signs short-lived PASETO
 //!   `v4.public` tokens (Ed25519); a worker serving with a [`Trust`]
 //!   accepts them at its gate, beside (or instead of) its static token.
+//! - [`Cluster`]: one client driving N workers of a pool, pipelined
+//!   (`broadcast`, `scatter`, `gather`, `all_reduce`).
 //! - [`Health`], [`WorkerInfo`], [`Status`], [`Event`]: what the registry
 //!   knows and tells, as Rust values.
 
 mod client;
+mod cluster;
 mod credential;
 mod join;
 pub(crate) mod types;
 
+pub use cluster::{Cluster, Pool, Reach, Reached, Reduce, Sharded};
 pub use client::{Lease, Registration, RegistryClient, Watch};
 pub use join::{JoinState, Joiner};
 pub use credential::{IssuedToken, PublicKey, TokenSigner, Trust, ALGORITHM};
