@@ -314,18 +314,23 @@ impl JoinArgs {
 /// The health a `capactor worker` reports: calls from its server, memory
 /// from its quota, calls per second over the interval since the last
 /// report.
+///
+/// Holds the server weakly: shutting down needs it back.
 pub(crate) fn health_of(
-    server: Rc<capactor::TcpServer>,
+    server: &Rc<capactor::TcpServer>,
     quota: std::sync::Arc<capactor::Quota>,
 ) -> impl Fn() -> Health {
+    let server = Rc::downgrade(server);
     let started = Instant::now();
     let last = Cell::new((Instant::now(), 0u64));
     move || {
         let now = Instant::now();
-        let served = server.calls_served();
+        let (served, in_flight) = server
+            .upgrade()
+            .map_or((0, 0), |s| (s.calls_served(), s.calls_in_flight()));
         let (then, before) = last.replace((now, served));
         let secs = now.duration_since(then).as_secs_f64();
-        let in_flight = u32::try_from(server.calls_in_flight()).unwrap_or(u32::MAX);
+        let in_flight = u32::try_from(in_flight).unwrap_or(u32::MAX);
         let (used, limit) = (quota.used(), quota.limit());
         let fill = if limit == 0 { 0.0 } else { used as f64 / limit as f64 };
         Health {

@@ -412,7 +412,7 @@ fn worker(
         }
         println!("listening on {}", server.local_addr());
         let server = std::rc::Rc::new(server);
-        let health = cli_fleet::health_of(server.clone(), data.state.quota().clone());
+        let health = cli_fleet::health_of(&server, data.state.quota().clone());
         let joiner = fleet.join(&worker_name, data.advertised(server.local_addr()), health)?;
         shutdown.await;
         // Leave the registry first: clients stop being routed here.
