@@ -33,12 +33,18 @@ use capactor::{Connection, Runtime};
 use ndarray::ArrayD;
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// CPU time of the calling thread.
 fn thread_cpu() -> Duration {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `t` is a valid timespec for the call to fill.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
@@ -89,12 +95,22 @@ async fn fleet_load(rt: &Runtime, workers: usize, secs: u64) -> (f64, f64, f64) 
     for i in 0..workers {
         let c = registry(rt, &state);
         let lease = c
-            .register(&Registration::new(format!("worker-{i:04}"), "tensor-worker", format!("10.0.{}.{}:7001", i / 250, i % 250 + 1)), None)
+            .register(
+                &Registration::new(
+                    format!("worker-{i:04}"),
+                    "tensor-worker",
+                    format!("10.0.{}.{}:7001", i / 250, i % 250 + 1),
+                ),
+                None,
+            )
             .await
             .expect("register");
         clients.push((c, Rc::new(lease)));
     }
-    println!("1. {workers} workers registered over {workers} virtual connections in {:.2} s", setup.elapsed().as_secs_f64());
+    println!(
+        "1. {workers} workers registered over {workers} virtual connections in {:.2} s",
+        setup.elapsed().as_secs_f64()
+    );
     let reports = Rc::new(Cell::new(0u64));
     let stop = tokio_util::sync::CancellationToken::new();
     for (i, (_, lease)) in clients.iter().enumerate() {
@@ -128,7 +144,11 @@ async fn fleet_load(rt: &Runtime, workers: usize, secs: u64) -> (f64, f64, f64) 
         (cpu1 - cpu0).as_secs_f64(),
         fraction * 100.0
     );
-    assert_eq!(state.status().totals.healthy as usize, workers, "every worker healthy");
+    assert_eq!(
+        state.status().totals.healthy as usize,
+        workers,
+        "every worker healthy"
+    );
 
     // 2. status() with the fleet still reporting.
     let asker = registry(rt, &state);
@@ -142,7 +162,9 @@ async fn fleet_load(rt: &Runtime, workers: usize, secs: u64) -> (f64, f64, f64) 
     times.drain(..5);
     times.sort_by(f64::total_cmp);
     let (median, p90) = (times[times.len() / 2], times[times.len() * 9 / 10]);
-    println!("2. status() with {workers} workers: median {median:.2} ms, p90 {p90:.2} ms (50 calls)");
+    println!(
+        "2. status() with {workers} workers: median {median:.2} ms, p90 {p90:.2} ms (50 calls)"
+    );
     stop.cancel();
     (fraction, median, p90)
 }
@@ -157,10 +179,21 @@ async fn notice(rt: &Runtime, ttl: Duration) -> Vec<f64> {
     let mut out = Vec::new();
     for run in 0..3 {
         let c = registry(rt, &state);
-        let lease = c.register(&Registration::new(format!("dead-{run}"), "k", "10.0.0.1:7001"), None).await.expect("register");
+        let lease = c
+            .register(
+                &Registration::new(format!("dead-{run}"), "k", "10.0.0.1:7001"),
+                None,
+            )
+            .await
+            .expect("register");
         // Its last report: acknowledged once status shows it.
         lease.report(&health(run)).await.expect("report");
-        while state.status().workers.iter().all(|w| w.health.live_objects != run as u64 || w.name != format!("dead-{run}")) {
+        while state
+            .status()
+            .workers
+            .iter()
+            .all(|w| w.health.live_objects != run as u64 || w.name != format!("dead-{run}"))
+        {
             tokio::task::yield_now().await;
         }
         let last = Instant::now();
@@ -175,7 +208,10 @@ async fn notice(rt: &Runtime, ttl: Duration) -> Vec<f64> {
     }
     println!(
         "3. a silent worker marked unhealthy {} ms after its last report (TTL {} ms)",
-        out.iter().map(|t| format!("{t:.0}")).collect::<Vec<_>>().join(", "),
+        out.iter()
+            .map(|t| format!("{t:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         ttl.as_millis()
     );
     out
@@ -191,20 +227,37 @@ async fn collective(rt: &Runtime) -> (f64, f64) {
     for i in 0..4 {
         let name = format!("w{i}");
         let n = name.clone();
-        let conn: Connection<tensor_worker::Client> = rt.spawn_virtual(move || TensorWorker::new(n.clone(), Quota::new(1 << 30)));
+        let conn: Connection<tensor_worker::Client> =
+            rt.spawn_virtual(move || TensorWorker::new(n.clone(), Quota::new(1 << 30)));
         clients.insert(name.clone(), conn.client().clone());
         conns.push(conn);
-        leases.push(reg.register(&Registration::new(&name, "tensor-worker", format!("in-process:{name}")), None).await.expect("register"));
+        leases.push(
+            reg.register(
+                &Registration::new(&name, "tensor-worker", format!("in-process:{name}")),
+                None,
+            )
+            .await
+            .expect("register"),
+        );
     }
     let clients = Rc::new(clients);
     let cluster = Cluster::new(reg.clone(), move |w| {
         let c = clients.get(&w.name).cloned();
-        Box::pin(async move { Ok(Reach { worker: Worker::new(c.expect("known worker")), connection: None }) })
+        Box::pin(async move {
+            Ok(Reach {
+                worker: Worker::new(c.expect("known worker")),
+                connection: None,
+            })
+        })
     });
     let pool = cluster.pool("tensor-worker", 4).await.expect("pool");
-    let arrays: Vec<ArrayD<f32>> = (0..4).map(|k| ArrayD::from_shape_fn(vec![N], |i| (i[0] % 97) as f32 * (k + 1) as f32)).collect();
+    let arrays: Vec<ArrayD<f32>> = (0..4)
+        .map(|k| ArrayD::from_shape_fn(vec![N], |i| (i[0] % 97) as f32 * (k + 1) as f32))
+        .collect();
     // Each worker holds its own tensor, as after a local step.
-    let base = pool.scatter(&Array::F32(ArrayD::zeros(vec![4])), 0).expect("scatter");
+    let base = pool
+        .scatter(&Array::F32(ArrayD::zeros(vec![4])), 0)
+        .expect("scatter");
     let mine = base.map(|i, t| {
         let local = t.worker().from_array(&Array::F32(arrays[i].clone()));
         local
@@ -235,7 +288,11 @@ async fn collective(rt: &Runtime) -> (f64, f64) {
         local_times.push(t.elapsed().as_secs_f64() * 1e3);
         expected = Some(total);
     }
-    assert_eq!(result, Some(Array::F32(expected.unwrap())), "all_reduce = local sum");
+    assert_eq!(
+        result,
+        Some(Array::F32(expected.unwrap())),
+        "all_reduce = local sum"
+    );
     reduce_times.sort_by(f64::total_cmp);
     local_times.sort_by(f64::total_cmp);
     let (r, l) = (reduce_times[2], local_times[2]);
@@ -260,18 +317,33 @@ fn main() {
         let notice_ms = notice(&rt, ttl).await;
         let four = Runtime::builder().vats(2).build().expect("runtime");
         let (reduce_ms, local_ms) = collective(&four).await;
-        Figures { workers, cpu_fraction, status_median_ms, status_p90_ms, notice_ms, ttl, reduce_ms, local_ms }
+        Figures {
+            workers,
+            cpu_fraction,
+            status_median_ms,
+            status_p90_ms,
+            notice_ms,
+            ttl,
+            reduce_ms,
+            local_ms,
+        }
     });
     println!("\ntargets");
     check(
-        &format!("registry CPU, {} workers at 1 report/s ≤ 10% of a core", f.workers),
+        &format!(
+            "registry CPU, {} workers at 1 report/s ≤ 10% of a core",
+            f.workers
+        ),
         f.cpu_fraction <= 0.10,
         format!("{:.1}%", f.cpu_fraction * 100.0),
     );
     check(
         &format!("status() with {} workers ≤ 10 ms", f.workers),
         f.status_median_ms <= 10.0,
-        format!("median {:.2} ms, p90 {:.2} ms", f.status_median_ms, f.status_p90_ms),
+        format!(
+            "median {:.2} ms, p90 {:.2} ms",
+            f.status_median_ms, f.status_p90_ms
+        ),
     );
     let worst = f.notice_ms.iter().copied().fold(0.0, f64::max);
     check(

@@ -33,11 +33,16 @@ fn binary() -> PathBuf {
     }
     // target/<profile>/examples/cluster -> target/<profile>/capactor
     let exe = std::env::current_exe().expect("the example's own path");
-    let bin = exe.parent().and_then(|d| d.parent()).map(|d| d.join("capactor"));
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("capactor"));
     match bin {
         Some(bin) if bin.is_file() => bin,
         _ => {
-            eprintln!("build the capactor binary first: cargo build --bin capactor (or set CAPACTOR_BIN)");
+            eprintln!(
+                "build the capactor binary first: cargo build --bin capactor (or set CAPACTOR_BIN)"
+            );
             std::process::exit(2);
         }
     }
@@ -81,7 +86,12 @@ impl Drop for Proc {
 /// One step: predictions, residuals and gradients on every worker, the
 /// gradients all-reduced, the weights updated everywhere; the loss read
 /// from the first worker (the step's only round trip).
-async fn step(pool: &Pool, x: &Sharded, y: &Sharded, w: &Sharded) -> capactor::Result<(Sharded, f64)> {
+async fn step(
+    pool: &Pool,
+    x: &Sharded,
+    y: &Sharded,
+    w: &Sharded,
+) -> capactor::Result<(Sharded, f64)> {
     let residual = x.zip(w, |x, w| x.matmul(w))?.zip(y, |p, y| p - y)?;
     let grad = pool.all_reduce(&x.zip(&residual, |x, r| x.t().matmul(r))?, Reduce::Sum)?;
     let loss = pool.reduce(&residual.map(|_, r| (r * r).sum()), Reduce::Sum)?;
@@ -91,7 +101,13 @@ async fn step(pool: &Pool, x: &Sharded, y: &Sharded, w: &Sharded) -> capactor::R
 }
 
 /// Shards the data over `pool` and trains `steps` steps from `w`.
-async fn train(pool: &Pool, x: &Array, y: &Array, w: &Array, steps: usize) -> capactor::Result<Array> {
+async fn train(
+    pool: &Pool,
+    x: &Array,
+    y: &Array,
+    w: &Array,
+    steps: usize,
+) -> capactor::Result<Array> {
     let (xs, ys) = (pool.scatter(x, 0)?, pool.scatter(y, 0)?);
     let mut w = pool.broadcast(w)?;
     for i in 0..steps {
@@ -116,7 +132,19 @@ fn main() -> capactor::Result<()> {
     let token = token_file.to_str().unwrap();
     let (_registry, raddr) = Proc::start(
         &bin,
-        &["registry", "--listen", "127.0.0.1:0", "--token-file", token, "--ttl", "1s", "--report-interval", "200ms", "--grace", "2s"],
+        &[
+            "registry",
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            token,
+            "--ttl",
+            "1s",
+            "--report-interval",
+            "200ms",
+            "--grace",
+            "2s",
+        ],
     );
     println!("registry listening on {raddr}");
     let mut workers = Vec::new();
@@ -125,8 +153,21 @@ fn main() -> capactor::Result<()> {
         let (p, addr) = Proc::start(
             &bin,
             &[
-                "worker", "--listen", "127.0.0.1:0", "--name", &name, "--vats", "1", "--memory-mib", "256",
-                "--token-file", token, "--join", &raddr, "--registry-token-file", token,
+                "worker",
+                "--listen",
+                "127.0.0.1:0",
+                "--name",
+                &name,
+                "--vats",
+                "1",
+                "--memory-mib",
+                "256",
+                "--token-file",
+                token,
+                "--join",
+                &raddr,
+                "--registry-token-file",
+                token,
             ],
         );
         println!("worker {name} listening on {addr}");
@@ -134,7 +175,9 @@ fn main() -> capactor::Result<()> {
     }
 
     // Synthetic data: y = x·truth.
-    let x = Array2::from_shape_fn((ROWS, FEATURES), |(i, j)| ((i * FEATURES + j) as f32 * 0.013).sin());
+    let x = Array2::from_shape_fn((ROWS, FEATURES), |(i, j)| {
+        ((i * FEATURES + j) as f32 * 0.013).sin()
+    });
     let truth = Array2::from_shape_fn((FEATURES, 1), |(j, _)| (j as f32 - 7.5) / 8.0);
     let y = x.dot(&truth);
     let (x, y) = (Array::F32(x.into_dyn()), Array::F32(y.into_dyn()));
@@ -159,7 +202,10 @@ fn main() -> capactor::Result<()> {
         loop {
             match watch.next().await.map(|e| e.change) {
                 Some(Change::Left { name, reason }) => {
-                    println!("registry: {name} left ({reason}) {:.1} ms after the kill", killed.elapsed().as_secs_f64() * 1e3);
+                    println!(
+                        "registry: {name} left ({reason}) {:.1} ms after the kill",
+                        killed.elapsed().as_secs_f64() * 1e3
+                    );
                     break;
                 }
                 Some(_) => {}
@@ -177,7 +223,11 @@ fn main() -> capactor::Result<()> {
         println!("re-sharding over {:?}", pool.names());
         let w = train(&pool, &x, &y, &w, 8).await?;
         if let Array::F32(w) = w {
-            let err = w.iter().zip(truth.iter()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            let err = w
+                .iter()
+                .zip(truth.iter())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
             println!("largest weight error after 16 steps: {err:.4}");
         }
         Ok(())

@@ -11,7 +11,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use capactor::actors::registry::{Registry, RegistryOptions, RegistryState};
-use capactor::fleet::{Health, Joiner, PublicKey, Registration, RegistryClient, TokenSigner, Trust};
+use capactor::fleet::{
+    Health, Joiner, PublicKey, Registration, RegistryClient, TokenSigner, Trust,
+};
 use capactor::schema::actor_capnp::actor;
 use capactor::schema::registry_capnp::registry;
 use capactor::{Error, Result};
@@ -174,7 +176,10 @@ fn need(d: Off<Duration>, flag: &str) -> Result<Duration> {
     d.0.ok_or_else(|| Error::invalid(format!("{flag} cannot be off")))
 }
 
-async fn connect_registry(addr: &str, token: Vec<u8>) -> Result<capactor::Connection<registry::Client>> {
+async fn connect_registry(
+    addr: &str,
+    token: Vec<u8>,
+) -> Result<capactor::Connection<registry::Client>> {
     let mut opts = capactor::ConnectOptions::default();
     opts.token = token;
     capactor::connect_tcp(addr, &opts).await
@@ -196,9 +201,8 @@ pub(crate) fn registry(args: RegistryArgs) -> Result<()> {
     };
     let public = signer.public_key();
     if let Some(path) = &args.public_key_file {
-        std::fs::write(path, format!("{}\n", public.to_hex())).map_err(|e| {
-            Error::invalid(format!("cannot write {}: {e}", path.display()))
-        })?;
+        std::fs::write(path, format!("{}\n", public.to_hex()))
+            .map_err(|e| Error::invalid(format!("cannot write {}: {e}", path.display())))?;
     }
     let mut opts = capactor::ServeOptions::default();
     let mut token_file = None;
@@ -275,7 +279,9 @@ impl JoinArgs {
             RegistryClient::new(conn.client().clone())
                 .public_key()
                 .await
-                .map_err(|e| Error::invalid(format!("cannot fetch the public key of {addr}: {e}")))?
+                .map_err(|e| {
+                    Error::invalid(format!("cannot fetch the public key of {addr}: {e}"))
+                })?
         } else {
             return Ok(None);
         };
@@ -332,10 +338,18 @@ pub(crate) fn health_of(
         let secs = now.duration_since(then).as_secs_f64();
         let in_flight = u32::try_from(in_flight).unwrap_or(u32::MAX);
         let (used, limit) = (quota.used(), quota.limit());
-        let fill = if limit == 0 { 0.0 } else { used as f64 / limit as f64 };
+        let fill = if limit == 0 {
+            0.0
+        } else {
+            used as f64 / limit as f64
+        };
         Health {
             calls_in_flight: in_flight,
-            calls_per_second: if secs > 0.0 { served.saturating_sub(before) as f64 / secs } else { 0.0 },
+            calls_per_second: if secs > 0.0 {
+                served.saturating_sub(before) as f64 / secs
+            } else {
+                0.0
+            },
             live_objects: quota.live_tensors(),
             live_bytes: used,
             quota_used: used,
@@ -438,10 +452,12 @@ pub(crate) fn health(args: HealthArgs) -> Result<()> {
         };
         match tokio::time::timeout(limit, check).await {
             Ok(r) => r,
-            Err(_) => Err(Error::invalid(format!("no answer from {} within {limit:?}", args.addr))),
+            Err(_) => Err(Error::invalid(format!(
+                "no answer from {} within {limit:?}",
+                args.addr
+            ))),
         }?;
         println!("ok");
         Ok(())
     })
 }
-

@@ -418,7 +418,9 @@ fn worker(
         // Leave the registry first: clients stop being routed here.
         drop(joiner);
         let Ok(server) = std::rc::Rc::try_unwrap(server) else {
-            return Err(capactor::Error::internal("the server is still shared at shutdown"));
+            return Err(capactor::Error::internal(
+                "the server is still shared at shutdown",
+            ));
         };
         tracing::info!("shutting down; in-flight calls get {grace:?}");
         if !server.shutdown(grace).await {

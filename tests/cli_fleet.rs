@@ -63,7 +63,15 @@ fn workers_join_a_cli_registry_trust_its_tokens_and_leave_when_killed() {
     let raddr = registry.listening_addr(LIMIT);
     let worker = |name: &str, trust: &[&str]| {
         let mut args = vec![
-            "worker", "--listen", "127.0.0.1:0", "--name", name, "--vats", "1", "--join", &raddr,
+            "worker",
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            name,
+            "--vats",
+            "1",
+            "--join",
+            &raddr,
             "--registry-token-file",
         ];
         let rt = path("registry.token");
@@ -77,15 +85,31 @@ fn workers_join_a_cli_registry_trust_its_tokens_and_leave_when_killed() {
     let w1_addr = w1.listening_addr(LIMIT);
     let mut w2 = worker("w2", &["--trust-key", &key_file]);
     let w2_addr = w2.listening_addr(LIMIT);
-    let table = status_until(&raddr, &path("registry.token"), |t| t.contains("w1") && t.contains("w2"));
+    let table = status_until(&raddr, &path("registry.token"), |t| {
+        t.contains("w1") && t.contains("w2")
+    });
     assert!(table.starts_with("NAME"), "{table}");
-    assert!(table.contains(&w1_addr) && table.contains("tensor-worker"), "{table}");
+    assert!(
+        table.contains(&w1_addr) && table.contains("tensor-worker"),
+        "{table}"
+    );
     assert!(table.contains("2 workers, 2 healthy"), "{table}");
 
     // A token for w1 only opens w1.
     let out = run(&[
-        "token", "--registry", &raddr, "--subject", "ci", "--ttl", "1h", "--audience", "w1",
-        "--admin-token-file", &path("admin.token"), "--token-file", &path("registry.token"),
+        "token",
+        "--registry",
+        &raddr,
+        "--subject",
+        "ci",
+        "--ttl",
+        "1h",
+        "--audience",
+        "w1",
+        "--admin-token-file",
+        &path("admin.token"),
+        "--token-file",
+        &path("registry.token"),
     ]);
     let (token, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
@@ -96,16 +120,30 @@ fn workers_join_a_cli_registry_trust_its_tokens_and_leave_when_killed() {
     assert!(text(&out).0.contains("w1"));
     let out = run(&["info", &w2_addr, "--token-file", &path("ci.token")]);
     assert!(!out.status.success());
-    assert!(text(&out).1.contains("credential rejected"), "{}", text(&out).1);
+    assert!(
+        text(&out).1.contains("credential rejected"),
+        "{}",
+        text(&out).1
+    );
     // The registry's own gate takes its tokens too; only the admin token
     // gets one issued.
     let out = run(&["health", &w1_addr, "--token-file", &path("ci.token")]);
     assert!(out.status.success(), "{}", text(&out).1);
     let out = run(&[
-        "token", "--registry", &raddr, "--subject", "x", "--admin-token-file", &path("registry.token"),
+        "token",
+        "--registry",
+        &raddr,
+        "--subject",
+        "x",
+        "--admin-token-file",
+        &path("registry.token"),
     ]);
     assert!(!out.status.success());
-    assert!(text(&out).1.contains("credential rejected"), "{}", text(&out).1);
+    assert!(
+        text(&out).1.contains("credential rejected"),
+        "{}",
+        text(&out).1
+    );
     let out = run(&["health", "127.0.0.1:1", "--timeout", "1s"]);
     assert!(!out.status.success());
 
@@ -120,7 +158,12 @@ fn workers_join_a_cli_registry_trust_its_tokens_and_leave_when_killed() {
     registry.signal_term();
     registry.wait(LIMIT);
     let mut registry = WorkerProcess::spawn(Command::new(BIN).args([
-        "registry", "--listen", &raddr, "--token-file", &path("registry.token"), "--key-file",
+        "registry",
+        "--listen",
+        &raddr,
+        "--token-file",
+        &path("registry.token"),
+        "--key-file",
         &path("registry.key"),
     ]));
     registry.listening_addr(LIMIT);

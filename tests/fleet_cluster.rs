@@ -46,8 +46,14 @@ async fn fleet(h: &Harness, n: usize) -> Fleet {
             .await
             .unwrap();
             let addr = server.local_addr().to_string();
-            let conn = capactor::connect_tcp(&addr, &ConnectOptions::default()).await.unwrap();
-            (RegistryClient::from_connection(conn), Some(server), Some(addr))
+            let conn = capactor::connect_tcp(&addr, &ConnectOptions::default())
+                .await
+                .unwrap();
+            (
+                RegistryClient::from_connection(conn),
+                Some(server),
+                Some(addr),
+            )
         }
         _ => (
             RegistryClient::from_connection(
@@ -98,7 +104,9 @@ async fn fleet(h: &Harness, n: usize) -> Fleet {
         leases.insert(name, lease);
     }
     let cluster = match registry_addr {
-        Some(addr) => Cluster::connect(&addr, &ConnectOptions::default()).await.unwrap(),
+        Some(addr) => Cluster::connect(&addr, &ConnectOptions::default())
+            .await
+            .unwrap(),
         None => {
             let clients = Rc::new(clients);
             Cluster::new(registry.clone(), move |w| {
@@ -107,7 +115,10 @@ async fn fleet(h: &Harness, n: usize) -> Fleet {
                 Box::pin(async move {
                     let client = found
                         .ok_or_else(|| capactor::Error::invalid(format!("no worker {name}")))?;
-                    Ok(Reach { worker: Worker::new(client), connection: None })
+                    Ok(Reach {
+                        worker: Worker::new(client),
+                        connection: None,
+                    })
                 })
             })
         }
@@ -123,7 +134,9 @@ async fn fleet(h: &Harness, n: usize) -> Fleet {
 }
 
 fn matrix(rows: usize, cols: usize, seed: f32) -> Array2<f32> {
-    Array2::from_shape_fn((rows, cols), |(i, j)| ((i * cols + j) as f32 * 0.37 + seed).sin())
+    Array2::from_shape_fn((rows, cols), |(i, j)| {
+        ((i * cols + j) as f32 * 0.37 + seed).sin()
+    })
 }
 
 fn f32s(a: &Array) -> ArrayD<f32> {
@@ -144,14 +157,19 @@ fn close(a: &ArrayD<f32>, b: &ArrayD<f32>) {
 fn broadcast_scatter_gather_and_all_reduce_match_ndarray() {
     each(&REMOTE, |h| async move {
         let f = fleet(&h, 4).await;
-        let pool = within(LIMIT, f.cluster.pool("tensor-worker", 4)).await.unwrap();
+        let pool = within(LIMIT, f.cluster.pool("tensor-worker", 4))
+            .await
+            .unwrap();
         assert_eq!(pool.names(), ["w0", "w1", "w2", "w3"]);
         let x = matrix(10, 3, 0.5);
         let xa = Array::F32(x.clone().into_dyn());
 
         let everywhere = pool.broadcast(&xa).unwrap();
         for t in everywhere.shards() {
-            close(&within(LIMIT, t.to_ndarray::<f32>()).await.unwrap(), &x.clone().into_dyn());
+            close(
+                &within(LIMIT, t.to_ndarray::<f32>()).await.unwrap(),
+                &x.clone().into_dyn(),
+            );
         }
 
         // 10 rows over 4 workers: 3, 3, 2, 2.
@@ -159,30 +177,55 @@ fn broadcast_scatter_gather_and_all_reduce_match_ndarray() {
         let mut row = 0;
         for (t, rows) in parts.shards().iter().zip([3, 3, 2, 2]) {
             let got = within(LIMIT, t.to_ndarray::<f32>()).await.unwrap();
-            close(&got, &x.slice(s![row..row + rows, ..]).to_owned().into_dyn());
+            close(
+                &got,
+                &x.slice(s![row..row + rows, ..]).to_owned().into_dyn(),
+            );
             row += rows;
         }
         let back = pool.gather(&parts, 0).unwrap();
-        close(&within(LIMIT, back.to_ndarray::<f32>()).await.unwrap(), &x.clone().into_dyn());
-        let cols = pool.scatter(&Array::F32(matrix(4, 8, 1.0).into_dyn()), 1).unwrap();
+        close(
+            &within(LIMIT, back.to_ndarray::<f32>()).await.unwrap(),
+            &x.clone().into_dyn(),
+        );
+        let cols = pool
+            .scatter(&Array::F32(matrix(4, 8, 1.0).into_dyn()), 1)
+            .unwrap();
         let back = pool.gather(&cols, 1).unwrap();
-        close(&within(LIMIT, back.to_ndarray::<f32>()).await.unwrap(), &matrix(4, 8, 1.0).into_dyn());
+        close(
+            &within(LIMIT, back.to_ndarray::<f32>()).await.unwrap(),
+            &matrix(4, 8, 1.0).into_dyn(),
+        );
 
         let partial = parts.map(|_, t| t.sum_axis(0, false));
         let sum = pool.all_reduce(&partial, Reduce::Sum).unwrap();
         let expected = x.sum_axis(Axis(0)).into_dyn();
         for t in sum.shards() {
-            close(&within(LIMIT, t.to_ndarray::<f32>()).await.unwrap(), &expected);
+            close(
+                &within(LIMIT, t.to_ndarray::<f32>()).await.unwrap(),
+                &expected,
+            );
         }
         let local = everywhere.map(|i, t| t * (i as f32 + 1.0));
         let mean = pool.all_reduce(&local, Reduce::Mean).unwrap();
         let expected = (&x * 2.5f32).into_dyn(); // (1 + 2 + 3 + 4) / 4
         for t in mean.shards() {
-            close(&within(LIMIT, t.to_ndarray::<f32>()).await.unwrap(), &expected);
+            close(
+                &within(LIMIT, t.to_ndarray::<f32>()).await.unwrap(),
+                &expected,
+            );
         }
-        assert!(pool.scatter(&xa, 2).unwrap_err().to_string().contains("axis 2"));
+        assert!(pool
+            .scatter(&xa, 2)
+            .unwrap_err()
+            .to_string()
+            .contains("axis 2"));
         let tiny = Array::F32(matrix(3, 1, 0.0).into_dyn());
-        assert!(pool.scatter(&tiny, 0).unwrap_err().to_string().contains("over 4 workers"));
+        assert!(pool
+            .scatter(&tiny, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("over 4 workers"));
         drop(f.leases);
     });
 }
@@ -197,11 +240,19 @@ async fn step(
     lr: f32,
     rows: usize,
 ) -> (capactor::fleet::Sharded, f64) {
-    let residual = x.zip(w, |x, w| x.matmul(w)).unwrap().zip(y, |p, y| p - y).unwrap();
+    let residual = x
+        .zip(w, |x, w| x.matmul(w))
+        .unwrap()
+        .zip(y, |p, y| p - y)
+        .unwrap();
     let grad = x.zip(&residual, |x, r| x.t().matmul(r)).unwrap();
     let grad = pool.all_reduce(&grad, Reduce::Sum).unwrap();
-    let loss = pool.reduce(&residual.map(|_, r| (r * r).sum()), Reduce::Sum).unwrap();
-    let w = w.zip(&grad, |w, g| w - &(g * (2.0 * lr / rows as f32))).unwrap();
+    let loss = pool
+        .reduce(&residual.map(|_, r| (r * r).sum()), Reduce::Sum)
+        .unwrap();
+    let w = w
+        .zip(&grad, |w, g| w - &(g * (2.0 * lr / rows as f32)))
+        .unwrap();
     let loss = pool.read(loss.item()).await.unwrap() / rows as f64;
     (w, loss)
 }
@@ -222,17 +273,25 @@ fn a_data_parallel_step_costs_the_same_round_trips_whatever_the_pool_size() {
         let expected_w = &w0 - &(x.t().dot(&r) * (2.0 * lr / rows as f32));
         let mut per_step = Vec::new();
         for n in [1, 2, 4] {
-            let pool = within(LIMIT, f.cluster.pool("tensor-worker", n)).await.unwrap();
+            let pool = within(LIMIT, f.cluster.pool("tensor-worker", n))
+                .await
+                .unwrap();
             let xs = pool.scatter(&Array::F32(x.clone().into_dyn()), 0).unwrap();
             let ys = pool.scatter(&Array::F32(y.clone().into_dyn()), 0).unwrap();
             let mut w = pool.broadcast(&Array::F32(w0.clone().into_dyn())).unwrap();
             let before = pool.round_trips();
             let (w1, loss) = within(LIMIT, step(&pool, &xs, &ys, &w, lr, rows)).await;
             let trips = pool.round_trips() - before;
-            assert!((loss - expected_loss).abs() < 1e-4 * expected_loss.max(1.0), "{loss} vs {expected_loss}");
+            assert!(
+                (loss - expected_loss).abs() < 1e-4 * expected_loss.max(1.0),
+                "{loss} vs {expected_loss}"
+            );
             w = w1;
             for t in w.shards() {
-                close(&within(LIMIT, t.to_ndarray::<f32>()).await.unwrap(), &expected_w.clone().into_dyn());
+                close(
+                    &within(LIMIT, t.to_ndarray::<f32>()).await.unwrap(),
+                    &expected_w.clone().into_dyn(),
+                );
             }
             per_step.push(trips);
             // A few more steps: the loss goes down.
@@ -243,7 +302,11 @@ fn a_data_parallel_step_costs_the_same_round_trips_whatever_the_pool_size() {
                 (w, last) = (w2, l);
             }
         }
-        assert_eq!(per_step, [1, 1, 1], "client round trips per step for 1, 2 and 4 workers");
+        assert_eq!(
+            per_step,
+            [1, 1, 1],
+            "client round trips per step for 1, 2 and 4 workers"
+        );
         drop(f.leases);
     });
 }
@@ -252,7 +315,9 @@ fn a_data_parallel_step_costs_the_same_round_trips_whatever_the_pool_size() {
 fn a_dead_worker_is_noticed_through_the_watch_and_named_and_the_rest_carry_on() {
     each(&REMOTE, |h| async move {
         let mut f = fleet(&h, 3).await;
-        let pool = within(LIMIT, f.cluster.pool("tensor-worker", 3)).await.unwrap();
+        let pool = within(LIMIT, f.cluster.pool("tensor-worker", 3))
+            .await
+            .unwrap();
         let x = Array::F32(matrix(6, 2, 0.0).into_dyn());
         pool.check().unwrap();
         // w1 dies: its server goes (TCP) and its lease with it.
@@ -264,11 +329,16 @@ fn a_dead_worker_is_noticed_through_the_watch_and_named_and_the_rest_carry_on() 
         assert_eq!(pool.gone()[0].0, "w1");
         let err = pool.scatter(&x, 0).unwrap_err();
         assert!(err.is_disconnected(), "{err}");
-        assert!(err.to_string().contains("worker \"w1\" of the pool"), "{err}");
+        assert!(
+            err.to_string().contains("worker \"w1\" of the pool"),
+            "{err}"
+        );
         let rest = pool.without_gone();
         assert_eq!(rest.names(), ["w0", "w2"]);
         let parts = rest.scatter(&x, 0).unwrap();
-        let total = rest.reduce(&parts.map(|_, t| t.sum()), Reduce::Sum).unwrap();
+        let total = rest
+            .reduce(&parts.map(|_, t| t.sum()), Reduce::Sum)
+            .unwrap();
         let sum = within(LIMIT, rest.read(total.item())).await.unwrap();
         let expected: f32 = f32s(&x).sum();
         assert!((sum as f32 - expected).abs() < 1e-4, "{sum} vs {expected}");

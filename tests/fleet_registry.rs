@@ -142,7 +142,10 @@ fn a_registered_worker_stays_healthy_while_it_reports_and_shows_its_health() {
         let s = w.status().await.unwrap();
         assert_eq!(s.workers.len(), 1);
         let info = &s.workers[0];
-        assert_eq!((info.name.as_str(), info.kind.as_str()), ("w1", "tensor-worker"));
+        assert_eq!(
+            (info.name.as_str(), info.kind.as_str()),
+            ("w1", "tensor-worker")
+        );
         assert_eq!(info.health, load(0.5));
         assert!(info.since_report < Duration::from_millis(300));
         assert!(info.registered_for >= Duration::from_millis(900));
@@ -161,7 +164,10 @@ fn a_worker_that_stops_reporting_turns_unhealthy_within_the_ttl_then_leaves() {
         let lease = w.register(&worker("silent"), None).await.unwrap();
         lease.report(&load(0.0)).await.unwrap();
         // The report is in once status shows it; from then on, silence.
-        eventually(LIMIT, || fleet.state.status().workers[0].health.quota_limit == 1000).await;
+        eventually(LIMIT, || {
+            fleet.state.status().workers[0].health.quota_limit == 1000
+        })
+        .await;
         let last = Instant::now();
         assert!(matches!(next(&mut watch).await.change, Change::Joined(j) if j.name == "silent"));
         let e = next(&mut watch).await;
@@ -170,12 +176,21 @@ fn a_worker_that_stops_reporting_turns_unhealthy_within_the_ttl_then_leaves() {
             Change::HealthChanged(w) => assert!(!w.healthy && w.name == "silent"),
             other => panic!("{other:?}"),
         }
-        assert!(noticed >= ttl, "unhealthy after {noticed:?}, before the TTL");
-        assert!(noticed < ttl + Duration::from_secs(1), "noticed after {noticed:?}");
+        assert!(
+            noticed >= ttl,
+            "unhealthy after {noticed:?}, before the TTL"
+        );
+        assert!(
+            noticed < ttl + Duration::from_secs(1),
+            "noticed after {noticed:?}"
+        );
         let e = next(&mut watch).await;
         assert_eq!(
             e.change,
-            Change::Left { name: "silent".into(), reason: "expired".into() }
+            Change::Left {
+                name: "silent".into(),
+                reason: "expired".into()
+            }
         );
         assert!(last.elapsed() >= ttl + grace);
         // The expired lease cannot be renewed.
@@ -201,12 +216,18 @@ fn a_cut_link_or_a_dropped_lease_removes_the_worker_at_once() {
         a.link().unwrap().cut();
         assert_eq!(
             next(&mut watch).await.change,
-            Change::Left { name: "a".into(), reason: "lease dropped".into() }
+            Change::Left {
+                name: "a".into(),
+                reason: "lease dropped".into()
+            }
         );
         drop(lease_b);
         assert_eq!(
             next(&mut watch).await.change,
-            Change::Left { name: "b".into(), reason: "lease dropped".into() }
+            Change::Left {
+                name: "b".into(),
+                reason: "lease dropped".into()
+            }
         );
         assert_eq!(observer.status().await.unwrap().totals.workers, 0);
     });
@@ -225,7 +246,9 @@ fn a_joined_worker_registers_again_after_the_registry_restarts() {
             async move {
                 let client = {
                     let fleet = c.borrow();
-                    let fleet = fleet.as_ref().ok_or_else(|| capactor::Error::invalid("down"))?;
+                    let fleet = fleet
+                        .as_ref()
+                        .ok_or_else(|| capactor::Error::invalid("down"))?;
                     match fleet.transport {
                         Transport::Tcp => {
                             let addr = fleet.addr();
@@ -297,7 +320,10 @@ fn status_totals_sum_every_workers_latest_report() {
         assert_eq!(names, ["w0", "w1", "w2", "w3", "w4"]);
         let t = s.totals;
         assert_eq!((t.workers, t.healthy), (5, 5));
-        assert_eq!((t.calls_in_flight, t.live_objects, t.live_bytes), (10, 10, 1000));
+        assert_eq!(
+            (t.calls_in_flight, t.live_objects, t.live_bytes),
+            (10, 10, 1000)
+        );
         assert_eq!((t.quota_used, t.quota_limit), (1000, 5000));
         assert!((t.calls_per_second - 100.0).abs() < 1e-9);
     });
@@ -312,12 +338,18 @@ fn watch_events_arrive_in_order_starting_with_the_current_membership() {
         let mut watch = c.watch(256).await.unwrap();
         let first = next(&mut watch).await;
         match &first.change {
-            Change::Membership(m) => assert_eq!(m.iter().map(|w| &w.name).collect::<Vec<_>>(), ["before"]),
+            Change::Membership(m) => {
+                assert_eq!(m.iter().map(|w| &w.name).collect::<Vec<_>>(), ["before"])
+            }
             other => panic!("{other:?}"),
         }
         let mut leases = Vec::new();
         for i in 0..20 {
-            leases.push(c.register(&worker(&format!("n{i:02}")), None).await.unwrap());
+            leases.push(
+                c.register(&worker(&format!("n{i:02}")), None)
+                    .await
+                    .unwrap(),
+            );
         }
         for l in leases.drain(..10) {
             drop(l);
@@ -334,7 +366,13 @@ fn watch_events_arrive_in_order_starting_with_the_current_membership() {
             let e = next(&mut watch).await;
             assert_eq!(e.sequence, seq + 1);
             seq = e.sequence;
-            assert_eq!(e.change, Change::Left { name: format!("n{i:02}"), reason: "lease dropped".into() });
+            assert_eq!(
+                e.change,
+                Change::Left {
+                    name: format!("n{i:02}"),
+                    reason: "lease dropped".into()
+                }
+            );
         }
     });
 }
@@ -371,7 +409,10 @@ fn an_observer_that_never_returns_is_dropped_after_its_backlog_and_slows_nobody(
         let fleet = Fleet::start(&h, opts).await;
         let c = fleet.client().await;
         let (calls, dropped) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(false)));
-        let stuck = Stuck { calls: calls.clone(), dropped: dropped.clone() };
+        let stuck = Stuck {
+            calls: calls.clone(),
+            dropped: dropped.clone(),
+        };
         let mut req = c.client().watch_request();
         req.get().set_observer(capactor::new_client(stuck));
         let _stuck_subscription = req.send().promise.await.unwrap();
@@ -401,7 +442,10 @@ fn route_spreads_picks_over_equally_loaded_workers_and_prefers_the_least_loaded(
         let mut leases = Vec::new();
         for name in ["a", "b", "c"] {
             let mut r = worker(name);
-            r.labels = vec![("zone".into(), if name == "c" { "east" } else { "west" }.into())];
+            r.labels = vec![(
+                "zone".into(),
+                if name == "c" { "east" } else { "west" }.into(),
+            )];
             let lease = c.register(&r, None).await.unwrap();
             lease.report(&load(0.0)).await.unwrap();
             leases.push(lease);
@@ -416,7 +460,11 @@ fn route_spreads_picks_over_equally_loaded_workers_and_prefers_the_least_loaded(
             assert!(actor.is_none());
             *picked.entry(w.name).or_insert(0) += 1;
         }
-        assert_eq!(picked.values().copied().collect::<Vec<_>>(), [3, 3, 3], "{picked:?}");
+        assert_eq!(
+            picked.values().copied().collect::<Vec<_>>(),
+            [3, 3, 3],
+            "{picked:?}"
+        );
         // A report resets the picks; a loaded worker comes last.
         leases[0].report(&load(5.0)).await.unwrap();
         leases[1].report(&load(0.0)).await.unwrap();
@@ -426,12 +474,18 @@ fn route_spreads_picks_over_equally_loaded_workers_and_prefers_the_least_loaded(
             let (w, _) = c.route("tensor-worker").await.unwrap();
             assert_ne!(w.name, "a");
         }
-        let (w, _) = c.lookup("", &[("zone".into(), "east".into())]).await.unwrap();
+        let (w, _) = c
+            .lookup("", &[("zone".into(), "east".into())])
+            .await
+            .unwrap();
         assert_eq!(w.name, "c");
         let (w, _) = c.route("trainer").await.unwrap();
         assert_eq!(w.name, "gpu");
         let err = c.route("nothing").await.err().unwrap().to_string();
-        assert!(err.contains("no healthy worker of kind \"nothing\""), "{err}");
+        assert!(
+            err.contains("no healthy worker of kind \"nothing\""),
+            "{err}"
+        );
     });
 }
 
@@ -444,7 +498,9 @@ fn route_hands_out_the_capability_a_worker_registered() {
             capactor::spawn_local(capactor::actors::Probe::new("p1"));
         let _lease = c.register(&worker("p1"), Some(probe)).await.unwrap();
         let (_, actor) = c.route("tensor-worker").await.unwrap();
-        let about = capactor::describe(&actor.expect("a capability")).await.unwrap();
+        let about = capactor::describe(&actor.expect("a capability"))
+            .await
+            .unwrap();
         assert_eq!(about.name, "p1");
     });
 }
@@ -456,8 +512,15 @@ fn a_duplicate_name_is_refused_while_its_lease_lives_and_replaces_an_expired_one
         let c = fleet.client().await;
         let old = c.register(&worker("w"), None).await.unwrap();
         old.report(&load(0.0)).await.unwrap();
-        let err = c.register(&worker("w"), None).await.unwrap_err().to_string();
-        assert!(err.contains("already registered and its lease is alive"), "{err}");
+        let err = c
+            .register(&worker("w"), None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("already registered and its lease is alive"),
+            "{err}"
+        );
         // Silent past the TTL: unhealthy, and its name may be taken.
         eventually(LIMIT, || !fleet.state.status().workers[0].healthy).await;
         let mut watch = c.watch(16).await.unwrap();
@@ -465,7 +528,10 @@ fn a_duplicate_name_is_refused_while_its_lease_lives_and_replaces_an_expired_one
         let new = c.register(&worker("w"), None).await.unwrap();
         assert_eq!(
             next(&mut watch).await.change,
-            Change::Left { name: "w".into(), reason: "replaced".into() }
+            Change::Left {
+                name: "w".into(),
+                reason: "replaced".into()
+            }
         );
         assert!(matches!(next(&mut watch).await.change, Change::Joined(_)));
         new.report(&load(0.0)).await.unwrap();
@@ -483,26 +549,91 @@ fn malformed_registrations_get_a_clear_error_and_the_registry_keeps_serving() {
         let fleet = Fleet::start(&h, options(60_000, 60_000)).await;
         let c = fleet.client().await;
         let cases: Vec<(Registration, &str)> = vec![
-            (Registration::new("w", "k", "no-port"), "malformed worker address"),
-            (Registration::new("w", "k", "host:0"), "malformed worker address"),
-            (Registration::new("w", "k", "host:99999"), "malformed worker address"),
-            (Registration::new("w", "k", "ho st:80"), "malformed worker address"),
-            (Registration::new("w", "k", "[not-v6]:80"), "malformed worker address"),
-            (Registration::new("", "k", "h:1"), "name must be 1 to 255 bytes"),
-            (Registration::new("w\n", "k", "h:1"), "name must be 1 to 255 bytes"),
-            (Registration::new("w", "", "h:1"), "kind must be 1 to 63 bytes"),
-            ({ let mut r = Registration::new("w", "k", "h:1"); r.labels = vec![("".into(), "v".into())]; r }, "malformed label key"),
-            ({ let mut r = Registration::new("w", "k", "h:1"); r.labels = vec![("a b".into(), "v".into())]; r }, "malformed label key"),
-            ({ let mut r = Registration::new("w", "k", "h:1"); r.labels = vec![("a".into(), "v\u{7}".into())]; r }, "malformed value of label"),
-            ({ let mut r = Registration::new("w", "k", "h:1"); r.labels = vec![("a".into(), "1".into()), ("a".into(), "2".into())]; r }, "given twice"),
-            ({ let mut r = Registration::new("w", "k", "h:1"); r.labels = (0..33).map(|i| (format!("k{i}"), "v".into())).collect(); r }, "labels per worker limit exceeded"),
+            (
+                Registration::new("w", "k", "no-port"),
+                "malformed worker address",
+            ),
+            (
+                Registration::new("w", "k", "host:0"),
+                "malformed worker address",
+            ),
+            (
+                Registration::new("w", "k", "host:99999"),
+                "malformed worker address",
+            ),
+            (
+                Registration::new("w", "k", "ho st:80"),
+                "malformed worker address",
+            ),
+            (
+                Registration::new("w", "k", "[not-v6]:80"),
+                "malformed worker address",
+            ),
+            (
+                Registration::new("", "k", "h:1"),
+                "name must be 1 to 255 bytes",
+            ),
+            (
+                Registration::new("w\n", "k", "h:1"),
+                "name must be 1 to 255 bytes",
+            ),
+            (
+                Registration::new("w", "", "h:1"),
+                "kind must be 1 to 63 bytes",
+            ),
+            (
+                {
+                    let mut r = Registration::new("w", "k", "h:1");
+                    r.labels = vec![("".into(), "v".into())];
+                    r
+                },
+                "malformed label key",
+            ),
+            (
+                {
+                    let mut r = Registration::new("w", "k", "h:1");
+                    r.labels = vec![("a b".into(), "v".into())];
+                    r
+                },
+                "malformed label key",
+            ),
+            (
+                {
+                    let mut r = Registration::new("w", "k", "h:1");
+                    r.labels = vec![("a".into(), "v\u{7}".into())];
+                    r
+                },
+                "malformed value of label",
+            ),
+            (
+                {
+                    let mut r = Registration::new("w", "k", "h:1");
+                    r.labels = vec![("a".into(), "1".into()), ("a".into(), "2".into())];
+                    r
+                },
+                "given twice",
+            ),
+            (
+                {
+                    let mut r = Registration::new("w", "k", "h:1");
+                    r.labels = (0..33).map(|i| (format!("k{i}"), "v".into())).collect();
+                    r
+                },
+                "labels per worker limit exceeded",
+            ),
         ];
         for (r, expected) in cases {
             let err = c.register(&r, None).await.unwrap_err().to_string();
             assert!(err.contains(expected), "{r:?}: {err}");
         }
         // Good ones still go through.
-        for addr in ["h:1", "10.0.0.1:7001", "[::1]:7001", "w-0.workers.ns.svc.cluster.local:7001", "in-process:w"] {
+        for addr in [
+            "h:1",
+            "10.0.0.1:7001",
+            "[::1]:7001",
+            "w-0.workers.ns.svc.cluster.local:7001",
+            "in-process:w",
+        ] {
             let r = Registration::new(format!("ok-{addr}"), "k", addr);
             let lease = c.register(&r, None).await.unwrap();
             std::mem::forget(lease);

@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::table::{Registration, Table};
 use crate::actor::{ActorMeta, Interface};
-use crate::fleet::types::{read_health, read_interfaces, read_labels, write_event, write_status, write_worker};
+use crate::fleet::types::{
+    read_health, read_interfaces, read_labels, write_event, write_status, write_worker,
+};
 use crate::fleet::{Status, TokenSigner, ALGORITHM};
 use crate::schema::actor_capnp::actor;
 use crate::schema::registry_capnp::{lease, registry, subscription};
@@ -489,4 +491,3 @@ impl Drop for SubscriptionServer {
         self.0.cancel();
     }
 }
-

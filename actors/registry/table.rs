@@ -96,18 +96,19 @@ impl Table {
             sequence: self.sequence,
             change,
         };
-        self.watchers.retain(|w| match w.events.try_send(event.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                w.dropped.cancel();
-                tracing::warn!(
-                    "dropping watcher {}: it fell more than its backlog behind",
-                    w.id
-                );
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        });
+        self.watchers
+            .retain(|w| match w.events.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    w.dropped.cancel();
+                    tracing::warn!(
+                        "dropping watcher {}: it fell more than its backlog behind",
+                        w.id
+                    );
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
     }
 
     /// Registers a worker; returns its entry id.
@@ -284,10 +285,18 @@ impl Table {
             .min_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)))
             .map(|(_, name)| name.clone());
         let Some(name) = best else {
-            let what = if kind.is_empty() { "any kind".to_string() } else { format!("kind {kind:?}") };
+            let what = if kind.is_empty() {
+                "any kind".to_string()
+            } else {
+                format!("kind {kind:?}")
+            };
             return Err(Error::invalid(format!(
                 "no healthy worker of {what}{}",
-                if labels.is_empty() { String::new() } else { format!(" with labels {labels:?}") }
+                if labels.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with labels {labels:?}")
+                }
             )));
         };
         let e = self.entries.get_mut(&name).expect("picked from the table");
@@ -327,9 +336,12 @@ mod tests {
         assert!(t.register(reg("a"), t0).is_err());
         t.sweep(t0 + Duration::from_millis(1500));
         assert!(!t.status(t0).workers[0].healthy);
-        let id2 = t.register(reg("a"), t0 + Duration::from_millis(1500)).unwrap();
+        let id2 = t
+            .register(reg("a"), t0 + Duration::from_millis(1500))
+            .unwrap();
         assert!(t.report("a", id, Health::default(), t0).is_err());
-        t.report("a", id2, Health::default(), t0 + Duration::from_secs(2)).unwrap();
+        t.report("a", id2, Health::default(), t0 + Duration::from_secs(2))
+            .unwrap();
         t.sweep(t0 + Duration::from_secs(5));
         assert!(t.status(t0).workers.is_empty());
     }

@@ -38,7 +38,11 @@ impl Registration {
     /// let r = capactor::fleet::Registration::new("w1", "tensor-worker", "127.0.0.1:7001");
     /// assert!(r.labels.is_empty());
     /// ```
-    pub fn new(name: impl Into<String>, kind: impl Into<String>, address: impl Into<String>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        kind: impl Into<String>,
+        address: impl Into<String>,
+    ) -> Self {
         Registration {
             name: name.into(),
             kind: kind.into(),
@@ -305,8 +309,9 @@ impl RegistryClient {
     pub async fn watch(&self, backlog: usize) -> Result<Watch> {
         let (tx, rx) = mpsc::channel(backlog.max(1));
         let mut req = self.client.watch_request();
-        req.get()
-            .set_observer(capnp_rpc::new_client(Observer { events: Rc::new(tx) }));
+        req.get().set_observer(capnp_rpc::new_client(Observer {
+            events: Rc::new(tx),
+        }));
         let reply = req.send().promise.await?;
         Ok(Watch {
             events: rx,

@@ -18,8 +18,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 
 use super::{Change, RegistryClient, WorkerInfo};
-use crate::actors::tensor::{Array, RemoteTensor, Worker};
 use crate::actors::tensor::ops::SliceSpec;
+use crate::actors::tensor::{Array, RemoteTensor, Worker};
 use crate::schema::tensor_capnp::tensor_worker;
 use crate::{ConnectOptions, Connection, Error, Result};
 
@@ -115,7 +115,10 @@ impl Cluster {
 
     /// A registry client and a function reaching each worker it names (for
     /// workers in this process, or reached some other way).
-    pub fn new(registry: RegistryClient, connect: impl Fn(&WorkerInfo) -> Reached + 'static) -> Self {
+    pub fn new(
+        registry: RegistryClient,
+        connect: impl Fn(&WorkerInfo) -> Reached + 'static,
+    ) -> Self {
         Cluster {
             registry,
             connect: Rc::new(connect),
@@ -165,7 +168,10 @@ impl Cluster {
         let mut members = Vec::with_capacity(n);
         for info in healthy {
             let reach = (self.connect)(&info).await.map_err(|e| {
-                Error::invalid(format!("cannot reach worker {:?} at {}: {e}", info.name, info.address))
+                Error::invalid(format!(
+                    "cannot reach worker {:?} at {}: {e}",
+                    info.name, info.address
+                ))
             })?;
             members.push(Rc::new(Member { info, reach }));
         }
@@ -174,7 +180,9 @@ impl Cluster {
         let watcher = tokio::task::spawn_local(async move {
             while let Some(event) = watch.next().await {
                 let (name, why) = match event.change {
-                    Change::Left { name, reason } => (name, format!("left the registry ({reason})")),
+                    Change::Left { name, reason } => {
+                        (name, format!("left the registry ({reason})"))
+                    }
                     Change::HealthChanged(w) if !w.healthy => {
                         (w.name, "stopped reporting to the registry".to_string())
                     }
@@ -215,7 +223,9 @@ pub struct Pool {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("workers", &self.names()).finish()
+        f.debug_struct("Pool")
+            .field("workers", &self.names())
+            .finish()
     }
 }
 
@@ -234,7 +244,12 @@ impl Sharded {
     /// Applies `f` to each worker's tensor (pipelined: nothing waits).
     pub fn map(&self, mut f: impl FnMut(usize, &RemoteTensor) -> RemoteTensor) -> Sharded {
         Sharded {
-            shards: self.shards.iter().enumerate().map(|(i, t)| f(i, t)).collect(),
+            shards: self
+                .shards
+                .iter()
+                .enumerate()
+                .map(|(i, t)| f(i, t))
+                .collect(),
         }
     }
 
@@ -256,7 +271,12 @@ impl Sharded {
             )));
         }
         Ok(Sharded {
-            shards: self.shards.iter().zip(&other.shards).map(|(a, b)| f(a, b)).collect(),
+            shards: self
+                .shards
+                .iter()
+                .zip(&other.shards)
+                .map(|(a, b)| f(a, b))
+                .collect(),
         })
     }
 }
@@ -279,13 +299,19 @@ impl Pool {
 
     /// The workers, in the pool's order.
     pub fn workers(&self) -> Vec<Worker> {
-        self.members.iter().map(|m| m.reach.worker.clone()).collect()
+        self.members
+            .iter()
+            .map(|m| m.reach.worker.clone())
+            .collect()
     }
 
     /// Client round trips spent on the pool's workers so far (the sum of
     /// their [`Worker::round_trips`]).
     pub fn round_trips(&self) -> u64 {
-        self.members.iter().map(|m| m.reach.worker.round_trips()).sum()
+        self.members
+            .iter()
+            .map(|m| m.reach.worker.round_trips())
+            .sum()
     }
 
     /// Workers of the pool that have left or stopped reporting, with why.
@@ -298,7 +324,11 @@ impl Pool {
                 if let Some(why) = gone.get(&m.info.name) {
                     return Some((m.info.name.clone(), why.clone()));
                 }
-                let closed = m.reach.connection.as_ref().is_some_and(|c| c.link().is_closed());
+                let closed = m
+                    .reach
+                    .connection
+                    .as_ref()
+                    .is_some_and(|c| c.link().is_closed());
                 closed.then(|| (m.info.name.clone(), "its connection closed".to_string()))
             })
             .collect();
@@ -423,7 +453,11 @@ impl Pool {
                 })
                 .collect();
             let part = whole.slice(&specs);
-            shards.push(if i == 0 { part } else { part.copy_to(&m.reach.worker) });
+            shards.push(if i == 0 {
+                part
+            } else {
+                part.copy_to(&m.reach.worker)
+            });
             start += size;
         }
         Ok(Sharded { shards })

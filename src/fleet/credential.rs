@@ -110,12 +110,14 @@ impl TokenSigner {
         };
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                let secret = unhex(text.trim()).filter(|s| s.len() == 64).ok_or_else(|| {
-                    Error::invalid(format!(
-                        "key file {} does not hold 128 hex digits",
-                        path.display()
-                    ))
-                })?;
+                let secret = unhex(text.trim())
+                    .filter(|s| s.len() == 64)
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "key file {} does not hold 128 hex digits",
+                            path.display()
+                        ))
+                    })?;
                 Self::from_secret_bytes(&secret)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -128,8 +130,7 @@ impl TokenSigner {
                     .mode(0o600)
                     .open(path)
                     .map_err(|e| failed("create", e))?;
-                writeln!(f, "{}", hex(signer.secret.as_bytes()))
-                    .map_err(|e| failed("write", e))?;
+                writeln!(f, "{}", hex(signer.secret.as_bytes())).map_err(|e| failed("write", e))?;
                 Ok(signer)
             }
             Err(e) => Err(failed("read", e)),
@@ -260,7 +261,10 @@ impl PublicKey {
     /// Fails if the file cannot be read or holds no key.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::invalid(format!("cannot read public key file {}: {e}", path.display()))
+            Error::invalid(format!(
+                "cannot read public key file {}: {e}",
+                path.display()
+            ))
         })?;
         Self::from_hex(&text).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
     }
@@ -386,16 +390,30 @@ mod tests {
         let good = signer.issue("s", Duration::from_secs(60), &[]).unwrap();
         assert_eq!(trust.verify(good.token.as_bytes()).unwrap(), "s");
         let forged = other.issue("s", Duration::from_secs(60), &[]).unwrap();
-        assert!(matches!(trust.verify(forged.token.as_bytes()), Err(Error::Unauthorized)));
+        assert!(matches!(
+            trust.verify(forged.token.as_bytes()),
+            Err(Error::Unauthorized)
+        ));
         let expired = signer.issue("s", Duration::ZERO, &[]).unwrap();
-        assert!(matches!(trust.verify(expired.token.as_bytes()), Err(Error::Unauthorized)));
-        let elsewhere = signer.issue("s", Duration::from_secs(60), &["w2".into()]).unwrap();
-        assert!(matches!(trust.verify(elsewhere.token.as_bytes()), Err(Error::Unauthorized)));
+        assert!(matches!(
+            trust.verify(expired.token.as_bytes()),
+            Err(Error::Unauthorized)
+        ));
+        let elsewhere = signer
+            .issue("s", Duration::from_secs(60), &["w2".into()])
+            .unwrap();
+        assert!(matches!(
+            trust.verify(elsewhere.token.as_bytes()),
+            Err(Error::Unauthorized)
+        ));
         let mut tampered = good.token.into_bytes();
         let n = tampered.len();
         tampered[n - 5] ^= 1;
         assert!(matches!(trust.verify(&tampered), Err(Error::Unauthorized)));
-        assert!(matches!(trust.verify(b"static-token"), Err(Error::Unauthorized)));
+        assert!(matches!(
+            trust.verify(b"static-token"),
+            Err(Error::Unauthorized)
+        ));
     }
 
     #[test]

@@ -150,7 +150,11 @@ where
         match tokio::time::timeout(ttl, lease.report(&health())).await {
             Ok(Ok(())) => state.borrow_mut().registered = true,
             Ok(Err(e)) => return e,
-            Err(_) => return crate::Error::Disconnected("a health report took longer than the TTL".into()),
+            Err(_) => {
+                return crate::Error::Disconnected(
+                    "a health report took longer than the TTL".into(),
+                )
+            }
         }
         tokio::time::sleep(every).await;
     }

@@ -16,8 +16,8 @@ mod credential;
 mod join;
 pub(crate) mod types;
 
-pub use cluster::{Cluster, Pool, Reach, Reached, Reduce, Sharded};
 pub use client::{Lease, Registration, RegistryClient, Watch};
-pub use join::{JoinState, Joiner};
+pub use cluster::{Cluster, Pool, Reach, Reached, Reduce, Sharded};
 pub use credential::{IssuedToken, PublicKey, TokenSigner, Trust, ALGORITHM};
+pub use join::{JoinState, Joiner};
 pub use types::{Change, Event, Health, Status, Totals, WorkerInfo};

@@ -251,7 +251,10 @@ fn write_totals(t: &Totals, mut b: totals::Builder<'_>) {
 }
 
 pub(crate) fn write_status(s: &Status, mut b: status::Builder<'_>) {
-    write_workers(&s.workers, b.reborrow().init_workers(s.workers.len() as u32));
+    write_workers(
+        &s.workers,
+        b.reborrow().init_workers(s.workers.len() as u32),
+    );
     write_totals(&s.totals, b.init_totals());
 }
 
@@ -293,7 +296,10 @@ pub(crate) fn write_event(e: &Event, mut b: event::Builder<'_>) {
 
 pub(crate) fn read_event(r: event::Reader<'_>) -> Result<Event> {
     use event::Which;
-    let change = match r.which().map_err(|_| crate::Error::invalid("unknown event kind"))? {
+    let change = match r
+        .which()
+        .map_err(|_| crate::Error::invalid("unknown event kind"))?
+    {
         Which::Membership(ws) => {
             Change::Membership(ws?.iter().map(read_worker).collect::<Result<Vec<_>>>()?)
         }
