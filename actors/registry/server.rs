@@ -136,6 +136,16 @@ impl RegistryState {
         self.table().status(Instant::now())
     }
 
+    /// Workers registered now.
+    pub fn len(&self) -> usize {
+        self.table().len()
+    }
+
+    /// True when no worker is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The key tokens are signed with, if there is one.
     pub fn signer(&self) -> Option<&TokenSigner> {
         self.signer.as_ref()
@@ -191,7 +201,7 @@ impl Registry {
     }
 
     fn workers(&self) -> u64 {
-        self.state.status().totals.workers.into()
+        self.state.len() as u64
     }
 }
 

@@ -71,6 +71,10 @@ impl Table {
         }
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     pub(crate) fn options(&self) -> &RegistryOptions {
         &self.options
     }

@@ -2,9 +2,12 @@
 //! (`schema/registry.capnp`, served by [`crate::actors::registry`]) and
 //! fleet credentials.
 //!
-//! - [`credential`](TokenSigner): the registry signs short-lived PASETO
-//!   `v4.public` tokens (Ed25519); a worker serving with a [`Trust`]
-//!   accepts them at its gate, beside (or instead of) its static token.
+//! - [`TokenSigner`], [`PublicKey`], [`Trust`]: the registry signs
+//!   short-lived PASETO `v4.public` tokens (Ed25519); a worker serving with
+//!   a [`Trust`] accepts them at its gate, beside (or instead of) its
+//!   static token.
+//! - [`RegistryClient`], [`Joiner`]: calling a registry; keeping a
+//!   worker registered.
 //! - [`Cluster`]: one client driving N workers of a pool, pipelined
 //!   (`broadcast`, `scatter`, `gather`, `all_reduce`).
 //! - [`Health`], [`WorkerInfo`], [`Status`], [`Event`]: what the registry
