@@ -18,8 +18,7 @@ const schemaVersion :UInt32 = 3;
 # Version 2 added `ActorInfo.runtime` and `TensorWorker.memory`; version 3
 # streamed transfers, worker-to-worker handoff and named objects
 # (`Tensor.readTo`, `Tensor.handoff`, `Sink`, `Upload`, `Gate.redeem`,
-# `TensorWorker.upload`, `resumeUpload`, `store`, `load`, `delete`, `list`),
-# and the fleet's `Registry` (registry.capnp).
+# `TensorWorker.upload`, `resumeUpload`, `store`, `load`, `delete`, `list`).
 # The rules: docs/PROTOCOL.md; the tests that hold us to them, and what they
 # mean for actors that extend ours: docs/EXTENDING.md.
 

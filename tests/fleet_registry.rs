@@ -244,20 +244,22 @@ fn a_joined_worker_registers_again_after_the_registry_restarts() {
         let connect = move || {
             let (c, l) = (c.clone(), l.clone());
             async move {
-                let client = {
+                // Where the registry is now, read before anything waits.
+                let (tcp, state, rt) = {
                     let fleet = c.borrow();
                     let fleet = fleet
                         .as_ref()
                         .ok_or_else(|| capactor::Error::invalid("down"))?;
-                    match fleet.transport {
-                        Transport::Tcp => {
-                            let addr = fleet.addr();
-                            let conn =
-                                capactor::connect_tcp(&addr, &ConnectOptions::default()).await?;
-                            RegistryClient::from_connection(conn)
-                        }
-                        _ => fleet.client().await,
-                    }
+                    let tcp = (fleet.transport == Transport::Tcp).then(|| fleet.addr());
+                    (tcp, fleet.state.clone(), fleet.rt.clone())
+                };
+                let client = match tcp {
+                    Some(addr) => RegistryClient::from_connection(
+                        capactor::connect_tcp(&addr, &ConnectOptions::default()).await?,
+                    ),
+                    None => RegistryClient::from_connection(
+                        rt.spawn_virtual(move || Registry::new("registry", state.clone())),
+                    ),
                 };
                 l.borrow_mut().push(client.link().unwrap().clone());
                 Ok(client)

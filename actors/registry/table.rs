@@ -331,9 +331,11 @@ mod tests {
 
     #[test]
     fn a_silent_worker_turns_unhealthy_then_leaves_and_its_name_is_free_once_unhealthy() {
-        let mut opts = RegistryOptions::default();
-        opts.ttl = Duration::from_secs(1);
-        opts.grace = Duration::from_secs(1);
+        let opts = RegistryOptions {
+            ttl: Duration::from_secs(1),
+            grace: Duration::from_secs(1),
+            ..RegistryOptions::default()
+        };
         let mut t = Table::new(opts);
         let t0 = Instant::now();
         let id = t.register(reg("a"), t0).unwrap();
