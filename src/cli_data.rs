@@ -186,6 +186,14 @@ impl ServeData {
 }
 
 impl DataPlane {
+    /// Where clients and other workers reach this worker: the advertised
+    /// address, else `listening`.
+    pub(crate) fn advertised(&self, listening: std::net::SocketAddr) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| listening.to_string())
+    }
+
     /// Tells the state where other workers reach this one: the advertised
     /// address, else `listening`, with the TLS certificate they must pin.
     pub(crate) fn set_endpoint(

@@ -45,6 +45,7 @@ pub mod actor;
 pub mod actors;
 pub mod call;
 mod error;
+pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;

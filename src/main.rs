@@ -17,6 +17,7 @@ use capactor::schema::tensor_capnp::tensor_worker;
 use clap::{Parser, Subcommand};
 
 mod cli_data;
+mod cli_fleet;
 
 #[derive(Parser, Debug)]
 #[command(name = "capactor", version, about = "A Cap'n Proto actor runtime")]
@@ -25,6 +26,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: the size of the worker's flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve a tensor worker over TCP until SIGINT or SIGTERM.
@@ -56,6 +59,8 @@ enum Command {
         limits: WorkerLimits,
         #[command(flatten)]
         data: cli_data::ServeData,
+        #[command(flatten)]
+        fleet: cli_fleet::JoinArgs,
     },
     /// Connect to a worker and print what it is.
     Info {
@@ -78,6 +83,17 @@ enum Command {
     /// Copy a named object from one worker to another, directly between
     /// them.
     Copy(cli_data::Copy),
+    /// Serve a fleet registry: workers register with it (`worker --join`),
+    /// clients find, watch and route to them; it signs fleet tokens.
+    Registry(cli_fleet::RegistryArgs),
+    /// Print a registry's workers: name, address, kind, health, calls/s,
+    /// memory, uptime.
+    Status(cli_fleet::StatusArgs),
+    /// Have a registry issue a signed token (needs its admin token).
+    Token(cli_fleet::TokenArgs),
+    /// Exit 0 if the worker or registry at ADDR answers a ping (a
+    /// readiness check).
+    Health(cli_fleet::HealthArgs),
 }
 
 /// Every limit of `docs/PROTOCOL.md`'s table, as a flag of `capactor
@@ -298,6 +314,7 @@ fn main() -> ExitCode {
             tls_key,
             limits,
             data,
+            fleet,
         } => data.plane(memory_mib << 20).and_then(|plane| {
             worker(
                 &listen,
@@ -308,6 +325,7 @@ fn main() -> ExitCode {
                 &auth,
                 tls_cert.as_deref().zip(tls_key.as_deref()),
                 &limits,
+                &fleet,
             )
         }),
         Command::Info {
@@ -322,6 +340,10 @@ fn main() -> ExitCode {
         Command::Ls(args) => cli_data::ls(args),
         Command::Rm(args) => cli_data::rm(args),
         Command::Copy(args) => cli_data::copy(args),
+        Command::Registry(args) => cli_fleet::registry(args),
+        Command::Status(args) => cli_fleet::status(args),
+        Command::Token(args) => cli_fleet::token(args),
+        Command::Health(args) => cli_fleet::health(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -342,6 +364,7 @@ fn worker(
     auth: &ServeAuth,
     tls: Option<(&Path, &Path)>,
     limits: &WorkerLimits,
+    fleet: &cli_fleet::JoinArgs,
 ) -> capactor::Result<()> {
     let tls = tls
         .map(|(cert, key)| capactor::tls::ServerTls::from_pem_files(cert, key))
@@ -355,6 +378,8 @@ fn worker(
     match serve_token(listen, auth)? {
         Token::None => opts.insecure_no_auth = true,
         Token::Given(t) => opts.token = Some(t),
+        // A worker that trusts a registry's tokens needs no token of its own.
+        Token::Generate if fleet.trusts() => {}
         Token::Generate => {
             let token = generate_token();
             token_file = Some(TokenFile::create(&token)?);
@@ -371,9 +396,11 @@ fn worker(
         // worker says where it listens shuts it down cleanly rather than
         // killing it.
         let shutdown = shutdown_signal()?;
+        opts.trust = fleet.trust(&name).await?;
         // One state for every vat: named objects and resumable uploads are
         // the same whichever connection asks.
         let state = data.state.clone();
+        let worker_name = name.clone();
         let server = rt
             .serve_tcp::<tensor_worker::Client, _, _>(
                 listen,
@@ -386,7 +413,17 @@ fn worker(
             eprintln!("token written to {}", file.path.display());
         }
         println!("listening on {}", server.local_addr());
+        let server = std::rc::Rc::new(server);
+        let health = cli_fleet::health_of(&server, data.state.quota().clone());
+        let joiner = fleet.join(&worker_name, data.advertised(server.local_addr()), health)?;
         shutdown.await;
+        // Leave the registry first: clients stop being routed here.
+        drop(joiner);
+        let Ok(server) = std::rc::Rc::try_unwrap(server) else {
+            return Err(capactor::Error::internal(
+                "the server is still shared at shutdown",
+            ));
+        };
         tracing::info!("shutting down; in-flight calls get {grace:?}");
         if !server.shutdown(grace).await {
             tracing::warn!("some calls were still running when the grace period ended");

@@ -27,7 +27,12 @@ const RELEASED: &[(u32, &[&str])] = &[
 ];
 
 /// The current schema files.
-const CURRENT: &[&str] = &["actor.capnp", "probe.capnp", "tensor.capnp"];
+const CURRENT: &[&str] = &[
+    "actor.capnp",
+    "probe.capnp",
+    "tensor.capnp",
+    "registry.capnp",
+];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -21,7 +21,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Every schema file, in `schema/`.
-const SCHEMAS: &[&str] = &["actor.capnp", "probe.capnp", "tensor.capnp"];
+const SCHEMAS: &[&str] = &[
+    "actor.capnp",
+    "probe.capnp",
+    "tensor.capnp",
+    "registry.capnp",
+];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

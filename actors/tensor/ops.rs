@@ -3239,8 +3239,8 @@ mod tests {
         assert_eq!(sl(Some(8), Some(2), -3), [8, 5]);
         assert_eq!(sl(Some(-3), None, 1), [7, 8, 9]);
         assert_eq!(sl(Some(-100), Some(100), 1), (0..10).collect::<Vec<_>>());
-        assert_eq!(sl(Some(5), Some(2), 1), []);
-        assert_eq!(sl(Some(2), Some(5), -1), []);
+        assert_eq!(sl(Some(5), Some(2), 1), [0i64; 0]);
+        assert_eq!(sl(Some(2), Some(5), -1), [0i64; 0]);
         assert_eq!(sl(None, None, -4), [9, 5, 1]);
         assert_eq!(sl(Some(-1), Some(-11), -1), rev);
         assert_eq!(sl(Some(100), None, -1), rev);

@@ -25,3 +25,9 @@ pub mod probe_capnp;
 #[rustfmt::skip]
 #[path = "tensor_capnp.rs"]
 pub mod tensor_capnp;
+
+/// `schema/registry.capnp`: the fleet's `Registry`, `Lease` and `Observer`.
+#[allow(missing_docs, missing_debug_implementations, unreachable_pub, clippy::all, clippy::pedantic)]
+#[rustfmt::skip]
+#[path = "registry_capnp.rs"]
+pub mod registry_capnp;

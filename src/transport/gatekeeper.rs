@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::gate_policy::{GatePolicy, Peer, Verdict};
 use super::preauth_pool::PreauthTicket;
+use crate::fleet::Trust;
 use crate::schema::actor_capnp::{actor, gate};
 use crate::Error;
 
@@ -34,7 +35,7 @@ const REDEEM_ONLY_FAILURES_PER_SECOND: u32 = 20;
 /// failure.
 pub(crate) struct Gate {
     actor: actor::Client,
-    token: Option<Rc<[u8]>>,
+    credentials: Option<Rc<Credentials>>,
     failures: Cell<u32>,
     waiting: Cell<bool>,
     opened: Rc<Cell<bool>>,
@@ -58,14 +59,14 @@ impl Gate {
     /// successful `open`; `cut` closes the connection.
     pub(crate) fn client(
         actor: actor::Client,
-        token: Option<Rc<[u8]>>,
+        credentials: Option<Rc<Credentials>>,
         opened: Rc<Cell<bool>>,
         cut: CancellationToken,
         who: Who,
     ) -> gate::Client {
         capnp_rpc::new_client(Gate {
             actor,
-            token,
+            credentials,
             failures: Cell::new(0),
             waiting: Cell::new(false),
             opened,
@@ -90,7 +91,8 @@ impl Gate {
             deadline: None,
             ticket: RefCell::new(None),
         };
-        Gate::client(nothing, Some(Rc::from(&token[..])), Rc::default(), cut, who)
+        let credentials = Credentials::new(Some(&token[..]), None);
+        Gate::client(nothing, credentials, Rc::default(), cut, who)
     }
 
     /// Counts a failure of this connection; the fifth closes it.
@@ -129,7 +131,7 @@ impl gate::Server for Gate {
         params: gate::OpenParams,
         mut results: gate::OpenResults,
     ) -> Result<(), capnp::Error> {
-        let Some(expected) = self.token.clone() else {
+        let Some(expected) = self.credentials.clone() else {
             self.admit(&mut results);
             return Ok(());
         };
@@ -143,7 +145,7 @@ impl gate::Server for Gate {
             Some(d) => d.saturating_duration_since(Instant::now()),
             None => MAX_WAIT_WITHOUT_DEADLINE,
         };
-        let check = || constant_time_eq(offered, &expected);
+        let check = || expected.accepts(offered);
         match self.who.policy.arrive(key, max_wait, check) {
             Verdict::Accepted => {
                 self.admit(&mut results);
@@ -193,6 +195,41 @@ impl gate::Server for Gate {
         Ok(())
     }
 }
+
+// --- fleet credentials (issue 11) ---
+/// What opens a gate: the worker's static token, a token signed by the
+/// key it trusts (`ServeOptions::trust`, see `crate::fleet`), or either.
+pub(crate) struct Credentials {
+    token: Option<Box<[u8]>>,
+    trust: Option<Trust>,
+}
+
+impl Credentials {
+    /// The credentials of a worker serving with `token` and `trust`; `None`
+    /// (no authentication) when it has neither.
+    pub(crate) fn new(token: Option<&[u8]>, trust: Option<&Trust>) -> Option<Rc<Self>> {
+        if token.is_none() && trust.is_none() {
+            return None;
+        }
+        Some(Rc::new(Credentials {
+            token: token.map(Box::from),
+            trust: trust.cloned(),
+        }))
+    }
+
+    /// True if `offered` is the static token (compared in constant time)
+    /// or a valid signed token for this worker.
+    fn accepts(&self, offered: &[u8]) -> bool {
+        self.token
+            .as_deref()
+            .is_some_and(|t| constant_time_eq(offered, t))
+            || self
+                .trust
+                .as_ref()
+                .is_some_and(|t| t.verify(offered).is_ok())
+    }
+}
+// --- end fleet credentials ---
 
 /// Compares without an early exit, so the time taken says nothing about
 /// how much of the token matched.

@@ -409,7 +409,7 @@ impl ActorMint {
 pub(crate) struct ServeSite {
     pub(crate) actor: ActorMint,
     pub(crate) calls: Arc<ActorCalls>,
-    pub(crate) token: Option<Rc<[u8]>>,
+    pub(crate) credentials: Option<Rc<gatekeeper::Credentials>>,
     pub(crate) limits: Limits,
     pub(crate) idle_timeout: Option<Duration>,
     /// How long a new connection has to open the gate.
@@ -432,7 +432,7 @@ impl ServeSite {
         ServeSite {
             actor,
             calls,
-            token: opts.token.as_deref().map(Rc::from),
+            credentials: gatekeeper::Credentials::new(opts.token.as_deref(), opts.trust.as_ref()),
             limits: opts.limits.clone(),
             idle_timeout: opts.idle_timeout,
             handshake_timeout: opts.handshake_timeout,
@@ -496,7 +496,13 @@ pub(crate) async fn serve_stream<S>(
         deadline,
         ticket: RefCell::new(arrival.ticket),
     };
-    let gate = Gate::client(actor, site.token.clone(), opened.clone(), cut.clone(), who);
+    let gate = Gate::client(
+        actor,
+        site.credentials.clone(),
+        opened.clone(),
+        cut.clone(),
+        who,
+    );
     let signal = GateSignal {
         opened: opened.clone(),
         cut: cut.clone(),

@@ -52,6 +52,10 @@ pub struct ServeOptions {
     /// [`MIN_TOKEN_BYTES`] long. `None` serves without authentication,
     /// which TCP allows only with [`insecure_no_auth`](Self::insecure_no_auth).
     pub token: Option<Vec<u8>>,
+    /// Also accept tokens signed by a fleet registry's key (see
+    /// [`crate::fleet`]): a worker with a `trust` needs no static token.
+    /// Default `None`.
+    pub trust: Option<crate::fleet::Trust>,
     /// Serve TCP without a token: refused unless every address the listener
     /// binds is a loopback address. Default `false` (serving TCP without a
     /// token fails). Virtual actors need no opt-in.
@@ -104,6 +108,7 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             token: None,
+            trust: None,
             insecure_no_auth: false,
             limits: Limits::default(),
             max_connections: 1024,
@@ -145,7 +150,7 @@ impl ServeOptions {
                 t.len()
             ))),
             Some(_) => Ok(()),
-            None if self.insecure_no_auth => Ok(()),
+            None if self.insecure_no_auth || self.trust.is_some() => Ok(()),
             None => Err(Error::invalid(
                 "serving TCP without a token needs ServeOptions::insecure_no_auth \
                  (allowed on loopback addresses only)",
@@ -158,6 +163,7 @@ impl fmt::Debug for ServeOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServeOptions")
             .field("token", &self.token.as_ref().map(|t| Redacted(t.len())))
+            .field("trust", &self.trust)
             .field("insecure_no_auth", &self.insecure_no_auth)
             .field("limits", &self.limits)
             .field("max_connections", &self.max_connections)
@@ -220,6 +226,11 @@ impl TcpServer {
         self.calls.in_flight()
     }
 
+    /// Calls completed so far across every connection, successfully or not.
+    pub fn calls_served(&self) -> u64 {
+        self.calls.served()
+    }
+
     /// Shuts down gracefully: stops accepting, refuses new calls (they fail
     /// with `actor is shutting down`), lets calls in flight finish for up to
     /// `grace`, then closes every connection. Returns `true` if every call
@@ -270,7 +281,7 @@ where
     F: Fn() -> S + Send + Sync + 'static,
 {
     opts.check_token()?;
-    if opts.token.is_none() {
+    if opts.token.is_none() && opts.trust.is_none() {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr).await?.collect();
         if addrs.is_empty() || !addrs.iter().all(|a| a.ip().is_loopback()) {
             return Err(Error::invalid(format!(
