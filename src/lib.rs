@@ -44,9 +44,11 @@ pub mod actor;
 #[path = "../actors/mod.rs"]
 pub mod actors;
 pub mod call;
+pub mod catalog;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod metrics;
 mod quota;
 mod runtime;
 pub mod schema;

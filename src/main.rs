@@ -3,6 +3,8 @@
 //! ```text
 //! capactor worker --listen 127.0.0.1:7001 --name w1
 //! capactor info 127.0.0.1:7001
+//! capactor describe 127.0.0.1:7001
+//! capactor health 127.0.0.1:7001
 //! capactor put 127.0.0.1:7001 weights.npy --name weights
 //! ```
 
@@ -20,7 +22,7 @@ mod cli_data;
 
 #[derive(Parser, Debug)]
 #[command(name = "capactor", version, about = "A Cap'n Proto actor runtime")]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -56,6 +58,10 @@ enum Command {
         limits: WorkerLimits,
         #[command(flatten)]
         data: cli_data::ServeData,
+        /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks a
+        /// free port; the address is printed as `metrics on ADDR`).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
     },
     /// Connect to a worker and print what it is.
     Info {
@@ -64,6 +70,31 @@ enum Command {
         /// File holding the worker's token (or set CAPACTOR_TOKEN).
         #[arg(long)]
         token_file: Option<PathBuf>,
+        #[command(flatten)]
+        tls: ClientTlsArgs,
+    },
+    /// Connect to an actor and list each interface it implements, with its
+    /// methods and their parameter and result fields.
+    Describe {
+        /// The actor's address.
+        addr: String,
+        /// File holding the actor's token (or set CAPACTOR_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        tls: ClientTlsArgs,
+    },
+    /// Check that an actor serves: open its gate and ping it. Exits 0 if it
+    /// answered, 1 (saying why) if not: for readiness probes.
+    Health {
+        /// The actor's address.
+        addr: String,
+        /// File holding the actor's token (or set CAPACTOR_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// How long connecting and the ping may take together.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        timeout: Off<Duration>,
         #[command(flatten)]
         tls: ClientTlsArgs,
     },
@@ -298,6 +329,7 @@ fn main() -> ExitCode {
             tls_key,
             limits,
             data,
+            metrics,
         } => data.plane(memory_mib << 20).and_then(|plane| {
             worker(
                 &listen,
@@ -308,6 +340,7 @@ fn main() -> ExitCode {
                 &auth,
                 tls_cert.as_deref().zip(tls_key.as_deref()),
                 &limits,
+                metrics.as_deref(),
             )
         }),
         Command::Info {
@@ -317,6 +350,21 @@ fn main() -> ExitCode {
         } => tls
             .load()
             .and_then(|tls| info(&addr, token_file.as_deref(), tls)),
+        Command::Describe {
+            addr,
+            token_file,
+            tls,
+        } => tls
+            .load()
+            .and_then(|tls| describe(&addr, token_file.as_deref(), tls)),
+        Command::Health {
+            addr,
+            token_file,
+            timeout,
+            tls,
+        } => tls
+            .load()
+            .and_then(|tls| health(&addr, token_file.as_deref(), timeout.0, tls)),
         Command::Put(args) => cli_data::put(args),
         Command::Get(args) => cli_data::get(args),
         Command::Ls(args) => cli_data::ls(args),
@@ -342,6 +390,7 @@ fn worker(
     auth: &ServeAuth,
     tls: Option<(&Path, &Path)>,
     limits: &WorkerLimits,
+    metrics_addr: Option<&str>,
 ) -> capactor::Result<()> {
     let tls = tls
         .map(|(cert, key)| capactor::tls::ServerTls::from_pem_files(cert, key))
@@ -361,6 +410,15 @@ fn worker(
             opts.token = Some(token);
         }
     }
+    // Bound before the worker serves, so a taken port fails the start.
+    let metrics = metrics_addr
+        .map(|addr| {
+            let metrics = capactor::metrics::Metrics::new();
+            metrics.track_quota(data.state.quota());
+            opts.metrics = Some(metrics.clone());
+            metrics.serve(addr)
+        })
+        .transpose()?;
     let mut builder = capactor::Runtime::builder();
     if let Some(n) = vats {
         builder.vats(n);
@@ -386,6 +444,9 @@ fn worker(
             eprintln!("token written to {}", file.path.display());
         }
         println!("listening on {}", server.local_addr());
+        if let Some(m) = &metrics {
+            println!("metrics on {}", m.local_addr());
+        }
         shutdown.await;
         tracing::info!("shutting down; in-flight calls get {grace:?}");
         if !server.shutdown(grace).await {
@@ -544,5 +605,87 @@ fn info(
         // interfaces first.
         println!("{}", capactor::describe(conn.client()).await?);
         Ok(())
+    })
+}
+
+fn connect_options(
+    token_file: Option<&Path>,
+    tls: Option<capactor::tls::ClientTls>,
+) -> capactor::Result<capactor::ConnectOptions> {
+    let mut opts = capactor::ConnectOptions::default();
+    opts.token = client_token(token_file)?.unwrap_or_default();
+    opts.tls = tls;
+    Ok(opts)
+}
+
+/// Prints each interface the actor at `addr` implements, most derived
+/// first, as the schema compiled into this binary describes it.
+fn describe(
+    addr: &str,
+    token_file: Option<&Path>,
+    tls: Option<capactor::tls::ClientTls>,
+) -> capactor::Result<()> {
+    let opts = connect_options(token_file, tls)?;
+    capactor::block_on(async {
+        let conn: capactor::Connection<actor::Client> = capactor::connect_tcp(addr, &opts).await?;
+        let about = capactor::describe(conn.client()).await?;
+        let runtime = if about.runtime.is_empty() {
+            "an unknown runtime"
+        } else {
+            &about.runtime
+        };
+        println!(
+            "{} (kind {}, schema version {}, {runtime})",
+            about.name, about.kind, about.schema_version
+        );
+        let catalog = capactor::catalog::Catalog::builtin();
+        for iface in &about.interfaces {
+            println!();
+            match catalog.interface(iface.id) {
+                Some(schema) => println!("{schema}"),
+                None => println!(
+                    "interface {} ({:#018x})\n  (its schema is not compiled into this capactor)",
+                    iface.name, iface.id
+                ),
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Opens the gate of the actor at `addr` and pings it, all within
+/// `timeout`.
+fn health(
+    addr: &str,
+    token_file: Option<&Path>,
+    timeout: Option<Duration>,
+    tls: Option<capactor::tls::ClientTls>,
+) -> capactor::Result<()> {
+    let mut opts = connect_options(token_file, tls)?;
+    if let Some(t) = timeout {
+        opts.connect_timeout = t;
+    }
+    capactor::block_on(async {
+        let check = async {
+            let conn: capactor::Connection<actor::Client> =
+                capactor::connect_tcp(addr, &opts).await?;
+            conn.ping_request().send().promise.await?;
+            Ok::<_, capactor::Error>(())
+        };
+        let answered = match timeout {
+            Some(t) => tokio::time::timeout(t, check).await.map_err(|_| {
+                capactor::Error::invalid(format!("{addr} did not answer within {t:?}"))
+            })?,
+            None => check.await,
+        };
+        match answered {
+            Ok(()) => {
+                println!("{addr} is serving");
+                Ok(())
+            }
+            Err(e) => Err(capactor::Error::invalid(format!(
+                "{addr} is not serving: {e}"
+            ))),
+        }
     })
 }
