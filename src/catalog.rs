@@ -90,6 +90,9 @@ pub struct MethodSchema {
     pub results_struct: Option<String>,
     /// The results.
     pub results: Vec<FieldSchema>,
+    /// The interfaces its parameters and results pass (a `Tensor`, a
+    /// `List(Tensor)`), by type id: the capabilities it takes or hands out.
+    pub mentions: Vec<u64>,
 }
 
 /// One field of a parameter or result struct.
@@ -174,6 +177,9 @@ impl Catalog {
                 } else {
                     names.fields(m.get_result_struct_type())?
                 };
+                let mut mentions = Vec::new();
+                names.mentions(m.get_param_struct_type(), &mut mentions)?;
+                names.mentions(m.get_result_struct_type(), &mut mentions)?;
                 methods.push(MethodSchema {
                     ordinal: u16::try_from(i).unwrap_or(u16::MAX),
                     name: text(m.get_name())?.to_owned(),
@@ -183,6 +189,7 @@ impl Catalog {
                     streaming,
                     results_struct,
                     results,
+                    mentions,
                 });
             }
             self.interfaces.insert(
@@ -207,6 +214,43 @@ impl Catalog {
     /// Method `ordinal` of interface `id`, if known.
     pub fn method(&self, id: u64, ordinal: u16) -> Option<&MethodSchema> {
         self.interface(id)?.methods.get(usize::from(ordinal))
+    }
+
+    /// The interfaces `roots` pass in their methods' parameters and
+    /// results, and those these pass, and so on, excluding `roots`: what a
+    /// client of `roots` can come to hold. In the order first met.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use capactor::catalog::Catalog;
+    /// use capactor::schema::tensor_capnp::{tensor, tensor_worker};
+    /// use capnp::traits::HasTypeId;
+    ///
+    /// let reached = Catalog::builtin().reachable(&[tensor_worker::Client::TYPE_ID]);
+    /// assert!(reached.iter().any(|i| i.id == tensor::Client::TYPE_ID));
+    /// ```
+    pub fn reachable(&self, roots: &[u64]) -> Vec<&InterfaceSchema> {
+        let mut seen: Vec<u64> = roots.to_vec();
+        let mut out = Vec::new();
+        let mut queue: std::collections::VecDeque<u64> = roots.iter().copied().collect();
+        while let Some(id) = queue.pop_front() {
+            let Some(iface) = self.interface(id) else {
+                continue;
+            };
+            for m in &iface.methods {
+                for &next in &m.mentions {
+                    if !seen.contains(&next) {
+                        seen.push(next);
+                        queue.push_back(next);
+                        if let Some(found) = self.interface(next) {
+                            out.push(found);
+                        }
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Every known interface, in no particular order.
@@ -302,6 +346,31 @@ impl Names<'_, '_> {
                 })
             })
             .collect()
+    }
+
+    /// Adds the interfaces the fields of struct `id` (and its groups) pass.
+    fn mentions(&self, id: u64, out: &mut Vec<u64>) -> crate::Result<()> {
+        let Some(Ok(node::Which::Struct(s))) = self.nodes.get(&id).map(|n| n.which()) else {
+            return Ok(());
+        };
+        for f in s.get_fields()?.iter() {
+            match f.which() {
+                Ok(field::Slot(slot)) => {
+                    let mut t = slot.get_type()?;
+                    while let Ok(type_::List(l)) = t.which() {
+                        t = l.get_element_type()?;
+                    }
+                    if let Ok(type_::Interface(i)) = t.which() {
+                        if !out.contains(&i.get_type_id()) {
+                            out.push(i.get_type_id());
+                        }
+                    }
+                }
+                Ok(field::Group(g)) => self.mentions(g.get_type_id(), out)?,
+                Err(_) => {}
+            }
+        }
+        Ok(())
     }
 
     fn ty(&self, t: type_::Reader<'_>) -> crate::Result<String> {

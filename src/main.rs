@@ -649,6 +649,14 @@ fn describe(
                 ),
             }
         }
+        let ids: Vec<u64> = about.interfaces.iter().map(|i| i.id).collect();
+        let reached = catalog.reachable(&ids);
+        if !reached.is_empty() {
+            println!("\n# The capabilities its methods take or hand out:");
+        }
+        for schema in reached {
+            println!("\n{schema}");
+        }
         Ok(())
     })
 }
