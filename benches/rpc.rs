@@ -13,7 +13,8 @@
 //!    `BufWriter` is shown too: capactor buffers, so that row isolates what
 //!    capactor adds on top of capnp-rpc.
 //! 2. The round trip of a no-op capactor call (`Actor.ping` on a
-//!    [`Probe`]) over the local, virtual and TCP transports.
+//!    [`Probe`]) over the local, virtual and TCP transports, and over TCP
+//!    to a server recording call metrics (`ServeOptions::metrics`).
 //! 3. Calls per second over the same transports, one call at a time and
 //!    with [`WINDOW`] calls in flight.
 //! 4. Calls per second of a server doing real work per call
@@ -80,7 +81,7 @@ fn main() {
 
     let raw = raw_tcp();
     let stock = [false, true].map(|buffered| capactor::block_on(stock_capnp_rpc(buffered)));
-    let (local, virt, tcp) = capactor::block_on(capactor_transports());
+    let (local, virt, tcp, tcp_metrics) = capactor::block_on(capactor_transports());
     println!(
         "4. vat scaling: Probe.spin({SPIN_MICROS} µs), {SCALE_CONNECTIONS} connections x \
          {SCALE_WINDOW} calls in flight, {} ms timed after {} ms warm-up",
@@ -90,7 +91,7 @@ fn main() {
     let scaling = [Reach::Virtual, Reach::Tcp]
         .map(|reach| capactor::block_on(vat_scaling(reach, cores.max(2), cores)));
 
-    summary(&raw, &stock, &[local, virt, tcp], &scaling);
+    summary(&raw, &stock, &[local, virt, tcp, tcp_metrics], &scaling);
     println!(
         "\nbench took {:.1} s; load average before {}, after {} (other work on the machine skews every figure)",
         started.elapsed().as_secs_f64(),
@@ -331,7 +332,7 @@ async fn stock_capnp_rpc(buffered: bool) -> Figures {
 // ---------------------------------------------------------------------------
 // 2 and 3. capactor over each transport.
 
-async fn capactor_transports() -> (Figures, Figures, Figures) {
+async fn capactor_transports() -> (Figures, Figures, Figures, Figures) {
     println!("2-3. capactor Actor.ping (Probe), server on 1 vat thread");
     let rt = Runtime::builder().vats(1).build().unwrap();
 
@@ -358,8 +359,23 @@ async fn capactor_transports() -> (Figures, Figures, Figures) {
     let tcp = measure("capactor TCP", &capactor::cast(conn.client())).await;
     drop(conn);
     drop(server);
+
+    // The same, with every call timed into the metrics' histograms.
+    let mut opts = ServeOptions::insecure_loopback();
+    opts.metrics = Some(capactor::metrics::Metrics::new());
+    let server = rt
+        .serve_tcp::<probe::Client, _, _>("127.0.0.1:0", || Probe::new("tcp"), opts)
+        .await
+        .unwrap();
+    let addr = server.local_addr().to_string();
+    let conn = capactor::connect_tcp::<probe::Client>(&addr, &ConnectOptions::default())
+        .await
+        .unwrap();
+    let tcp_metrics = measure("capactor TCP+metrics", &capactor::cast(conn.client())).await;
+    drop(conn);
+    drop(server);
     drop(rt);
-    (local, virt, tcp)
+    (local, virt, tcp, tcp_metrics)
 }
 
 async fn measure(name: &'static str, actor: &actor::Client) -> Figures {
@@ -701,8 +717,8 @@ fn summary(raw: &Figures, stock: &[Figures], capactor: &[Figures], scaling: &[Sc
         );
     }
 
-    let [_, virt, tcp] = capactor else {
-        unreachable!("local, virtual, TCP")
+    let [_, virt, tcp, tcp_metrics] = capactor else {
+        unreachable!("local, virtual, TCP, TCP with metrics")
     };
     println!("\ntargets");
     let tcp_vs_raw = tcp.rtt.median_us / raw.rtt.median_us;
@@ -712,6 +728,19 @@ fn summary(raw: &Figures, stock: &[Figures], capactor: &[Figures], scaling: &[Sc
         format!(
             "{:.1} µs vs {:.1} µs = {tcp_vs_raw:.3}x",
             tcp.rtt.median_us, raw.rtt.median_us
+        ),
+    );
+    let metrics_cost = tcp_metrics.rtt.median_us / tcp.rtt.median_us;
+    check(
+        "TCP RTT with metrics ≤ 1.05× without",
+        metrics_cost <= 1.05,
+        format!(
+            "{:.1} µs vs {:.1} µs = {metrics_cost:.3}x; x{WINDOW} {:.0} vs {:.0} calls/s = {:.3}x",
+            tcp_metrics.rtt.median_us,
+            tcp.rtt.median_us,
+            tcp_metrics.pipelined,
+            tcp.pipelined,
+            tcp_metrics.pipelined / tcp.pipelined
         ),
     );
     check(

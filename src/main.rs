@@ -58,10 +58,8 @@ enum Command {
         limits: WorkerLimits,
         #[command(flatten)]
         data: cli_data::ServeData,
-        /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks a
-        /// free port; the address is printed as `metrics on ADDR`).
-        #[arg(long, value_name = "ADDR")]
-        metrics: Option<String>,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Connect to a worker and print what it is.
     Info {
@@ -294,6 +292,41 @@ impl ClientTlsArgs {
     }
 }
 
+/// `--metrics ADDR`, for every command that serves (flatten it in).
+#[derive(clap::Args, Debug)]
+struct MetricsArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks a
+    /// free port; the address is printed as `metrics on ADDR`).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+}
+
+/// Metrics and the endpoint serving them, when `--metrics` was given.
+type ServedMetrics = Option<(capactor::metrics::Metrics, capactor::metrics::MetricsServer)>;
+
+impl MetricsArgs {
+    /// New metrics and their endpoint, bound now, if `--metrics` was
+    /// given: bind before serving, so a taken port fails the start. Give
+    /// the metrics to `ServeOptions::metrics` (and a registry's membership
+    /// to `Metrics::registry_members`), then print where they are with
+    /// [`announce`](Self::announce).
+    fn serve(&self) -> capactor::Result<ServedMetrics> {
+        let Some(addr) = &self.metrics else {
+            return Ok(None);
+        };
+        let metrics = capactor::metrics::Metrics::new();
+        let server = metrics.serve(addr)?;
+        Ok(Some((metrics, server)))
+    }
+
+    /// Prints `metrics on ADDR` (after the `listening on` line).
+    fn announce(served: &ServedMetrics) {
+        if let Some((_, server)) = served {
+            println!("metrics on {}", server.local_addr());
+        }
+    }
+}
+
 /// How a worker authenticates its clients.
 #[derive(clap::Args, Debug)]
 struct ServeAuth {
@@ -340,7 +373,7 @@ fn main() -> ExitCode {
                 &auth,
                 tls_cert.as_deref().zip(tls_key.as_deref()),
                 &limits,
-                metrics.as_deref(),
+                &metrics,
             )
         }),
         Command::Info {
@@ -390,7 +423,7 @@ fn worker(
     auth: &ServeAuth,
     tls: Option<(&Path, &Path)>,
     limits: &WorkerLimits,
-    metrics_addr: Option<&str>,
+    metrics: &MetricsArgs,
 ) -> capactor::Result<()> {
     let tls = tls
         .map(|(cert, key)| capactor::tls::ServerTls::from_pem_files(cert, key))
@@ -410,15 +443,11 @@ fn worker(
             opts.token = Some(token);
         }
     }
-    // Bound before the worker serves, so a taken port fails the start.
-    let metrics = metrics_addr
-        .map(|addr| {
-            let metrics = capactor::metrics::Metrics::new();
-            metrics.track_quota(data.state.quota());
-            opts.metrics = Some(metrics.clone());
-            metrics.serve(addr)
-        })
-        .transpose()?;
+    let metrics = metrics.serve()?;
+    if let Some((m, _)) = &metrics {
+        m.track_quota(data.state.quota());
+        opts.metrics = Some(m.clone());
+    }
     let mut builder = capactor::Runtime::builder();
     if let Some(n) = vats {
         builder.vats(n);
@@ -444,9 +473,7 @@ fn worker(
             eprintln!("token written to {}", file.path.display());
         }
         println!("listening on {}", server.local_addr());
-        if let Some(m) = &metrics {
-            println!("metrics on {}", m.local_addr());
-        }
+        MetricsArgs::announce(&metrics);
         shutdown.await;
         tracing::info!("shutting down; in-flight calls get {grace:?}");
         if !server.shutdown(grace).await {
