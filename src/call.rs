@@ -96,7 +96,17 @@ impl ActorCalls {
     }
 
     /// Like [`new`](Self::new), with each call's duration recorded in
-    /// `metrics` (and the calls in flight counted there).
+    /// `metrics` (and the calls in flight counted there). TCP servers
+    /// build theirs from [`ServeOptions::metrics`](crate::ServeOptions::metrics).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let metrics = capactor::metrics::Metrics::new();
+    /// let calls = capactor::call::ActorCalls::with_metrics(None, Some(&metrics));
+    /// assert_eq!(calls.in_flight(), 0);
+    /// assert!(metrics.encode().contains("rpc_server_calls_in_flight 0"));
+    /// ```
     pub fn with_metrics(deadline: Option<Duration>, metrics: Option<&Metrics>) -> Arc<Self> {
         let calls = Arc::new(ActorCalls {
             deadline,

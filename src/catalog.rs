@@ -114,6 +114,16 @@ impl Catalog {
     ///
     /// Never in a build whose `tests/schema_drift.rs` passes: the embedded
     /// nodes are checked there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use capactor::schema::actor_capnp::actor;
+    /// use capnp::traits::HasTypeId;
+    ///
+    /// let actor = capactor::catalog::Catalog::builtin().interface(actor::Client::TYPE_ID).unwrap();
+    /// assert_eq!(actor.to_string().lines().last().unwrap().trim(), "info @1 () -> (info :ActorInfo);");
+    /// ```
     pub fn builtin() -> &'static Catalog {
         static BUILTIN: OnceLock<Catalog> = OnceLock::new();
         BUILTIN.get_or_init(|| {
@@ -212,6 +222,16 @@ impl Catalog {
     }
 
     /// Method `ordinal` of interface `id`, if known.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use capactor::schema::actor_capnp::actor;
+    /// use capnp::traits::HasTypeId;
+    ///
+    /// let ping = capactor::catalog::Catalog::builtin().method(actor::Client::TYPE_ID, 0).unwrap();
+    /// assert_eq!((ping.name.as_str(), ping.params.len()), ("ping", 0));
+    /// ```
     pub fn method(&self, id: u64, ordinal: u16) -> Option<&MethodSchema> {
         self.interface(id)?.methods.get(usize::from(ordinal))
     }

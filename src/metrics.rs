@@ -66,6 +66,34 @@ pub(crate) static BYTES_RECEIVED: AtomicU64 = AtomicU64::new(0);
 ///
 /// Cheap to clone (an `Arc`); `Send + Sync`. Give a clone to each
 /// [`ServeOptions`](crate::ServeOptions) whose calls it should count.
+///
+/// # Examples
+///
+/// ```
+/// use capactor::schema::probe_capnp::probe;
+///
+/// let metrics = capactor::metrics::Metrics::new();
+/// let mut opts = capactor::ServeOptions::insecure_loopback();
+/// opts.metrics = Some(metrics.clone());
+/// let rt = capactor::Runtime::builder().vats(1).build().unwrap();
+/// capactor::block_on(async {
+///     let server = rt
+///         .serve_tcp::<probe::Client, _, _>("127.0.0.1:0", || capactor::actors::Probe::new("p"), opts)
+///         .await
+///         .unwrap();
+///     let conn: capactor::Connection<probe::Client> =
+///         capactor::connect_tcp(&server.local_addr().to_string(), &Default::default())
+///             .await
+///             .unwrap();
+///     let actor: capactor::schema::actor_capnp::actor::Client = capactor::cast(conn.client());
+///     actor.ping_request().send().promise.await.unwrap();
+/// });
+/// let text = metrics.encode();
+/// assert!(text.contains(
+///     "rpc_server_call_duration_seconds_count{rpc_system=\"capnp\",\
+///      rpc_service=\"actor.capnp:Actor\",rpc_method=\"ping\"} 1"
+/// ));
+/// ```
 #[derive(Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
@@ -100,12 +128,28 @@ struct Sources {
 
 impl Metrics {
     /// Metrics naming calls by the schemas compiled into capactor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let text = capactor::metrics::Metrics::new().encode();
+    /// assert!(text.contains("# TYPE rpc_server_call_duration_seconds histogram"));
+    /// ```
     pub fn new() -> Metrics {
         Metrics::with_catalog(Catalog::builtin())
     }
 
     /// Metrics naming calls by `catalog` (the built-in one
     /// [extended](Catalog::extend) with an actor's own schemas).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let catalog = capactor::catalog::Catalog::builtin().clone();
+    /// // catalog.extend(include_bytes!(...)) with your schema's nodes
+    /// let metrics = capactor::metrics::Metrics::with_catalog(&catalog);
+    /// # drop(metrics);
+    /// ```
     pub fn with_catalog(catalog: &Catalog) -> Metrics {
         let calls = Arc::new(CallStats::new(catalog));
         let sources = Arc::new(Sources::default());
@@ -190,6 +234,16 @@ impl Metrics {
     /// The worker gauges of a memory budget: `capactor_live_objects`,
     /// `capactor_live_bytes`, `capactor_quota_used_bytes` and
     /// `capactor_quota_limit_bytes`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let metrics = capactor::metrics::Metrics::new();
+    /// metrics.track_quota(&capactor::Quota::new(4096));
+    /// let text = metrics.encode();
+    /// assert!(text.contains("capactor_live_objects 0"));
+    /// assert!(text.contains("capactor_quota_limit_bytes 4096"));
+    /// ```
     pub fn track_quota(&self, quota: &Arc<crate::Quota>) {
         let q = quota.clone();
         self.gauge_fn(
@@ -237,6 +291,13 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition (format 0.0.4) of every metric.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let text = capactor::metrics::Metrics::new().encode();
+    /// assert!(text.contains("capactor_transferred_bytes_total{direction=\"sent\"}"));
+    /// ```
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let registry = lock(&self.inner.registry);
@@ -253,6 +314,15 @@ impl Metrics {
     /// # Errors
     ///
     /// Fails if `addr` cannot be bound.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let metrics = capactor::metrics::Metrics::new();
+    /// let endpoint = metrics.serve("127.0.0.1:9090")?;
+    /// println!("metrics on http://{}/metrics", endpoint.local_addr());
+    /// # Ok::<(), capactor::Error>(())
+    /// ```
     pub fn serve(&self, addr: &str) -> crate::Result<MetricsServer> {
         http::serve(self.clone(), addr)
     }
@@ -268,6 +338,15 @@ fn clamp(v: u64) -> i64 {
 
 /// How many workers a registry has, healthy and not: the
 /// `capactor_registry_members` gauge. Cheap to clone; `Send + Sync`.
+///
+/// # Examples
+///
+/// ```
+/// let metrics = capactor::metrics::Metrics::new();
+/// let members = metrics.registry_members();
+/// members.set(2, 0);
+/// assert!(metrics.encode().contains("capactor_registry_members{state=\"healthy\"} 2"));
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct RegistryMembers {
     healthy: Arc<AtomicI64>,
@@ -334,7 +413,7 @@ impl Collector for Builtin {
             None,
             MetricType::Histogram,
         )?;
-        for (service, method, (sum, count, buckets)) in self.calls.series() {
+        for (service, method, h) in self.calls.series() {
             let labels = [
                 ("rpc_system", "capnp"),
                 ("rpc_service", service.as_str()),
@@ -342,9 +421,8 @@ impl Collector for Builtin {
             ];
             family
                 .encode_family(&labels)?
-                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+                .encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)?;
         }
-        drop(family);
         encoder
             .encode_descriptor(
                 "rpc_server_calls_in_flight",

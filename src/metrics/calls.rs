@@ -52,7 +52,7 @@ impl Histogram {
 
     /// Sum in seconds, count, and each bucket's own count (the encoder
     /// makes them cumulative).
-    pub(crate) fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         let mut total = 0;
         let mut buckets = Vec::with_capacity(BOUNDS.len() + 1);
         for (i, b) in self.buckets.iter().enumerate() {
@@ -61,9 +61,26 @@ impl Histogram {
             buckets.push((BOUNDS.get(i).copied().unwrap_or(f64::INFINITY), n));
         }
         let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        (sum, total, buckets)
+        Snapshot {
+            sum,
+            count: total,
+            buckets,
+        }
     }
 }
+
+/// A histogram as read at one scrape.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    /// Seconds, over every call.
+    pub(crate) sum: f64,
+    pub(crate) count: u64,
+    /// Each bucket's upper bound and its own (not cumulative) count.
+    pub(crate) buckets: Vec<(f64, u64)>,
+}
+
+/// One series: `rpc_service`, `rpc_method` and its histogram.
+pub(crate) type Series = (String, String, Snapshot);
 
 /// Where a call's duration goes, chosen when it is dispatched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,11 +174,11 @@ impl CallStats {
 
     /// Every series with at least one call: `(rpc_service, rpc_method)` and
     /// its histogram's snapshot.
-    pub(crate) fn series(&self) -> Vec<(String, String, (f64, u64, Vec<(f64, u64)>))> {
+    pub(crate) fn series(&self) -> Vec<Series> {
         let mut out = Vec::new();
         for (h, (service, method)) in self.known.iter().zip(self.names.iter()) {
             let snap = h.snapshot();
-            if snap.1 > 0 {
+            if snap.count > 0 {
                 out.push((service.clone(), method.clone(), snap));
             }
         }
@@ -183,7 +200,7 @@ impl CallStats {
             ("unimplemented", &self.unimplemented),
         ] {
             let snap = h.snapshot();
-            if snap.1 > 0 {
+            if snap.count > 0 {
                 out.push((name.to_owned(), name.to_owned(), snap));
             }
         }
@@ -210,7 +227,11 @@ mod tests {
         h.record(10_000); // exactly 10 µs: the 10 µs bucket (le is inclusive)
         h.record(2_000_000); // 2 ms
         h.record(120_000_000_000); // 2 min: only +Inf
-        let (sum, count, buckets) = h.snapshot();
+        let Snapshot {
+            sum,
+            count,
+            buckets,
+        } = h.snapshot();
         assert_eq!(count, 4);
         assert!((sum - 120.002_015).abs() < 1e-9, "{sum}");
         assert_eq!(buckets[0], (0.000_01, 2));
@@ -230,6 +251,6 @@ mod tests {
         let series = stats.series();
         assert_eq!(series.len(), MAX_UNCATALOGUED + 1);
         let other = series.iter().find(|s| s.0 == "other").unwrap();
-        assert_eq!(other.2 .1, 10);
+        assert_eq!(other.2.count, 10);
     }
 }

@@ -23,6 +23,14 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running metrics endpoint (see [`Metrics::serve`]). Dropping it stops
 /// the endpoint and waits for its thread.
+///
+/// # Examples
+///
+/// ```
+/// let endpoint = capactor::metrics::Metrics::new().serve("127.0.0.1:0").unwrap();
+/// assert_ne!(endpoint.local_addr().port(), 0);
+/// drop(endpoint); // stops serving
+/// ```
 #[derive(Debug)]
 pub struct MetricsServer {
     local_addr: SocketAddr,
