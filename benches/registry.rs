@@ -327,7 +327,8 @@ fn main() {
             reduce_ms,
             local_ms,
         }
-    }).unwrap();
+    })
+    .unwrap();
     println!("\ntargets");
     check(
         &format!(

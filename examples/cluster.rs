@@ -231,5 +231,6 @@ fn main() -> capactor::Result<()> {
             println!("largest weight error after 16 steps: {err:.4}");
         }
         Ok(())
-    }).unwrap()
+    })
+    .unwrap()
 }

@@ -36,6 +36,7 @@ use capnp::capability::{
 };
 use tokio::sync::Notify;
 
+use crate::metrics::{CallStats, Metrics, Slot, Timing};
 use crate::{Error, Quota};
 
 /// Creates a capability of type `C` served by `server`, with every call
@@ -80,6 +81,8 @@ pub struct ActorCalls {
     in_flight: AtomicUsize,
     served: AtomicU64,
     idle: Notify,
+    /// Call durations by method, when the actor is served with metrics.
+    stats: Option<Arc<CallStats>>,
 }
 
 impl ActorCalls {
@@ -90,6 +93,30 @@ impl ActorCalls {
             deadline,
             ..ActorCalls::default()
         })
+    }
+
+    /// Like [`new`](Self::new), with each call's duration recorded in
+    /// `metrics` (and the calls in flight counted there). TCP servers
+    /// build theirs from [`ServeOptions::metrics`](crate::ServeOptions::metrics).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let metrics = capactor::metrics::Metrics::new();
+    /// let calls = capactor::call::ActorCalls::with_metrics(None, Some(&metrics));
+    /// assert_eq!(calls.in_flight(), 0);
+    /// assert!(metrics.encode().contains("rpc_server_calls_in_flight 0"));
+    /// ```
+    pub fn with_metrics(deadline: Option<Duration>, metrics: Option<&Metrics>) -> Arc<Self> {
+        let calls = Arc::new(ActorCalls {
+            deadline,
+            stats: metrics.map(|m| m.calls().clone()),
+            ..ActorCalls::default()
+        });
+        if let Some(m) = metrics {
+            m.track_actor(&calls);
+        }
+        calls
     }
 
     /// Refuses new calls from now on (they fail with "actor is shutting
@@ -375,6 +402,10 @@ impl<D: Server + Clone + 'static> Server for GuardedRef<D> {
             Ok(t) => t,
             Err(e) => return DispatchCallResult::new(Promise::err(e.into()), false),
         };
+        let timing = guard.inner.actor.stats.as_ref().map(|s| Timing {
+            slot: s.slot(interface_id, method_id),
+            start: std::time::Instant::now(),
+        });
         let inner = self.0.inner.clone();
         let dispatched = guard.enter(|| {
             catch_unwind(AssertUnwindSafe(|| {
@@ -392,6 +423,7 @@ impl<D: Server + Clone + 'static> Server for GuardedRef<D> {
                     timer: None,
                     token,
                     method: (interface_id, method_id),
+                    timing,
                 };
                 DispatchCallResult::new(Promise::from_future(call), is_streaming)
             }
@@ -437,6 +469,19 @@ struct GuardedCall {
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     token: CallToken,
     method: (u64, u16),
+    /// Set when the actor records call durations.
+    timing: Option<Timing>,
+}
+
+impl Drop for GuardedCall {
+    fn drop(&mut self) {
+        if let Some(t) = &self.timing {
+            if let Some(stats) = &self.token.guard.inner.actor.stats {
+                let nanos = u64::try_from(t.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                stats.record(t.slot, self.method, nanos);
+            }
+        }
+    }
 }
 
 impl Future for GuardedCall {
@@ -452,6 +497,9 @@ impl Future for GuardedCall {
                 // The generated code's message names Rust types; say it in
                 // schema terms.
                 let (interface, method) = this.method;
+                if let Some(t) = &mut this.timing {
+                    t.slot = Slot::UNIMPLEMENTED;
+                }
                 return Poll::Ready(Err(capnp::Error::unimplemented(format!(
                     "method @{method} of interface {interface:#018x} is not implemented by this actor"
                 ))));

@@ -28,7 +28,8 @@ use indicatif::{BinaryBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ndarray::ArrayD;
 use ndarray_npy::{ReadNpyError, ReadNpyExt, ReadableElement, WriteNpyExt};
 
-use crate::{client_token, ClientTlsArgs};
+// `super`, not `crate`: tests/deploy_manifests.rs compiles main.rs as a module.
+use super::{client_token, ClientTlsArgs};
 
 /// How a data command reaches a worker.
 #[derive(clap::Args, Debug)]

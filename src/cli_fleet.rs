@@ -14,11 +14,10 @@ use capactor::actors::registry::{Registry, RegistryOptions, RegistryState};
 use capactor::fleet::{
     Health, Joiner, PublicKey, Registration, RegistryClient, TokenSigner, Trust,
 };
-use capactor::schema::actor_capnp::actor;
 use capactor::schema::registry_capnp::registry;
 use capactor::{Error, Result};
 
-use crate::{client_token, parse_duration, Off};
+use super::{client_token, parse_duration, Off};
 
 /// `capactor registry`: serve a fleet registry.
 #[derive(clap::Args, Debug)]
@@ -31,7 +30,7 @@ pub(crate) struct RegistryArgs {
     #[arg(long, default_value = "registry")]
     name: String,
     #[command(flatten)]
-    auth: crate::ServeAuth,
+    auth: super::ServeAuth,
     /// File holding the token `issueToken` callers must present (`capactor
     /// token --admin-token-file`); default: the registry's gate token.
     #[arg(long)]
@@ -69,6 +68,8 @@ pub(crate) struct RegistryArgs {
     /// The longest validity of a token the registry issues.
     #[arg(long, default_value = "24h", value_parser = parse_long_duration)]
     max_token_ttl: Duration,
+    #[command(flatten)]
+    metrics: super::MetricsArgs,
 }
 
 /// How a worker joins a registry and which tokens it trusts (flags of
@@ -133,19 +134,6 @@ pub(crate) struct TokenArgs {
     token_file: Option<PathBuf>,
 }
 
-/// `capactor health`: exit 0 if the actor at ADDR answers a ping.
-#[derive(clap::Args, Debug)]
-pub(crate) struct HealthArgs {
-    /// The worker's or registry's address.
-    addr: String,
-    /// File holding its token (or set CAPACTOR_TOKEN).
-    #[arg(long)]
-    token_file: Option<PathBuf>,
-    /// How long the check may take.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    timeout: Off<Duration>,
-}
-
 /// `KEY=VALUE`.
 fn parse_label(s: &str) -> std::result::Result<(String, String), String> {
     let (k, v) = s
@@ -206,15 +194,15 @@ pub(crate) fn registry(args: RegistryArgs) -> Result<()> {
     }
     let mut opts = capactor::ServeOptions::default();
     let mut token_file = None;
-    let gate_token = match crate::serve_token(&args.listen, &args.auth)? {
-        crate::Token::None => {
+    let gate_token = match super::serve_token(&args.listen, &args.auth)? {
+        super::Token::None => {
             opts.insecure_no_auth = true;
             None
         }
-        crate::Token::Given(t) => Some(t),
-        crate::Token::Generate => {
-            let token = crate::generate_token();
-            token_file = Some(crate::TokenFile::create(&token)?);
+        super::Token::Given(t) => Some(t),
+        super::Token::Generate => {
+            let token = super::generate_token();
+            token_file = Some(super::TokenFile::create(&token)?);
             Some(token)
         }
     };
@@ -226,6 +214,10 @@ pub(crate) fn registry(args: RegistryArgs) -> Result<()> {
         tracing::warn!("no admin token: this registry issues no tokens");
     }
     opts.token = gate_token;
+    let metrics = args.metrics.serve()?;
+    if let Some((m, _)) = &metrics {
+        opts.metrics = Some(m.clone());
+    }
     // The registry's own gate accepts the tokens it signs, too.
     opts.trust = Some(Trust::new(public, args.name.clone()));
     let state = RegistryState::with_signer(options, Some(signer), admin);
@@ -233,7 +225,7 @@ pub(crate) fn registry(args: RegistryArgs) -> Result<()> {
     // cannot leave their vat, are then always at hand for `route`.
     let rt = capactor::Runtime::builder().vats(1).build()?;
     capactor::block_on(async {
-        let shutdown = crate::shutdown_signal()?;
+        let shutdown = super::shutdown_signal()?;
         let name = args.name.clone();
         let s = state.clone();
         let server = rt
@@ -247,10 +239,23 @@ pub(crate) fn registry(args: RegistryArgs) -> Result<()> {
             eprintln!("token written to {}", file.path.display());
         }
         println!("listening on {}", server.local_addr());
+        super::MetricsArgs::announce(&metrics);
+        if let Some((m, _)) = &metrics {
+            // Membership, as the table holds it, once a second.
+            let (members, state) = (m.registry_members(), state.clone());
+            tokio::task::spawn_local(async move {
+                loop {
+                    let t = state.status().totals;
+                    let healthy = u64::from(t.healthy);
+                    members.set(healthy, u64::from(t.workers) - healthy);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
         shutdown.await;
         server.shutdown(Duration::from_secs(2)).await;
         Ok(())
-    }).unwrap()
+    })?
 }
 
 impl JoinArgs {
@@ -367,7 +372,7 @@ pub(crate) fn status(args: StatusArgs) -> Result<()> {
         let status = RegistryClient::new(conn.client().clone()).status().await?;
         print!("{}", status_table(&status));
         Ok(())
-    }).unwrap()
+    })?
 }
 
 /// The table `capactor status` prints.
@@ -434,30 +439,5 @@ pub(crate) fn token(args: TokenArgs) -> Result<()> {
             .await?;
         println!("{}", issued.token);
         Ok(())
-    }).unwrap()
-}
-
-pub(crate) fn health(args: HealthArgs) -> Result<()> {
-    let token = client_token(args.token_file.as_deref())?.unwrap_or_default();
-    let limit = args.timeout.0.unwrap_or(Duration::from_secs(3600));
-    capactor::block_on(async {
-        let check = async {
-            let mut opts = capactor::ConnectOptions::default();
-            opts.token = token;
-            opts.connect_timeout = limit;
-            let conn: capactor::Connection<actor::Client> =
-                capactor::connect_tcp(&args.addr, &opts).await?;
-            conn.ping_request().send().promise.await?;
-            Ok::<_, Error>(())
-        };
-        match tokio::time::timeout(limit, check).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::invalid(format!(
-                "no answer from {} within {limit:?}",
-                args.addr
-            ))),
-        }?;
-        println!("ok");
-        Ok(())
-    }).unwrap()
+    })?
 }

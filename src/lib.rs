@@ -44,11 +44,13 @@ pub mod actor;
 #[path = "../actors/mod.rs"]
 pub mod actors;
 pub mod call;
+pub mod catalog;
 mod error;
 pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;
+pub mod metrics;
 mod quota;
 mod runtime;
 pub mod schema;

@@ -3,6 +3,8 @@
 //! ```text
 //! capactor worker --listen 127.0.0.1:7001 --name w1
 //! capactor info 127.0.0.1:7001
+//! capactor describe 127.0.0.1:7001
+//! capactor health 127.0.0.1:7001
 //! capactor put 127.0.0.1:7001 weights.npy --name weights
 //! ```
 
@@ -21,7 +23,7 @@ mod cli_fleet;
 
 #[derive(Parser, Debug)]
 #[command(name = "capactor", version, about = "A Cap'n Proto actor runtime")]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -61,6 +63,8 @@ enum Command {
         data: cli_data::ServeData,
         #[command(flatten)]
         fleet: cli_fleet::JoinArgs,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     /// Connect to a worker and print what it is.
     Info {
@@ -69,6 +73,31 @@ enum Command {
         /// File holding the worker's token (or set CAPACTOR_TOKEN).
         #[arg(long)]
         token_file: Option<PathBuf>,
+        #[command(flatten)]
+        tls: ClientTlsArgs,
+    },
+    /// Connect to an actor and list each interface it implements, with its
+    /// methods and their parameter and result fields.
+    Describe {
+        /// The actor's address.
+        addr: String,
+        /// File holding the actor's token (or set CAPACTOR_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        tls: ClientTlsArgs,
+    },
+    /// Check that an actor serves: open its gate and ping it. Exits 0 if it
+    /// answered, 1 (saying why) if not: for readiness probes.
+    Health {
+        /// The actor's address.
+        addr: String,
+        /// File holding the actor's token (or set CAPACTOR_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// How long connecting and the ping may take together.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        timeout: Off<Duration>,
         #[command(flatten)]
         tls: ClientTlsArgs,
     },
@@ -91,9 +120,6 @@ enum Command {
     Status(cli_fleet::StatusArgs),
     /// Have a registry issue a signed token (needs its admin token).
     Token(cli_fleet::TokenArgs),
-    /// Exit 0 if the worker or registry at ADDR answers a ping (a
-    /// readiness check).
-    Health(cli_fleet::HealthArgs),
 }
 
 /// Every limit of `docs/PROTOCOL.md`'s table, as a flag of `capactor
@@ -279,6 +305,41 @@ impl ClientTlsArgs {
     }
 }
 
+/// `--metrics ADDR`, for every command that serves (flatten it in).
+#[derive(clap::Args, Debug)]
+struct MetricsArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks a
+    /// free port; the address is printed as `metrics on ADDR`).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+}
+
+/// Metrics and the endpoint serving them, when `--metrics` was given.
+type ServedMetrics = Option<(capactor::metrics::Metrics, capactor::metrics::MetricsServer)>;
+
+impl MetricsArgs {
+    /// New metrics and their endpoint, bound now, if `--metrics` was
+    /// given: bind before serving, so a taken port fails the start. Give
+    /// the metrics to `ServeOptions::metrics` (and a registry's membership
+    /// to `Metrics::registry_members`), then print where they are with
+    /// [`announce`](Self::announce).
+    fn serve(&self) -> capactor::Result<ServedMetrics> {
+        let Some(addr) = &self.metrics else {
+            return Ok(None);
+        };
+        let metrics = capactor::metrics::Metrics::new();
+        let server = metrics.serve(addr)?;
+        Ok(Some((metrics, server)))
+    }
+
+    /// Prints `metrics on ADDR` (after the `listening on` line).
+    fn announce(served: &ServedMetrics) {
+        if let Some((_, server)) = served {
+            println!("metrics on {}", server.local_addr());
+        }
+    }
+}
+
 /// How a worker authenticates its clients.
 #[derive(clap::Args, Debug)]
 struct ServeAuth {
@@ -315,6 +376,7 @@ fn main() -> ExitCode {
             limits,
             data,
             fleet,
+            metrics,
         } => data.plane(memory_mib << 20).and_then(|plane| {
             worker(
                 &listen,
@@ -326,6 +388,7 @@ fn main() -> ExitCode {
                 tls_cert.as_deref().zip(tls_key.as_deref()),
                 &limits,
                 &fleet,
+                &metrics,
             )
         }),
         Command::Info {
@@ -335,6 +398,21 @@ fn main() -> ExitCode {
         } => tls
             .load()
             .and_then(|tls| info(&addr, token_file.as_deref(), tls)),
+        Command::Describe {
+            addr,
+            token_file,
+            tls,
+        } => tls
+            .load()
+            .and_then(|tls| describe(&addr, token_file.as_deref(), tls)),
+        Command::Health {
+            addr,
+            token_file,
+            timeout,
+            tls,
+        } => tls
+            .load()
+            .and_then(|tls| health(&addr, token_file.as_deref(), timeout.0, tls)),
         Command::Put(args) => cli_data::put(args),
         Command::Get(args) => cli_data::get(args),
         Command::Ls(args) => cli_data::ls(args),
@@ -343,7 +421,6 @@ fn main() -> ExitCode {
         Command::Registry(args) => cli_fleet::registry(args),
         Command::Status(args) => cli_fleet::status(args),
         Command::Token(args) => cli_fleet::token(args),
-        Command::Health(args) => cli_fleet::health(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -365,6 +442,7 @@ fn worker(
     tls: Option<(&Path, &Path)>,
     limits: &WorkerLimits,
     fleet: &cli_fleet::JoinArgs,
+    metrics: &MetricsArgs,
 ) -> capactor::Result<()> {
     let tls = tls
         .map(|(cert, key)| capactor::tls::ServerTls::from_pem_files(cert, key))
@@ -385,6 +463,11 @@ fn worker(
             token_file = Some(TokenFile::create(&token)?);
             opts.token = Some(token);
         }
+    }
+    let metrics = metrics.serve()?;
+    if let Some((m, _)) = &metrics {
+        m.track_quota(data.state.quota());
+        opts.metrics = Some(m.clone());
     }
     let mut builder = capactor::Runtime::builder();
     if let Some(n) = vats {
@@ -416,6 +499,7 @@ fn worker(
         let server = std::rc::Rc::new(server);
         let health = cli_fleet::health_of(&server, data.state.quota().clone());
         let joiner = fleet.join(&worker_name, data.advertised(server.local_addr()), health)?;
+        MetricsArgs::announce(&metrics);
         shutdown.await;
         // Leave the registry first: clients stop being routed here.
         drop(joiner);
@@ -581,5 +665,95 @@ fn info(
         // interfaces first.
         println!("{}", capactor::describe(conn.client()).await?);
         Ok(())
+    })?
+}
+
+fn connect_options(
+    token_file: Option<&Path>,
+    tls: Option<capactor::tls::ClientTls>,
+) -> capactor::Result<capactor::ConnectOptions> {
+    let mut opts = capactor::ConnectOptions::default();
+    opts.token = client_token(token_file)?.unwrap_or_default();
+    opts.tls = tls;
+    Ok(opts)
+}
+
+/// Prints each interface the actor at `addr` implements, most derived
+/// first, as the schema compiled into this binary describes it.
+fn describe(
+    addr: &str,
+    token_file: Option<&Path>,
+    tls: Option<capactor::tls::ClientTls>,
+) -> capactor::Result<()> {
+    let opts = connect_options(token_file, tls)?;
+    capactor::block_on(async {
+        let conn: capactor::Connection<actor::Client> = capactor::connect_tcp(addr, &opts).await?;
+        let about = capactor::describe(conn.client()).await?;
+        let runtime = if about.runtime.is_empty() {
+            "an unknown runtime"
+        } else {
+            &about.runtime
+        };
+        println!(
+            "{} (kind {}, schema version {}, {runtime})",
+            about.name, about.kind, about.schema_version
+        );
+        let catalog = capactor::catalog::Catalog::builtin();
+        for iface in &about.interfaces {
+            println!();
+            match catalog.interface(iface.id) {
+                Some(schema) => println!("{schema}"),
+                None => println!(
+                    "interface {} ({:#018x})\n  (its schema is not compiled into this capactor)",
+                    iface.name, iface.id
+                ),
+            }
+        }
+        let ids: Vec<u64> = about.interfaces.iter().map(|i| i.id).collect();
+        let reached = catalog.reachable(&ids);
+        if !reached.is_empty() {
+            println!("\n# The capabilities its methods take or hand out:");
+        }
+        for schema in reached {
+            println!("\n{schema}");
+        }
+        Ok(())
+    })?
+}
+
+/// Opens the gate of the actor at `addr` and pings it, all within
+/// `timeout`.
+fn health(
+    addr: &str,
+    token_file: Option<&Path>,
+    timeout: Option<Duration>,
+    tls: Option<capactor::tls::ClientTls>,
+) -> capactor::Result<()> {
+    let mut opts = connect_options(token_file, tls)?;
+    if let Some(t) = timeout {
+        opts.connect_timeout = t;
+    }
+    capactor::block_on(async {
+        let check = async {
+            let conn: capactor::Connection<actor::Client> =
+                capactor::connect_tcp(addr, &opts).await?;
+            conn.ping_request().send().promise.await?;
+            Ok::<_, capactor::Error>(())
+        };
+        let answered = match timeout {
+            Some(t) => tokio::time::timeout(t, check).await.map_err(|_| {
+                capactor::Error::invalid(format!("{addr} did not answer within {t:?}"))
+            })?,
+            None => check.await,
+        };
+        match answered {
+            Ok(()) => {
+                println!("{addr} is serving");
+                Ok(())
+            }
+            Err(e) => Err(capactor::Error::invalid(format!(
+                "{addr} is not serving: {e}"
+            ))),
+        }
     })?
 }

@@ -87,6 +87,42 @@ fn committed_code_matches_schema() {
     }
 }
 
+/// What `src/schema/nodes.bin` must hold: the request's schema nodes and
+/// their doc comments, and nothing else (the request's file list names
+/// paths on the machine that compiled it).
+fn nodes_only(request: &[u8]) -> Vec<u8> {
+    use capnp::schema_capnp::code_generator_request;
+    let reader = capnp::serialize::read_message_from_flat_slice(
+        &mut &request[..],
+        capnp::message::ReaderOptions::new(),
+    )
+    .unwrap();
+    let full = reader
+        .get_root::<code_generator_request::Reader<'_>>()
+        .unwrap();
+    let mut message = capnp::message::Builder::new_default();
+    let mut out = message.init_root::<code_generator_request::Builder<'_>>();
+    out.set_nodes(full.get_nodes().unwrap()).unwrap();
+    out.set_source_info(full.get_source_info().unwrap())
+        .unwrap();
+    capnp::serialize::write_message_to_words(&message)
+}
+
+#[test]
+fn committed_nodes_match_schema() {
+    let nodes = nodes_only(&embedded_request());
+    let path = root().join("src/schema/nodes.bin");
+    if std::env::var_os("CAPACTOR_BLESS").is_some() {
+        std::fs::write(&path, &nodes).unwrap();
+    }
+    let committed = std::fs::read(&path).unwrap_or_default();
+    assert!(
+        committed == nodes,
+        "src/schema/nodes.bin (the schema nodes `capactor describe` and the metrics read) \
+         is out of date with schema/; run CAPACTOR_BLESS=1 cargo test --test schema_drift"
+    );
+}
+
 /// Drops what legitimately differs between compiler versions: the header
 /// naming the compiler and the encoded schema nodes.
 fn api_only(code: &str) -> String {

@@ -190,6 +190,7 @@ impl<S> Link<S> {
 
     /// A write made progress: the peer is reading.
     fn wrote(&mut self, n: usize) {
+        crate::metrics::BYTES_SENT.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         if let Some(out) = &self.outgoing {
             out.wrote(n);
         }
@@ -232,6 +233,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Link<S> {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
                 if buf.filled().len() > before {
+                    crate::metrics::BYTES_RECEIVED.fetch_add(
+                        (buf.filled().len() - before) as u64,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                     if let Some((d, sleep)) = &mut this.idle {
                         sleep.as_mut().reset(Instant::now() + *d);
                     }

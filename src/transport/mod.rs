@@ -14,7 +14,7 @@ mod inbox;
 mod link;
 pub(crate) mod memory;
 mod preauth;
-mod preauth_pool;
+pub(crate) mod preauth_pool;
 pub(crate) mod tcp;
 pub mod tls;
 mod window;

@@ -99,6 +99,9 @@ pub struct ServeOptions {
     /// `TensorWorker.memory` (other connections' activity included).
     /// Default `false`: each caller sees its own connection's.
     pub report_worker_totals: bool,
+    /// Record every call's duration, and the connections, in these
+    /// metrics (see [`crate::metrics`]). Default `None`.
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 /// The shortest token a worker accepts to serve with.
@@ -121,6 +124,7 @@ impl Default for ServeOptions {
             tls: None,
             call_deadline: Some(Duration::from_secs(300)),
             report_worker_totals: false,
+            metrics: None,
         }
     }
 }
@@ -179,6 +183,7 @@ impl fmt::Debug for ServeOptions {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("call_deadline", &self.call_deadline)
             .field("report_worker_totals", &self.report_worker_totals)
+            .field("metrics", &self.metrics.is_some())
             .finish()
     }
 }
@@ -300,7 +305,7 @@ where
         accepting: CancellationToken::new(),
         closing: CancellationToken::new(),
         connections: CancellationToken::new(),
-        calls: ActorCalls::new(opts.call_deadline),
+        calls: ActorCalls::with_metrics(opts.call_deadline, opts.metrics.as_ref()),
         tracker: TaskTracker::new(),
         open: Arc::new(AtomicUsize::new(0)),
         preauth: PreauthPool::new(
@@ -308,6 +313,9 @@ where
             opts.max_unauthenticated_per_address,
         ),
     };
+    if let Some(m) = &opts.metrics {
+        m.track_connections(&server.open, &server.preauth);
+    }
     let make = Arc::new(make);
     let policy = Arc::new(GatePolicy::new(opts.gate_failures_per_second));
     let mut vats = Vec::with_capacity(rt.vat_count());
