@@ -75,6 +75,16 @@ impl DType {
         matches!(self, DType::F32 | DType::F64)
     }
 
+    /// The values an integer dtype holds, as the f64 range `lo..hi` (`hi`
+    /// excluded, both exact powers of two); `None` for floats and bool.
+    pub fn int_range(self) -> Option<(f64, f64)> {
+        match self {
+            DType::I32 => Some((-2f64.powi(31), 2f64.powi(31))),
+            DType::I64 => Some((-2f64.powi(63), 2f64.powi(63))),
+            DType::F32 | DType::F64 | DType::Bool => None,
+        }
+    }
+
     /// Parses a name produced by [`DType::name`]; NumPy's long names
     /// (`"float32"`, `"int64"`, ...) are accepted too.
     pub fn parse(s: &str) -> Option<DType> {
@@ -1526,7 +1536,7 @@ fn where_typed<T: Elem>(
     y: &ArrayD<T>,
     alloc: &dyn Alloc,
 ) -> Result<Array, OpError> {
-    const OP: &str = "where";
+    const OP: &str = "select";
     let shape = broadcast_shape(OP, cond.shape(), x.shape())?;
     let shape = broadcast_shape(OP, &shape, y.shape())?;
     reserve(alloc, OP, &shape, T::DTYPE)?;
@@ -1721,6 +1731,18 @@ impl Array {
             });
         }
         let count = count as usize;
+        if let (Some((lo, hi)), Some(last)) = (dtype.int_range(), count.checked_sub(1)) {
+            // Integer values that do not fit are refused rather than
+            // saturated by `as` (NumPy would wrap them silently).
+            for (i, v) in [(0, start), (last, start + last as f64 * step)] {
+                if !(lo..hi).contains(&v.trunc()) {
+                    return Err(invalid(
+                        OP,
+                        format!("value {v} at index {i} does not fit dtype {dtype}"),
+                    ));
+                }
+            }
+        }
         reserve(alloc, OP, &[count], dtype)?;
         with_dtype!(dtype, T => {
             let data: Vec<T> = (0..count).map(|i| T::from_f64(start + i as f64 * step)).collect();
@@ -2033,12 +2055,12 @@ impl Array {
     pub fn where_(cond: &Array, a: &Array, b: &Array, alloc: &dyn Alloc) -> Result<Array, OpError> {
         let Array::Bool(c) = cond else {
             return Err(OpError::DTypeMismatch {
-                op: "where",
+                op: "select",
                 lhs: DType::Bool,
                 rhs: cond.dtype(),
             });
         };
-        dispatch!(a, x => where_typed(c, x, same("where", x, b)?, alloc))
+        dispatch!(a, x => where_typed(c, x, same("select", x, b)?, alloc))
     }
 
     /// The only element of a one-element array (of any rank) as f64; bool
@@ -3400,7 +3422,7 @@ mod tests {
         assert_eq!(
             e,
             OpError::DTypeMismatch {
-                op: "where",
+                op: "select",
                 lhs: DType::Bool,
                 rhs: DType::F64
             }
@@ -3410,7 +3432,7 @@ mod tests {
         let e = Array::where_(&arr(&[4], &[true; 4]), &a, &b, U).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "where: cannot broadcast shapes [4] and [2, 3]"
+            "select: cannot broadcast shapes [4] and [2, 3]"
         );
     }
 

@@ -8,6 +8,7 @@ to `TensorWorker` or `Actor`, and checks results against numpy.
 
 import asyncio
 import re
+from pathlib import Path
 
 import capnp
 import numpy as np
@@ -58,8 +59,9 @@ async def connect(w, token=None):
 
 def to_wire(a: np.ndarray, dtype: str) -> dict:
     """A `TensorData` for `a`: little-endian, row-major."""
-    a = np.ascontiguousarray(a, dtype=NP_DTYPE[dtype])
-    return {"dtype": dtype, "shape": list(a.shape), "data": a.tobytes()}
+    # Not np.ascontiguousarray: it turns a 0-d array into shape [1].
+    a = np.asarray(a, dtype=NP_DTYPE[dtype])
+    return {"dtype": dtype, "shape": list(a.shape), "data": a.tobytes(order="C")}
 
 
 def from_wire(d) -> np.ndarray:
@@ -389,3 +391,84 @@ def test_a_worker_without_auth_accepts_an_empty_token(open_worker):
         return await read(tw.full(dtype="i64", shape=[2], value={"int": 5}).tensor)
 
     np.testing.assert_array_equal(run(main()), np.full(2, 5, dtype="<i8"))
+
+
+def test_protocol_md_to_wire_keeps_a_scalar_zero_dimensional(worker):
+    # The helper PROTOCOL.md shows, run as written.
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md").read_text()
+    src = re.search(r"^def to_wire\(.*?(?=^\S)", doc, re.S | re.M).group(0)
+    scope = {"np": np}
+    exec(src, scope)
+    doc_to_wire = scope["to_wire"]
+    assert doc_to_wire(np.float32(2.5), "f32")["shape"] == []
+    assert doc_to_wire(np.arange(6).reshape(2, 3).T, "i64")["shape"] == [3, 2]
+
+    async def main():
+        conn, tw = await connect(worker)
+        s = tw.fromData(data=doc_to_wire(np.array(2.5), "f32")).tensor
+        v = tw.fromData(data=doc_to_wire(np.arange(6).reshape(2, 3).T, "f32")).tensor
+        out = await read(v.binary(op="mul", other=s).result)
+        conn.close()
+        return out
+
+    got = run(main())
+    want = np.arange(6).reshape(2, 3).T.astype("<f4") * np.float32(2.5)
+    assert got.shape == (3, 2)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_failed_pipelined_argument_fails_each_op_with_the_first_error(worker):
+    async def main():
+        conn, tw = await connect(worker)
+        a = tw.fromData(data=to_wire(np.ones((2, 3)), "f32")).tensor
+        bad = tw.fromData(data=to_wire(np.ones(2), "f32")).tensor
+        cond = tw.fromData(data=to_wire(np.array([True, False]), "bool")).tensor
+        failed = a.matmul(other=bad).result
+        messages = {}
+        # Once while the failure is a promise, once after the client has
+        # seen it fail (libcapnp then sends it back as a capability it hosts).
+        for seen in (False, True):
+            if seen:
+                with pytest.raises(capnp.KjException):
+                    await failed.read()
+            uses = {
+                "binary": a.binary(op="add", other=failed).result,
+                "matmul": a.matmul(other=failed).result,
+                "compare": a.compare(op="lt", other=failed).result,
+                "select": cond.select(ifTrue=failed, ifFalse=bad).result,
+                "concat": tw.concat(tensors=[a, failed], axis=0).tensor,
+                "fetch": tw.fetch(source=failed, move=False).tensor,
+            }
+            for name, t in uses.items():
+                with pytest.raises(capnp.KjException) as e:
+                    await t.read()
+                messages[(seen, name)] = e.value.description
+        conn.close()
+        return messages
+
+    for (seen, name), msg in run(main()).items():
+        assert "matmul: inner dimensions" in msg, (seen, name, msg)
+        assert "another worker" not in msg, (seen, name, msg)
+        assert msg.count("remote exception") <= 1, (seen, name, msg)
+
+
+def test_arange_past_an_integer_dtype_is_refused_and_select_errors_say_select(worker):
+    async def main():
+        conn, tw = await connect(worker)
+        out = []
+        t = tw.arange(dtype="i32", start=2147483646, stop=2147483650, step=1).tensor
+        with pytest.raises(capnp.KjException) as e:
+            await t.read()
+        out.append(e.value.description)
+        cond = tw.fromData(data=to_wire(np.array([True, False]), "bool")).tensor
+        f = tw.fromData(data=to_wire(np.ones(2), "f32")).tensor
+        d = tw.fromData(data=to_wire(np.ones(2), "f64")).tensor
+        with pytest.raises(capnp.KjException) as e:
+            await cond.select(ifTrue=f, ifFalse=d).result.read()
+        out.append(e.value.description)
+        conn.close()
+        return out
+
+    arange, select = run(main())
+    assert "arange: value 2147483649 at index 3 does not fit dtype i32" in arange, arange
+    assert "select: dtypes f32 and f64" in select and "where" not in select, select
