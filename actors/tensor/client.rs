@@ -349,44 +349,62 @@ impl std::fmt::Debug for RemoteTensor {
     }
 }
 
-macro_rules! binary_methods {
-    ($($(#[$doc:meta])* $name:ident, $scalar:ident => $op:ident;)*) => {$(
-        $(#[$doc])*
-        pub fn $name(&self, other: &RemoteTensor) -> RemoteTensor {
-            self.binary(BinaryOp::$op, other)
+/// Expands the op table (`ops/table.rs`) into the client's per-op methods:
+/// `x.add(&y)` and `x.add_scalar(2.0)`, `x.relu()`, `x.lt(&y)`, ...
+macro_rules! client_methods {
+    (
+        binary: {
+            $(#[$_bd:meta])* $_be:ident $_bw:literal $_bf:ident $_bt:ident;
+            $($(#[$bdoc:meta])* $bv:ident $_bn:literal [$bm:ident, $bms:ident];)*
         }
-        $(#[$doc])*
-        ///
-        /// With a scalar right-hand side.
-        pub fn $scalar(&self, s: impl Into<Scalar>) -> RemoteTensor {
-            self.binary_scalar(BinaryOp::$op, s.into(), false)
+        unary: {
+            $(#[$_ud:meta])* $_ue:ident $_uw:literal $_uf:ident $_ut:ident;
+            $($(#[$udoc:meta])* $uv:ident $_un:literal [$um:ident];)*
         }
-    )*};
+        compare: {
+            $(#[$_cd:meta])* $_ce:ident $_cw:literal $_cf:ident $_ct:ident;
+            $($(#[$cdoc:meta])* $cv:ident $_cn:literal [$cm:ident, $cms:ident];)*
+        }
+        reduce: { $($_reduce:tt)* }
+    ) => {
+        impl RemoteTensor {
+            $(
+                $(#[$bdoc])*
+                pub fn $bm(&self, other: &RemoteTensor) -> RemoteTensor {
+                    self.binary(BinaryOp::$bv, other)
+                }
+                $(#[$bdoc])*
+                ///
+                /// With a scalar right-hand side.
+                pub fn $bms(&self, s: impl Into<Scalar>) -> RemoteTensor {
+                    self.binary_scalar(BinaryOp::$bv, s.into(), false)
+                }
+            )*
+            $(
+                $(#[$udoc])*
+                pub fn $um(&self) -> RemoteTensor {
+                    self.unary(UnaryOp::$uv)
+                }
+            )*
+            $(
+                $(#[$cdoc])*
+                ///
+                /// Gives a bool tensor.
+                pub fn $cm(&self, other: &RemoteTensor) -> RemoteTensor {
+                    self.compare(CompareOp::$cv, other)
+                }
+                $(#[$cdoc])*
+                ///
+                /// With a scalar right-hand side; gives a bool tensor.
+                pub fn $cms(&self, s: impl Into<Scalar>) -> RemoteTensor {
+                    self.compare_scalar(CompareOp::$cv, s.into())
+                }
+            )*
+        }
+    };
 }
 
-macro_rules! unary_methods {
-    ($($(#[$doc:meta])* $name:ident => $op:ident;)*) => {$(
-        $(#[$doc])*
-        pub fn $name(&self) -> RemoteTensor {
-            self.unary(UnaryOp::$op)
-        }
-    )*};
-}
-
-macro_rules! compare_methods {
-    ($($(#[$doc:meta])* $name:ident, $scalar:ident => $op:ident;)*) => {$(
-        $(#[$doc])*
-        pub fn $name(&self, other: &RemoteTensor) -> RemoteTensor {
-            self.compare(CompareOp::$op, other)
-        }
-        $(#[$doc])*
-        ///
-        /// With a scalar right-hand side.
-        pub fn $scalar(&self, s: impl Into<Scalar>) -> RemoteTensor {
-            self.compare_scalar(CompareOp::$op, s.into())
-        }
-    )*};
-}
+super::ops::op_table!(client_methods);
 
 impl RemoteTensor {
     /// The underlying capability.
@@ -425,47 +443,11 @@ impl RemoteTensor {
         self.then(req.send().pipeline.get_result())
     }
 
-    binary_methods! {
-        /// Elementwise sum.
-        add, add_scalar => Add;
-        /// Elementwise difference.
-        sub, sub_scalar => Sub;
-        /// Elementwise product.
-        mul, mul_scalar => Mul;
-        /// Elementwise quotient (integer division by zero is an error).
-        div, div_scalar => Div;
-        /// Elementwise power.
-        pow, pow_scalar => Pow;
-        /// Elementwise maximum.
-        maximum, maximum_scalar => Maximum;
-        /// Elementwise minimum.
-        minimum, minimum_scalar => Minimum;
-    }
-
     /// An elementwise function.
     pub fn unary(&self, op: UnaryOp) -> RemoteTensor {
         let mut req = self.client.unary_request();
         req.get().set_op(codec::unary_to_wire(op));
         self.then(req.send().pipeline.get_result())
-    }
-
-    unary_methods! {
-        /// `-x`.
-        neg => Neg;
-        /// `|x|`.
-        abs => Abs;
-        /// `e^x` (float dtypes).
-        exp => Exp;
-        /// Natural logarithm (float dtypes).
-        log => Log;
-        /// Square root (float dtypes).
-        sqrt => Sqrt;
-        /// `max(x, 0)`.
-        relu => Relu;
-        /// `1 / (1 + e^-x)` (float dtypes).
-        sigmoid => Sigmoid;
-        /// Hyperbolic tangent (float dtypes).
-        tanh => Tanh;
     }
 
     /// Elementwise comparison with broadcasting; gives a bool tensor.
@@ -482,21 +464,6 @@ impl RemoteTensor {
         req.get().set_op(codec::compare_to_wire(op));
         codec::set_scalar(req.get().init_scalar(), scalar);
         self.then(req.send().pipeline.get_result())
-    }
-
-    compare_methods! {
-        /// `==`.
-        eq, eq_scalar => Eq;
-        /// `!=`.
-        ne, ne_scalar => Ne;
-        /// `<`.
-        lt, lt_scalar => Lt;
-        /// `<=`.
-        le, le_scalar => Le;
-        /// `>`.
-        gt, gt_scalar => Gt;
-        /// `>=`.
-        ge, ge_scalar => Ge;
     }
 
     /// NumPy `matmul`: 1-D, 2-D and batched.
