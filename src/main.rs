@@ -44,6 +44,9 @@ enum Command {
         /// Memory the worker's tensors may hold, in MiB.
         #[arg(long, default_value_t = 1024)]
         memory_mib: u64,
+        /// Threads the tensor kernels share (default: one per core).
+        #[arg(long)]
+        compute_threads: Option<usize>,
         #[command(flatten)]
         auth: ServeAuth,
         /// Serve TLS with this certificate chain (PEM); needs --tls-key.
@@ -293,23 +296,28 @@ fn main() -> ExitCode {
             vats,
             grace,
             memory_mib,
+            compute_threads,
             auth,
             tls_cert,
             tls_key,
             limits,
             data,
-        } => data.plane(memory_mib << 20).and_then(|plane| {
-            worker(
-                &listen,
-                name,
-                vats,
-                Duration::from_secs(grace),
-                plane,
-                &auth,
-                tls_cert.as_deref().zip(tls_key.as_deref()),
-                &limits,
-            )
-        }),
+        } => compute_threads
+            .map_or(Ok(()), capactor::actors::tensor::ops::set_compute_threads)
+            .map_err(|e| capactor::Error::invalid(format!("--compute-threads: {e}")))
+            .and_then(|()| data.plane(memory_mib << 20))
+            .and_then(|plane| {
+                worker(
+                    &listen,
+                    name,
+                    vats,
+                    Duration::from_secs(grace),
+                    plane,
+                    &auth,
+                    tls_cert.as_deref().zip(tls_key.as_deref()),
+                    &limits,
+                )
+            }),
         Command::Info {
             addr,
             token_file,

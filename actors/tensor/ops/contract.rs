@@ -1,11 +1,13 @@
 //! Contractions: matmul.
 
-use ndarray::{ArrayBase, ArrayD, Axis, Dimension, Ix2, IxDyn, RawData};
+use ndarray::{ArrayBase, ArrayD, ArrayView2, ArrayViewMut2, Axis, Dimension, Ix2, IxDyn, RawData};
+use rayon::prelude::*;
 
 use super::alloc::{reserve, Alloc};
 use super::dtype::{Array, DType, Num};
 use super::elementwise::same;
 use super::error::{invalid, OpError};
+use super::parallel;
 use super::shape::broadcast_shape;
 
 /// Splits `[batch.., rows, cols]`.
@@ -81,7 +83,7 @@ pub(super) fn matmul_num<T: Num>(
             let a = batch_matrix(xb.view(), i)?;
             let b = batch_matrix(yb.view(), i)?;
             let mut c = batch_matrix(out.view_mut(), i)?;
-            T::gemm(&a, &b, &mut c);
+            gemm(&a, &b, &mut c);
         }
     }
     let mut shape = batch;
@@ -95,6 +97,29 @@ pub(super) fn matmul_num<T: Num>(
         .into_shape_with_order(IxDyn(&shape))
         .map_err(|_| bad_shape())?;
     Ok(T::wrap(out))
+}
+
+/// Products of fewer multiply-adds than this stay on one thread.
+const GEMM_PARALLEL_WORK: usize = 1 << 20;
+
+/// `c = a · b`: a large product split by rows of `a` and `c` over the
+/// compute pool, each block one single-threaded GEMM.
+fn gemm<T: Num>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, c: &mut ArrayViewMut2<'_, T>) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let work = m.saturating_mul(k).saturating_mul(n);
+    let threads = parallel::compute_threads();
+    if threads < 2 || m < 2 || work < GEMM_PARALLEL_WORK {
+        return T::gemm(a, b, c);
+    }
+    // A few blocks per thread evens out threads the vats interrupt.
+    let rows = m.div_ceil(threads * 2).max(1);
+    parallel::install(|| {
+        a.axis_chunks_iter(Axis(0), rows)
+            .into_par_iter()
+            .zip(c.axis_chunks_iter_mut(Axis(0), rows).into_par_iter())
+            .for_each(|(a, mut c)| T::gemm(&a, b, &mut c));
+    });
 }
 
 impl Array {

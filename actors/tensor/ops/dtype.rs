@@ -233,7 +233,7 @@ fn write_bytes<const N: usize>(bytes: [u8; N], out: &mut [u8]) {
 }
 
 /// f32 and f64 sums accumulate in f64 for accuracy.
-fn float_sum<T: Elem>(lane: ArrayView1<'_, T>) -> f64 {
+pub(super) fn float_sum<T: Elem>(lane: ArrayView1<'_, T>) -> f64 {
     lane.iter().fold(0.0f64, |s, &v| s + v.to_f64())
 }
 

@@ -6,6 +6,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn, Zip};
 use super::alloc::{reserve, Alloc};
 use super::dtype::{dispatch, with_dtype, Array, DType, Elem, Float, Num, Scalar};
 use super::error::{invalid, OpError};
+use super::parallel;
 use super::shape::{broadcast_shape, broadcast_view, checked_len, from_vec};
 use super::table::{BinaryOp, CompareOp, UnaryOp};
 
@@ -69,14 +70,19 @@ pub(super) fn std_owned<T: Elem>(v: ArrayViewD<'_, T>) -> Array {
     T::wrap(v.as_standard_layout().into_owned())
 }
 
-/// Elementwise map into a new standard-layout array.
+/// Elementwise map into a new standard-layout array; large ones in the
+/// compute pool.
 pub(super) fn map_std<T: Elem, U: Elem>(
     op: &'static str,
     x: &ArrayD<T>,
     alloc: &dyn Alloc,
-    f: impl Fn(T) -> U,
+    f: impl Fn(T) -> U + Sync + Send,
 ) -> Result<ArrayD<U>, OpError> {
     reserve(alloc, op, x.shape(), U::DTYPE)?;
+    if parallel::worth(x.len()) {
+        let out = parallel::install(|| Zip::from(x).par_map_collect(|&v| f(v)));
+        return Ok(standard(out));
+    }
     let data: Vec<U> = match x.as_slice() {
         Some(s) => s.iter().map(|&v| f(v)).collect(),
         None => x.iter().map(|&v| f(v)).collect(),
@@ -84,17 +90,31 @@ pub(super) fn map_std<T: Elem, U: Elem>(
     from_vec(x.shape(), data)
 }
 
+/// `a` in standard layout (a parallel collect follows its inputs' layout).
+pub(super) fn standard<T: Elem>(a: ArrayD<T>) -> ArrayD<T> {
+    if a.is_standard_layout() {
+        a
+    } else {
+        a.as_standard_layout().into_owned()
+    }
+}
+
 /// Broadcasting elementwise binary map; `shape` is the broadcast shape.
+/// Large ones run in the compute pool.
 pub(super) fn zip_map<T: Elem, U: Elem>(
     op: &'static str,
     shape: &[usize],
     x: &ArrayD<T>,
     y: &ArrayD<T>,
     alloc: &dyn Alloc,
-    f: impl Fn(T, T) -> U,
+    f: impl Fn(T, T) -> U + Sync + Send,
 ) -> Result<ArrayD<U>, OpError> {
     reserve(alloc, op, shape, U::DTYPE)?;
     let (xv, yv) = (broadcast_view(op, x, shape)?, broadcast_view(op, y, shape)?);
+    if parallel::worth(xv.len()) {
+        let out = parallel::install(|| Zip::from(&xv).and(&yv).par_map_collect(|&a, &b| f(a, b)));
+        return Ok(standard(out));
+    }
     let mut out = ArrayD::from_elem(IxDyn(shape), U::ZERO);
     Zip::from(&mut out)
         .and(&xv)
@@ -258,12 +278,17 @@ pub(super) fn where_typed<T: Elem>(
         broadcast_view(OP, x, &shape)?,
         broadcast_view(OP, y, &shape)?,
     );
+    let pick = |&c: &bool, &a: &T, &b: &T| if c { a } else { b };
+    if parallel::worth(cv.len()) {
+        let out = parallel::install(|| Zip::from(&cv).and(&xv).and(&yv).par_map_collect(pick));
+        return Ok(T::wrap(standard(out)));
+    }
     let mut out = ArrayD::from_elem(IxDyn(&shape), T::ZERO);
     Zip::from(&mut out)
         .and(&cv)
         .and(&xv)
         .and(&yv)
-        .for_each(|o, &c, &a, &b| *o = if c { a } else { b });
+        .for_each(|o, c, a, b| *o = pick(c, a, b));
     Ok(T::wrap(out))
 }
 

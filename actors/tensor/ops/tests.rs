@@ -1487,3 +1487,93 @@ fn error_messages_are_lowercase_without_a_trailing_period() {
         assert!(msg.starts_with(|c: char| c.is_lowercase()), "{msg}");
     }
 }
+
+/// Large enough that every kernel takes its parallel path.
+const BIG: usize = 3 * crate::actors::tensor::ops::PAR_ELEMENTS + 8;
+
+#[test]
+fn parallel_elementwise_and_select_match_the_sequential_kernels() {
+    let v: Vec<f64> = (0..BIG).map(|i| (i as f64 * 0.37).sin()).collect();
+    let x = arr(&[BIG], &v);
+    let y = arr(&[1], &[0.5f64]);
+    let out = Array::binary(BinaryOp::Mul, &x, &y, U).unwrap();
+    let want: Vec<f64> = v.iter().map(|a| a * 0.5).collect();
+    assert_eq!(out, arr(&[BIG], &want));
+    let out = Array::unary(UnaryOp::Relu, &x, U).unwrap();
+    let want: Vec<f64> = v.iter().map(|&a| if a < 0.0 { 0.0 } else { a }).collect();
+    assert_eq!(out, arr(&[BIG], &want));
+    let cond = Array::compare_scalar(CompareOp::Gt, &x, Scalar::Float(0.0), U).unwrap();
+    let zeros = Array::zeros(DType::F64, &[BIG as u64], U).unwrap();
+    assert_eq!(
+        Array::where_(&cond, &x, &zeros, U).unwrap(),
+        arr(&[BIG], &want)
+    );
+    // A broadcast, transposed operand keeps the row-major result.
+    let t = Array::reshape(&x, &[-1, 8], U).unwrap();
+    let tt = Array::transpose(&t, None, U).unwrap();
+    let row = arr(&[1, BIG / 8], &vec![1.0f64; BIG / 8]);
+    let sum = Array::binary(BinaryOp::Add, &tt, &row, U).unwrap();
+    let want = get::<f64>(&tt) + 1.0;
+    assert_eq!(get::<f64>(&sum), &want);
+    assert!(get::<f64>(&sum).is_standard_layout());
+}
+
+#[test]
+fn parallel_reductions_match_the_sequential_ones() {
+    let mut v: Vec<i64> = (0..BIG as i64).map(|i| (i * 7919) % 1000).collect();
+    // The largest value twice, in different chunks: the first one wins.
+    v[BIG - 3] = 5000;
+    v[100] = 5000;
+    let x = arr(&[BIG], &v);
+    let r = |op, axis| Array::reduce(op, &x, axis, false, U).unwrap();
+    assert_eq!(r(ReduceOp::Sum, None), arr(&[], &[v.iter().sum::<i64>()]));
+    assert_eq!(r(ReduceOp::Argmax, None), arr(&[], &[100i64]));
+    assert_eq!(r(ReduceOp::Max, None), arr(&[], &[5000i64]));
+    assert_eq!(r(ReduceOp::Min, None), arr(&[], &[0i64]));
+    let mean = v.iter().sum::<i64>() as f64 / BIG as f64;
+    assert_eq!(r(ReduceOp::Mean, None), arr(&[], &[mean]));
+    // NaN wins, at its first position.
+    let mut f: Vec<f32> = (0..BIG).map(|i| i as f32).collect();
+    f[BIG - 10] = f32::NAN;
+    let xf = arr(&[BIG], &f);
+    assert_eq!(
+        Array::reduce(ReduceOp::Argmin, &xf, None, false, U).unwrap(),
+        arr(&[], &[(BIG - 10) as i64])
+    );
+    // Over an axis, lanes in parallel.
+    let m = Array::reshape(&x, &[-1, 1], U).unwrap();
+    let m = Array::concat(&[&m, &m, &m], 1, U).unwrap();
+    let s = Array::reduce(ReduceOp::Sum, &m, Some(-1), true, U).unwrap();
+    let want: Vec<i64> = v.iter().map(|a| a * 3).collect();
+    assert_eq!(s, arr(&[BIG, 1], &want));
+}
+
+#[test]
+fn parallel_matmul_matches_a_naive_product() {
+    for (m, k, n) in [(131, 160, 190), (4, 600, 700)] {
+        let a = seq(&[m, k]).mapv(|v| (v * 0.01).cos());
+        let b = seq(&[k, n]).mapv(|v| (v * 0.02).sin());
+        let out = Array::matmul(&Array::F64(a.clone()), &Array::F64(b.clone()), U).unwrap();
+        let a2 = a.into_dimensionality::<Ix2>().unwrap();
+        let b2 = b.into_dimensionality::<Ix2>().unwrap();
+        let want = naive_matmul(a2.view(), b2.view());
+        let got = get::<f64>(&out)
+            .clone()
+            .into_dimensionality::<Ix2>()
+            .unwrap();
+        assert!(
+            Zip::from(&got)
+                .and(&want)
+                .all(|g, w| (g - w).abs() < 1e-9 * k as f64),
+            "{m}x{k}x{n}"
+        );
+        let ai = Array::cast(&Array::F64(seq(&[m, k])), DType::I64, U).unwrap();
+        let bi = Array::cast(&Array::F64(seq(&[k, n])), DType::I64, U).unwrap();
+        let out = Array::matmul(&ai, &bi, U).unwrap();
+        let want = naive_matmul(
+            get::<i64>(&ai).view().into_dimensionality().unwrap(),
+            get::<i64>(&bi).view().into_dimensionality().unwrap(),
+        );
+        assert_eq!(get::<i64>(&out), &want.into_dyn());
+    }
+}
