@@ -302,22 +302,19 @@ fn main() -> ExitCode {
             tls_key,
             limits,
             data,
-        } => compute_threads
-            .map_or(Ok(()), capactor::actors::tensor::ops::set_compute_threads)
-            .map_err(|e| capactor::Error::invalid(format!("--compute-threads: {e}")))
-            .and_then(|()| data.plane(memory_mib << 20))
-            .and_then(|plane| {
-                worker(
-                    &listen,
-                    name,
-                    vats,
-                    Duration::from_secs(grace),
-                    plane,
-                    &auth,
-                    tls_cert.as_deref().zip(tls_key.as_deref()),
-                    &limits,
-                )
-            }),
+        } => data.plane(memory_mib << 20).and_then(|plane| {
+            compute_pool(compute_threads)?;
+            worker(
+                &listen,
+                name,
+                vats,
+                Duration::from_secs(grace),
+                plane,
+                &auth,
+                tls_cert.as_deref().zip(tls_key.as_deref()),
+                &limits,
+            )
+        }),
         Command::Info {
             addr,
             token_file,
@@ -553,4 +550,11 @@ fn info(
         println!("{}", capactor::describe(conn.client()).await?);
         Ok(())
     })
+}
+
+/// Sizes the tensor kernels' compute pool (`--compute-threads`).
+fn compute_pool(threads: Option<usize>) -> Result<(), capactor::Error> {
+    threads
+        .map_or(Ok(()), capactor::actors::tensor::ops::set_compute_threads)
+        .map_err(|e| capactor::Error::invalid(format!("--compute-threads: {e}")))
 }
