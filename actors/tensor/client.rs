@@ -6,7 +6,9 @@ use std::rc::Rc;
 use ndarray::{ArrayD, Dimension};
 
 use super::codec;
-use super::ops::{Array, BinaryOp, CompareOp, DType, ReduceOp, Scalar, SliceSpec, UnaryOp};
+use super::ops::{
+    Array, BinaryOp, CompareOp, CumulativeOp, DType, ReduceOp, Scalar, SliceSpec, UnaryOp,
+};
 use crate::schema::tensor_capnp::{tensor, tensor_worker};
 use crate::Error;
 
@@ -365,7 +367,7 @@ macro_rules! client_methods {
             $(#[$_cd:meta])* $_ce:ident $_cw:literal $_cf:ident $_ct:ident;
             $($(#[$cdoc:meta])* $cv:ident $_cn:literal [$cm:ident, $cms:ident];)*
         }
-        reduce: { $($_reduce:tt)* }
+        $($_rest:tt)*
     ) => {
         impl RemoteTensor {
             $(
@@ -482,6 +484,106 @@ impl RemoteTensor {
         p.set_all_axes(axis.is_none());
         p.set_axis(axis.unwrap_or(0));
         p.set_keep_dims(keep_dims);
+        self.then(req.send().pipeline.get_result())
+    }
+
+    /// [`RemoteTensor::reduce`] with the delta degrees of freedom of
+    /// [`ReduceOp::Var`] and [`ReduceOp::Std`] (schema version 4).
+    pub fn reduce_ddof(
+        &self,
+        op: ReduceOp,
+        axis: Option<i64>,
+        keep_dims: bool,
+        ddof: u32,
+    ) -> RemoteTensor {
+        let mut req = self.client.reduce_request();
+        let mut p = req.get();
+        p.set_op(codec::reduce_to_wire(op));
+        p.set_all_axes(axis.is_none());
+        p.set_axis(axis.unwrap_or(0));
+        p.set_keep_dims(keep_dims);
+        p.set_ddof(ddof);
+        self.then(req.send().pipeline.get_result())
+    }
+
+    /// Product over one axis or every element (`None`).
+    pub fn prod(&self, axis: Option<i64>) -> RemoteTensor {
+        self.reduce(ReduceOp::Prod, axis, false)
+    }
+
+    /// Variance with `ddof` over one axis or every element.
+    pub fn var(&self, axis: Option<i64>, ddof: u32) -> RemoteTensor {
+        self.reduce_ddof(ReduceOp::Var, axis, false, ddof)
+    }
+
+    /// Standard deviation with `ddof` over one axis or every element.
+    pub fn std(&self, axis: Option<i64>, ddof: u32) -> RemoteTensor {
+        self.reduce_ddof(ReduceOp::Std, axis, false, ddof)
+    }
+
+    /// Whether any element is nonzero, over one axis or every element.
+    pub fn any(&self, axis: Option<i64>) -> RemoteTensor {
+        self.reduce(ReduceOp::Any, axis, false)
+    }
+
+    /// Whether every element is nonzero, over one axis or every element.
+    pub fn all(&self, axis: Option<i64>) -> RemoteTensor {
+        self.reduce(ReduceOp::All, axis, false)
+    }
+
+    /// A vector norm (`ReduceOp::NormL1`, `NormL2` or `NormInf`) over one
+    /// axis or every element.
+    pub fn norm(&self, ord: ReduceOp, axis: Option<i64>) -> RemoteTensor {
+        self.reduce(ord, axis, false)
+    }
+
+    /// Softmax over `axis`, computed stably (float dtypes).
+    pub fn softmax(&self, axis: i64) -> RemoteTensor {
+        self.softmax_request(axis, false)
+    }
+
+    /// Log-softmax over `axis`, computed stably (float dtypes).
+    pub fn log_softmax(&self, axis: i64) -> RemoteTensor {
+        self.softmax_request(axis, true)
+    }
+
+    fn softmax_request(&self, axis: i64, log: bool) -> RemoteTensor {
+        let mut req = self.client.softmax_request();
+        req.get().set_axis(axis);
+        req.get().set_log(log);
+        self.then(req.send().pipeline.get_result())
+    }
+
+    /// A running sum or product along `axis`.
+    pub fn cumulative(&self, op: CumulativeOp, axis: i64) -> RemoteTensor {
+        let mut req = self.client.cumulative_request();
+        req.get().set_op(codec::cumulative_to_wire(op));
+        req.get().set_axis(axis);
+        self.then(req.send().pipeline.get_result())
+    }
+
+    /// Running sum along `axis`, NumPy's `cumsum`.
+    pub fn cumsum(&self, axis: i64) -> RemoteTensor {
+        self.cumulative(CumulativeOp::Cumsum, axis)
+    }
+
+    /// Running product along `axis`, NumPy's `cumprod`.
+    pub fn cumprod(&self, axis: i64) -> RemoteTensor {
+        self.cumulative(CumulativeOp::Cumprod, axis)
+    }
+
+    /// Clamps to `[min, max]`, either bound optional, NumPy's `clip`.
+    pub fn clip(&self, min: Option<Scalar>, max: Option<Scalar>) -> RemoteTensor {
+        let mut req = self.client.clip_request();
+        let mut p = req.get();
+        p.set_has_min(min.is_some());
+        p.set_has_max(max.is_some());
+        if let Some(min) = min {
+            codec::set_scalar(p.reborrow().init_min(), min);
+        }
+        if let Some(max) = max {
+            codec::set_scalar(p.init_max(), max);
+        }
         self.then(req.send().pipeline.get_result())
     }
 

@@ -205,6 +205,12 @@ mod tests {
             ops::ReduceOp::name,
             ops::ReduceOp::ALL,
         );
+        round_trip(
+            cumulative_op,
+            cumulative_to_wire,
+            ops::CumulativeOp::name,
+            ops::CumulativeOp::ALL,
+        );
         round_trip(dtype, to_wire, DType::name, &DType::ALL);
     }
 }

@@ -453,10 +453,60 @@ impl tensor::Server for TensorCap {
         let op = codec::reduce_op(p.get_op())?;
         let axis = (!p.get_all_axes()).then(|| p.get_axis());
         let keep = p.get_keep_dims();
+        let ddof = p.get_ddof();
         result!(
             results,
-            self.unary_op(move |a, m| Array::reduce(op, a, axis, keep, m))
+            self.unary_op(move |a, m| Array::reduce_ddof(op, a, axis, keep, ddof, m))
                 .await
+        )
+    }
+
+    async fn softmax(
+        self: Rc<Self>,
+        params: tensor::SoftmaxParams,
+        mut results: tensor::SoftmaxResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let (axis, log) = (p.get_axis(), p.get_log());
+        result!(
+            results,
+            self.unary_op(move |a, m| Array::softmax(a, axis, log, m))
+                .await
+        )
+    }
+
+    async fn cumulative(
+        self: Rc<Self>,
+        params: tensor::CumulativeParams,
+        mut results: tensor::CumulativeResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let op = codec::cumulative_op(p.get_op())?;
+        let axis = p.get_axis();
+        result!(
+            results,
+            self.unary_op(move |a, m| Array::cumulative(op, a, axis, m))
+                .await
+        )
+    }
+
+    async fn clip(
+        self: Rc<Self>,
+        params: tensor::ClipParams,
+        mut results: tensor::ClipResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let min = p
+            .get_has_min()
+            .then(|| codec::scalar(p.get_min()?))
+            .transpose()?;
+        let max = p
+            .get_has_max()
+            .then(|| codec::scalar(p.get_max()?))
+            .transpose()?;
+        result!(
+            results,
+            self.unary_op(move |a, m| Array::clip(a, min, max, m)).await
         )
     }
 

@@ -173,8 +173,8 @@ pub(super) trait Elem: Copy + PartialOrd + fmt::Debug + Send + Sync + 'static {
     const DTYPE: DType;
     const ZERO: Self;
     const ONE: Self;
-    /// Result type of `sum`.
-    type Sum: Elem;
+    /// Result type of `sum`, `prod`, `cumsum` and `cumprod`.
+    type Sum: Num;
     /// Result type of `mean`.
     type Mean: Elem;
 
@@ -192,10 +192,16 @@ pub(super) trait Elem: Copy + PartialOrd + fmt::Debug + Send + Sync + 'static {
     /// `self as D`, with the semantics of [`Array::cast`].
     fn cast<D: Elem>(self) -> D;
     fn sum_lane(lane: ArrayView1<'_, Self>) -> Self::Sum;
+    fn prod_lane(lane: ArrayView1<'_, Self>) -> Self::Sum;
     fn mean_lane(lane: ArrayView1<'_, Self>) -> Self::Mean;
 
     fn is_nan(self) -> bool {
         self.partial_cmp(&self).is_none()
+    }
+
+    /// Neither NaN nor infinite (every integer and bool is).
+    fn is_finite(self) -> bool {
+        self.to_f64().is_finite()
     }
 }
 
@@ -224,6 +230,19 @@ pub(super) trait Float: Num {
     fn sqrt(a: Self) -> Self;
     fn tanh(a: Self) -> Self;
     fn sigmoid(a: Self) -> Self;
+    fn floor(a: Self) -> Self;
+    fn ceil(a: Self) -> Self;
+    /// Half to even, as NumPy's `round`.
+    fn round(a: Self) -> Self;
+    fn sin(a: Self) -> Self;
+    fn cos(a: Self) -> Self;
+    fn tan(a: Self) -> Self;
+    fn log1p(a: Self) -> Self;
+    fn expm1(a: Self) -> Self;
+    /// NumPy's `mod`: the remainder with the divisor's sign.
+    fn modulo(a: Self, b: Self) -> Self;
+    /// NumPy's `floor_divide`.
+    fn floor_divide(a: Self, b: Self) -> Self;
 }
 
 fn write_bytes<const N: usize>(bytes: [u8; N], out: &mut [u8]) {
@@ -281,6 +300,9 @@ macro_rules! elem {
             }
             fn sum_lane(lane: ArrayView1<'_, Self>) -> Self {
                 <$t as Sum>::sum(lane)
+            }
+            fn prod_lane(lane: ArrayView1<'_, Self>) -> Self {
+                lane.iter().fold(Self::ONE, |p, &v| <$t as Num>::mul(p, v))
             }
             fn mean_lane(lane: ArrayView1<'_, Self>) -> $mean {
                 (float_sum(lane) / lane.len() as f64) as $mean
@@ -383,8 +405,74 @@ macro_rules! float {
             fn sigmoid(a: Self) -> Self {
                 1.0 / (1.0 + (-a).exp())
             }
+            fn floor(a: Self) -> Self {
+                a.floor()
+            }
+            fn ceil(a: Self) -> Self {
+                a.ceil()
+            }
+            fn round(a: Self) -> Self {
+                a.round_ties_even()
+            }
+            fn sin(a: Self) -> Self {
+                a.sin()
+            }
+            fn cos(a: Self) -> Self {
+                a.cos()
+            }
+            fn tan(a: Self) -> Self {
+                a.tan()
+            }
+            fn log1p(a: Self) -> Self {
+                a.ln_1p()
+            }
+            fn expm1(a: Self) -> Self {
+                a.exp_m1()
+            }
+            // NumPy's npy_divmod: fmod, then the sign fixed to the divisor's.
+            fn modulo(a: Self, b: Self) -> Self {
+                if b == 0.0 {
+                    return a % b;
+                }
+                let m = a % b;
+                if m != 0.0 && ((b < 0.0) != (m < 0.0)) {
+                    m + b
+                } else if m == 0.0 {
+                    (0.0 as $t).copysign(b)
+                } else {
+                    m
+                }
+            }
+            fn floor_divide(a: Self, b: Self) -> Self {
+                if b == 0.0 {
+                    return a / b;
+                }
+                let mut m = a % b;
+                let mut div = (a - m) / b;
+                if m != 0.0 && ((b < 0.0) != (m < 0.0)) {
+                    m += b;
+                    div -= 1.0;
+                }
+                let _ = m;
+                if div == 0.0 {
+                    return (0.0 as $t).copysign(a / b);
+                }
+                let floor = div.floor();
+                if div - floor > 0.5 {
+                    floor + 1.0
+                } else {
+                    floor
+                }
+            }
         }
     )*};
+}
+
+/// Integer `mod` and `floor_divide` with NumPy's sign rules (zero
+/// divisors are rejected beforehand).
+pub(super) trait IntDiv: Num {
+    fn modulo(a: Self, b: Self) -> Self;
+    fn floor_divide(a: Self, b: Self) -> Self;
 }
 
 /// Integer arithmetic: two's complement, wrapping on overflow.
@@ -393,6 +481,31 @@ macro_rules! int {
         impl Sum for $t {
             fn sum(lane: ArrayView1<'_, Self>) -> Self {
                 lane.iter().fold(0, |s: $t, &v| s.wrapping_add(v))
+            }
+        }
+
+        impl IntDiv for $t {
+            fn modulo(a: Self, b: Self) -> Self {
+                if b == 0 {
+                    return 0;
+                }
+                let r = a.wrapping_rem(b);
+                if r != 0 && ((r < 0) != (b < 0)) {
+                    r.wrapping_add(b)
+                } else {
+                    r
+                }
+            }
+            fn floor_divide(a: Self, b: Self) -> Self {
+                if b == 0 {
+                    return 0;
+                }
+                let q = a.wrapping_div(b);
+                if a.wrapping_rem(b) != 0 && ((a < 0) != (b < 0)) {
+                    q.wrapping_sub(1)
+                } else {
+                    q
+                }
             }
         }
 
@@ -510,6 +623,9 @@ impl Elem for bool {
     }
     fn sum_lane(lane: ArrayView1<'_, Self>) -> i64 {
         lane.iter().filter(|&&v| v).count() as i64
+    }
+    fn prod_lane(lane: ArrayView1<'_, Self>) -> i64 {
+        i64::from(lane.iter().all(|&v| v))
     }
     fn mean_lane(lane: ArrayView1<'_, Self>) -> f64 {
         lane.iter().filter(|&&v| v).count() as f64 / lane.len() as f64

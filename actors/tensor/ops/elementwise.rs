@@ -123,11 +123,15 @@ pub(super) fn zip_map<T: Elem, U: Elem>(
     Ok(out)
 }
 
+/// NumPy's `mod` and `floor_divide` of one numeric type.
+type DivOps<T> = (fn(T, T) -> T, fn(T, T) -> T);
+
 pub(super) fn binary_num<T: Num>(
     op: BinaryOp,
     x: &ArrayD<T>,
     y: &ArrayD<T>,
     alloc: &dyn Alloc,
+    (modulo, floor_divide): DivOps<T>,
 ) -> Result<Array, OpError> {
     let name = op.name();
     let shape = broadcast_shape(name, x.shape(), y.shape())?;
@@ -142,6 +146,11 @@ pub(super) fn binary_num<T: Num>(
         BinaryOp::Pow => zip_map(name, &shape, x, y, alloc, T::pow),
         BinaryOp::Maximum => zip_map(name, &shape, x, y, alloc, T::maximum),
         BinaryOp::Minimum => zip_map(name, &shape, x, y, alloc, T::minimum),
+        BinaryOp::Mod => zip_map(name, &shape, x, y, alloc, modulo),
+        BinaryOp::FloorDivide => zip_map(name, &shape, x, y, alloc, floor_divide),
+        BinaryOp::LogicalAnd | BinaryOp::LogicalOr | BinaryOp::LogicalXor => {
+            return logical(op, x, y, alloc)
+        }
     }?;
     Ok(T::wrap(out))
 }
@@ -153,7 +162,9 @@ fn check_rhs<T: Num>(op: BinaryOp, rhs: &ArrayD<T>) -> Result<(), OpError> {
         return Ok(());
     }
     match op {
-        BinaryOp::Div if rhs.iter().any(|&v| v == T::ZERO) => {
+        BinaryOp::Div | BinaryOp::Mod | BinaryOp::FloorDivide
+            if rhs.iter().any(|&v| v == T::ZERO) =>
+        {
             Err(OpError::DivisionByZero { op: op.name() })
         }
         BinaryOp::Pow if rhs.iter().any(|&v| v < T::ZERO) => Err(invalid(
@@ -192,11 +203,80 @@ fn binary_bool(
     Ok(Array::Bool(out))
 }
 
+/// The logical ops, on any dtype: nonzero (NaN included) is true.
+fn logical<T: Elem>(
+    op: BinaryOp,
+    x: &ArrayD<T>,
+    y: &ArrayD<T>,
+    alloc: &dyn Alloc,
+) -> Result<Array, OpError> {
+    let name = op.name();
+    let shape = broadcast_shape(name, x.shape(), y.shape())?;
+    let t = |v: T| v != T::ZERO;
+    let out = match op {
+        BinaryOp::LogicalOr => zip_map(name, &shape, x, y, alloc, |a, b| t(a) || t(b)),
+        BinaryOp::LogicalXor => zip_map(name, &shape, x, y, alloc, |a, b| t(a) != t(b)),
+        _ => zip_map(name, &shape, x, y, alloc, |a, b| t(a) && t(b)),
+    }?;
+    Ok(Array::Bool(out))
+}
+
 /// Dispatches a binary op on two arrays of one dtype.
 fn binary_typed(op: BinaryOp, a: &Array, b: &Array, alloc: &dyn Alloc) -> Result<Array, OpError> {
+    use super::dtype::IntDiv;
     let name = op.name();
-    dispatch!(a, x => binary_num(op, x, same(name, x, b)?, alloc),
-              bool x => binary_bool(op, x, same(name, x, b)?, alloc))
+    if matches!(
+        op,
+        BinaryOp::LogicalAnd | BinaryOp::LogicalOr | BinaryOp::LogicalXor
+    ) {
+        return dispatch!(a, x => logical(op, x, same(name, x, b)?, alloc));
+    }
+    match a {
+        Array::F32(x) => binary_num(
+            op,
+            x,
+            same(name, x, b)?,
+            alloc,
+            (f32::modulo, f32::floor_divide),
+        ),
+        Array::F64(x) => binary_num(
+            op,
+            x,
+            same(name, x, b)?,
+            alloc,
+            (f64::modulo, f64::floor_divide),
+        ),
+        Array::I32(x) => binary_num(
+            op,
+            x,
+            same(name, x, b)?,
+            alloc,
+            (<i32 as IntDiv>::modulo, <i32 as IntDiv>::floor_divide),
+        ),
+        Array::I64(x) => binary_num(
+            op,
+            x,
+            same(name, x, b)?,
+            alloc,
+            (<i64 as IntDiv>::modulo, <i64 as IntDiv>::floor_divide),
+        ),
+        Array::Bool(x) => binary_bool(op, x, same(name, x, b)?, alloc),
+    }
+}
+
+/// The unary ops that give bool for any dtype.
+fn unary_predicate<T: Elem>(
+    op: UnaryOp,
+    x: &ArrayD<T>,
+    alloc: &dyn Alloc,
+) -> Result<Array, OpError> {
+    let name = op.name();
+    let out = match op {
+        UnaryOp::Isnan => map_std(name, x, alloc, |v: T| v.is_nan()),
+        UnaryOp::Isfinite => map_std(name, x, alloc, |v: T| v.is_finite()),
+        _ => map_std(name, x, alloc, |v: T| v == T::ZERO),
+    }?;
+    Ok(Array::Bool(out))
 }
 
 pub(super) fn unary_num<T: Num>(
@@ -209,12 +289,24 @@ pub(super) fn unary_num<T: Num>(
         UnaryOp::Neg => map_std(name, x, alloc, T::neg),
         UnaryOp::Abs => map_std(name, x, alloc, T::abs),
         UnaryOp::Relu => map_std(name, x, alloc, T::relu),
-        UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Sigmoid | UnaryOp::Tanh => {
-            Err(OpError::Unsupported {
-                op: name,
-                dtype: T::DTYPE,
-            })
+        // Integers are whole already.
+        UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round => map_std(name, x, alloc, |v| v),
+        UnaryOp::LogicalNot | UnaryOp::Isnan | UnaryOp::Isfinite => {
+            return unary_predicate(op, x, alloc)
         }
+        UnaryOp::Exp
+        | UnaryOp::Log
+        | UnaryOp::Sqrt
+        | UnaryOp::Sigmoid
+        | UnaryOp::Tanh
+        | UnaryOp::Sin
+        | UnaryOp::Cos
+        | UnaryOp::Tan
+        | UnaryOp::Log1p
+        | UnaryOp::Expm1 => Err(OpError::Unsupported {
+            op: name,
+            dtype: T::DTYPE,
+        }),
     }?;
     Ok(T::wrap(out))
 }
@@ -231,7 +323,20 @@ pub(super) fn unary_float<T: Float>(
         UnaryOp::Sqrt => map_std(name, x, alloc, T::sqrt),
         UnaryOp::Sigmoid => map_std(name, x, alloc, T::sigmoid),
         UnaryOp::Tanh => map_std(name, x, alloc, T::tanh),
-        UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu => return unary_num(op, x, alloc),
+        UnaryOp::Floor => map_std(name, x, alloc, T::floor),
+        UnaryOp::Ceil => map_std(name, x, alloc, T::ceil),
+        UnaryOp::Round => map_std(name, x, alloc, T::round),
+        UnaryOp::Sin => map_std(name, x, alloc, T::sin),
+        UnaryOp::Cos => map_std(name, x, alloc, T::cos),
+        UnaryOp::Tan => map_std(name, x, alloc, T::tan),
+        UnaryOp::Log1p => map_std(name, x, alloc, T::log1p),
+        UnaryOp::Expm1 => map_std(name, x, alloc, T::expm1),
+        UnaryOp::Neg
+        | UnaryOp::Abs
+        | UnaryOp::Relu
+        | UnaryOp::LogicalNot
+        | UnaryOp::Isnan
+        | UnaryOp::Isfinite => return unary_num(op, x, alloc),
     }?;
     Ok(T::wrap(out))
 }
@@ -331,10 +436,15 @@ impl Array {
             Array::F64(x) => unary_float(op, x, alloc),
             Array::I32(x) => unary_num(op, x, alloc),
             Array::I64(x) => unary_num(op, x, alloc),
-            Array::Bool(_) => Err(OpError::Unsupported {
-                op: op.name(),
-                dtype: DType::Bool,
-            }),
+            Array::Bool(x) => match op {
+                UnaryOp::LogicalNot | UnaryOp::Isnan | UnaryOp::Isfinite => {
+                    unary_predicate(op, x, alloc)
+                }
+                _ => Err(OpError::Unsupported {
+                    op: op.name(),
+                    dtype: DType::Bool,
+                }),
+            },
         }
     }
 
@@ -381,5 +491,46 @@ impl Array {
             });
         };
         dispatch!(a, x => where_typed(c, x, same("select", x, b)?, alloc))
+    }
+}
+
+fn clip_typed<T: Num>(
+    x: &ArrayD<T>,
+    min: Option<Scalar>,
+    max: Option<Scalar>,
+    alloc: &dyn Alloc,
+) -> Result<Array, OpError> {
+    const OP: &str = "clip";
+    let lo = min.map(|s| scalar_to::<T>(OP, s)).transpose()?;
+    let hi = max.map(|s| scalar_to::<T>(OP, s)).transpose()?;
+    // NumPy: minimum(maximum(x, lo), hi), so NaN stays and lo > hi gives hi.
+    let out = map_std(OP, x, alloc, move |v| {
+        let v = lo.map_or(v, |lo| T::maximum(v, lo));
+        hi.map_or(v, |hi| T::minimum(v, hi))
+    })?;
+    Ok(T::wrap(out))
+}
+
+impl Array {
+    /// Clamps every element to `[min, max]` (either bound may be absent),
+    /// NumPy's `clip`: the bounds convert to `a`'s dtype as described on
+    /// [`Scalar`]; NaN stays NaN; `min > max` gives `max`. Bool is
+    /// unsupported.
+    pub fn clip(
+        a: &Array,
+        min: Option<Scalar>,
+        max: Option<Scalar>,
+        alloc: &dyn Alloc,
+    ) -> Result<Array, OpError> {
+        match a {
+            Array::F32(x) => clip_typed(x, min, max, alloc),
+            Array::F64(x) => clip_typed(x, min, max, alloc),
+            Array::I32(x) => clip_typed(x, min, max, alloc),
+            Array::I64(x) => clip_typed(x, min, max, alloc),
+            Array::Bool(_) => Err(OpError::Unsupported {
+                op: "clip",
+                dtype: DType::Bool,
+            }),
+        }
     }
 }

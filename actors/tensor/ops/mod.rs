@@ -45,4 +45,4 @@ pub use index::SliceSpec;
 pub use parallel::{compute_threads, set_compute_threads, PoolError, PAR_ELEMENTS};
 pub(crate) use shape::dims_from_u64;
 pub(crate) use table::op_table;
-pub use table::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
+pub use table::{BinaryOp, CompareOp, CumulativeOp, ReduceOp, UnaryOp};

@@ -4,12 +4,12 @@ use ndarray::{ArrayD, ArrayView1, Axis, Zip};
 use rayon::prelude::*;
 
 use super::alloc::{reserve, Alloc};
-use super::dtype::{dispatch, float_sum, Array, Elem};
+use super::dtype::{dispatch, float_sum, Array, Elem, Float, Num};
 use super::elementwise::standard;
 use super::error::OpError;
 use super::parallel;
 use super::shape::{from_vec, norm_axis};
-use super::table::ReduceOp;
+use super::table::{CumulativeOp, ReduceOp};
 
 /// Reduces every lane along `axis` (or the whole array) with `f`.
 pub(super) fn reduce_lanes<T: Elem, U: Elem>(
@@ -121,6 +121,7 @@ fn whole<T: Elem>(op: ReduceOp, flat: &[T]) -> Whole<T> {
             ReduceOp::Min => Whole::Value(extreme(lane, false)),
             ReduceOp::Argmax => Whole::Index(arg_extreme(lane, true)),
             ReduceOp::Argmin => Whole::Index(arg_extreme(lane, false)),
+            _ => Whole::Other,
         };
     }
     match op {
@@ -149,6 +150,7 @@ fn whole<T: Elem>(op: ReduceOp, flat: &[T]) -> Whole<T> {
             let best = arg_extreme(ArrayView1::from(&values[..]), max) as usize;
             Whole::Index(parts.get(best).map_or(0, |p| p.0 as i64))
         }
+        _ => Whole::Other,
     }
 }
 
@@ -158,6 +160,24 @@ enum Whole<T: Elem> {
     Mean(T::Mean),
     Value(T),
     Index(i64),
+    /// An op [`whole`] leaves to its lane function.
+    Other,
+}
+
+/// Variance of a lane with `ddof`, in f64 (NaN when `n <= ddof`).
+fn variance<T: Elem>(lane: ArrayView1<'_, T>, ddof: u32) -> f64 {
+    let n = lane.len() as f64;
+    let mean = float_sum(lane) / n;
+    let squares = lane.iter().fold(0.0, |s, &v| {
+        let d = v.to_f64() - mean;
+        s + d * d
+    });
+    let dof = n - f64::from(ddof);
+    if dof > 0.0 {
+        squares / dof
+    } else {
+        f64::NAN
+    }
 }
 
 pub(super) fn reduce_typed<T: Elem>(
@@ -165,12 +185,63 @@ pub(super) fn reduce_typed<T: Elem>(
     x: &ArrayD<T>,
     axis: Option<i64>,
     keepdims: bool,
+    ddof: u32,
     alloc: &dyn Alloc,
 ) -> Result<Array, OpError> {
     let name = op.name();
     let (a, k, m) = (axis, keepdims, alloc);
+    let mean = <T::Mean as Elem>::from_f64;
+    let lanes = |f: fn(ArrayView1<'_, T>) -> T::Mean, needs| {
+        reduce_lanes(name, x, a, k, m, needs, f, |flat| f(ArrayView1::from(flat)))
+    };
     // Each arm's `whole` only ever sees its own variant.
     match op {
+        ReduceOp::Prod => reduce_lanes(name, x, a, k, m, false, T::prod_lane, |f| {
+            T::prod_lane(ArrayView1::from(f))
+        }),
+        ReduceOp::Var | ReduceOp::Std => {
+            let std = op == ReduceOp::Std;
+            let f = move |l: ArrayView1<'_, T>| {
+                let v = variance(l, ddof);
+                mean(if std { v.sqrt() } else { v })
+            };
+            reduce_lanes(name, x, a, k, m, false, f, |flat| f(ArrayView1::from(flat)))
+        }
+        ReduceOp::Any | ReduceOp::All => {
+            let all = op == ReduceOp::All;
+            let f = move |l: ArrayView1<'_, T>| {
+                if all {
+                    l.iter().all(|&v| v != T::ZERO)
+                } else {
+                    l.iter().any(|&v| v != T::ZERO)
+                }
+            };
+            reduce_lanes(name, x, a, k, m, false, f, |flat| f(ArrayView1::from(flat)))
+        }
+        ReduceOp::NormL1 => lanes(
+            |l| <T::Mean as Elem>::from_f64(l.iter().map(|v| v.to_f64().abs()).sum()),
+            false,
+        ),
+        ReduceOp::NormL2 => lanes(
+            |l| {
+                let s: f64 = l.iter().map(|v| v.to_f64() * v.to_f64()).sum();
+                <T::Mean as Elem>::from_f64(s.sqrt())
+            },
+            false,
+        ),
+        ReduceOp::NormInf => lanes(
+            |l| {
+                let best = l.iter().map(|v| v.to_f64().abs()).fold(0.0, |m: f64, v| {
+                    if m.is_nan() || v.is_nan() {
+                        f64::NAN
+                    } else {
+                        m.max(v)
+                    }
+                });
+                <T::Mean as Elem>::from_f64(best)
+            },
+            true,
+        ),
         ReduceOp::Sum => reduce_lanes(name, x, a, k, m, false, T::sum_lane, |f| {
             match whole(op, f) {
                 Whole::Sum(v) => v,
@@ -231,6 +302,119 @@ impl Array {
         keepdims: bool,
         alloc: &dyn Alloc,
     ) -> Result<Array, OpError> {
-        dispatch!(a, x => reduce_typed(op, x, axis, keepdims, alloc))
+        Array::reduce_ddof(op, a, axis, keepdims, 0, alloc)
+    }
+
+    /// [`Array::reduce`] with the delta degrees of freedom of
+    /// [`ReduceOp::Var`] and [`ReduceOp::Std`] (other ops ignore it): the
+    /// sum of squared deviations is divided by `n - ddof`, NaN if that is
+    /// not positive (NumPy warns and gives inf or NaN).
+    pub fn reduce_ddof(
+        op: ReduceOp,
+        a: &Array,
+        axis: Option<i64>,
+        keepdims: bool,
+        ddof: u32,
+        alloc: &dyn Alloc,
+    ) -> Result<Array, OpError> {
+        dispatch!(a, x => reduce_typed(op, x, axis, keepdims, ddof, alloc))
+    }
+}
+
+/// Running sum or product along `axis` of a copy of `x` in `T::Sum`.
+fn cumulative_typed<T: Elem>(
+    op: CumulativeOp,
+    x: &ArrayD<T>,
+    axis: i64,
+    alloc: &dyn Alloc,
+) -> Result<Array, OpError> {
+    let name = op.name();
+    let ax = norm_axis(name, axis, x.ndim())?;
+    reserve(alloc, name, x.shape(), <T::Sum as Elem>::DTYPE)?;
+    let mut out: ArrayD<T::Sum> = x.mapv(|v| v.cast::<T::Sum>());
+    let step: fn(T::Sum, T::Sum) -> T::Sum = match op {
+        CumulativeOp::Cumsum => Num::add,
+        CumulativeOp::Cumprod => Num::mul,
+    };
+    for mut lane in out.lanes_mut(Axis(ax)) {
+        let mut acc: Option<T::Sum> = None;
+        for v in lane.iter_mut() {
+            let next = acc.map_or(*v, |a| step(a, *v));
+            *v = next;
+            acc = Some(next);
+        }
+    }
+    Ok(<T::Sum as Elem>::wrap(standard(out)))
+}
+
+/// Softmax (or log-softmax) of every lane along `axis`, the lane's
+/// maximum subtracted first so no exponential overflows.
+fn softmax_typed<T: Float>(
+    x: &ArrayD<T>,
+    axis: i64,
+    log: bool,
+    alloc: &dyn Alloc,
+) -> Result<Array, OpError> {
+    let name = "softmax";
+    let ax = norm_axis(name, axis, x.ndim())?;
+    reserve(alloc, name, x.shape(), T::DTYPE)?;
+    let mut out = x.as_standard_layout().into_owned();
+    let each = |mut lane: ndarray::ArrayViewMut1<'_, T>| {
+        let m = extreme(lane.view(), true);
+        // An infinite maximum: NumPy gives NaN for the lane.
+        let m = if m.is_finite() { m } else { T::ZERO };
+        let mut sum = 0.0f64;
+        for v in lane.iter_mut() {
+            let e = T::exp(Num::sub(*v, m));
+            sum += e.to_f64();
+            if !log {
+                *v = e;
+            }
+        }
+        let s = T::from_f64(sum);
+        let ls = T::ln(s);
+        for v in lane.iter_mut() {
+            *v = if log {
+                Num::sub(Num::sub(*v, m), ls)
+            } else {
+                Num::div(*v, s)
+            };
+        }
+    };
+    if parallel::worth(out.len()) {
+        let lanes = out.lanes_mut(Axis(ax));
+        parallel::install(|| Zip::from(lanes).par_for_each(each));
+    } else {
+        out.lanes_mut(Axis(ax)).into_iter().for_each(each);
+    }
+    Ok(T::wrap(out))
+}
+
+impl Array {
+    /// Running sum ([`CumulativeOp::Cumsum`]) or product along `axis`
+    /// (negative counts from the end), NumPy's `cumsum` / `cumprod`: the
+    /// result has `a`'s shape and the dtype of [`ReduceOp::Sum`]'s result
+    /// (bool counts as I64; integers wrap).
+    pub fn cumulative(
+        op: CumulativeOp,
+        a: &Array,
+        axis: i64,
+        alloc: &dyn Alloc,
+    ) -> Result<Array, OpError> {
+        dispatch!(a, x => cumulative_typed(op, x, axis, alloc))
+    }
+
+    /// `exp(x) / sum(exp(x))` over `axis`, or with `log` its logarithm
+    /// (`log_softmax`), computed stably. Float dtypes only.
+    pub fn softmax(a: &Array, axis: i64, log: bool, alloc: &dyn Alloc) -> Result<Array, OpError> {
+        let op = "softmax";
+        match a {
+            Array::F32(x) => softmax_typed(x, axis, log, alloc),
+            Array::F64(x) => softmax_typed(x, axis, log, alloc),
+            _ => Err(OpError::Unsupported {
+                op,
+                dtype: a.dtype(),
+            }),
+        }
     }
 }

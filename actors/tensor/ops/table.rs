@@ -34,6 +34,16 @@ macro_rules! op_table {
                 Maximum "maximum" [maximum, maximum_scalar];
                 /// Smaller of the two (NaN wins); logical and on bool.
                 Minimum "minimum" [minimum, minimum_scalar];
+                /// Remainder with the divisor's sign (NumPy `mod`).
+                Mod "mod" [modulo, modulo_scalar];
+                /// Division rounded toward minus infinity (NumPy `floor_divide`).
+                FloorDivide "floorDivide" [floor_divide, floor_divide_scalar];
+                /// Both nonzero, as bool (any dtype).
+                LogicalAnd "logicalAnd" [logical_and, logical_and_scalar];
+                /// Either nonzero, as bool (any dtype).
+                LogicalOr "logicalOr" [logical_or, logical_or_scalar];
+                /// Exactly one nonzero, as bool (any dtype).
+                LogicalXor "logicalXor" [logical_xor, logical_xor_scalar];
             }
             unary: {
                 /// Elementwise unary operations, see [`Array::unary`](crate::actors::tensor::Array::unary).
@@ -54,6 +64,28 @@ macro_rules! op_table {
                 Sigmoid "sigmoid" [sigmoid];
                 /// Hyperbolic tangent (floats only).
                 Tanh "tanh" [tanh];
+                /// Largest integer not above (integers unchanged).
+                Floor "floor" [floor];
+                /// Smallest integer not below (integers unchanged).
+                Ceil "ceil" [ceil];
+                /// Nearest integer, half to even as NumPy (integers unchanged).
+                Round "round" [round];
+                /// Sine (floats only).
+                Sin "sin" [sin];
+                /// Cosine (floats only).
+                Cos "cos" [cos];
+                /// Tangent (floats only).
+                Tan "tan" [tan];
+                /// `ln(1 + a)`, accurate near 0 (floats only).
+                Log1p "log1p" [log1p];
+                /// `e^a - 1`, accurate near 0 (floats only).
+                Expm1 "expm1" [expm1];
+                /// Zero (or false), as bool (any dtype).
+                LogicalNot "logicalNot" [logical_not];
+                /// Whether NaN, as bool (any dtype).
+                Isnan "isnan" [isnan];
+                /// Whether neither NaN nor infinite, as bool (any dtype).
+                Isfinite "isfinite" [isfinite];
             }
             compare: {
                 /// Elementwise comparisons, see [`Array::compare`](crate::actors::tensor::Array::compare).
@@ -86,6 +118,30 @@ macro_rules! op_table {
                 Argmax "argmax" [];
                 /// Index (I64) of the first smallest element (or of the first NaN).
                 Argmin "argmin" [];
+                /// Product; integers wrap and keep their dtype, bool gives I64.
+                Prod "prod" [];
+                /// Variance with `ddof`; integers and bool give F64.
+                Var "var" [];
+                /// Standard deviation with `ddof`; integers and bool give F64.
+                Std "std" [];
+                /// Whether any element is nonzero (Bool).
+                Any "any" [];
+                /// Whether every element is nonzero (Bool).
+                All "all" [];
+                /// Sum of absolute values; integers and bool give F64.
+                NormL1 "normL1" [];
+                /// Square root of the sum of squares; integers and bool give F64.
+                NormL2 "normL2" [];
+                /// Largest absolute value; integers and bool give F64.
+                NormInf "normInf" [];
+            }
+            cumulative: {
+                /// Running reductions, see [`Array::cumulative`](crate::actors::tensor::Array::cumulative).
+                CumulativeOp "cumulative op" cumulative_op cumulative_to_wire;
+                /// Running sum (dtypes as `sum`'s).
+                Cumsum "cumsum" [cumsum];
+                /// Running product (dtypes as `prod`'s).
+                Cumprod "cumprod" [cumprod];
             }
         }
     };
