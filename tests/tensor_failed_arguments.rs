@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use capactor::actors::tensor::{Quota, RemoteTensor, TensorWorker, Worker};
 use capactor::schema::tensor_capnp::tensor_worker;
-use common::{each, within, Harness, Spawned, ALL, REMOTE};
+use common::{each, within, Harness, Spawned, REMOTE};
 use ndarray::array;
 
 const LIMIT: Duration = Duration::from_secs(30);

@@ -12,6 +12,9 @@ use super::shape::{from_vec, norm_axis};
 use super::table::{CumulativeOp, ReduceOp};
 
 /// Reduces every lane along `axis` (or the whole array) with `f`.
+// The op's name, input, axes, quota, emptiness rule and its two ways of
+// reducing: each a different thing every reduction passes.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn reduce_lanes<T: Elem, U: Elem>(
     op: &'static str,
     x: &ArrayD<T>,
@@ -48,7 +51,7 @@ pub(super) fn reduce_lanes<T: Elem, U: Elem>(
     let data: Vec<U> = match (axis, x.as_slice()) {
         (Some(ax), _) if parallel::worth(x.len()) => {
             let lanes = x.lanes(Axis(ax));
-            let out = parallel::install(|| Zip::from(lanes).par_map_collect(|l| f(l)));
+            let out = parallel::install(|| Zip::from(lanes).par_map_collect(&f));
             standard(out).into_raw_vec_and_offset().0
         }
         (Some(ax), _) => x.lanes(Axis(ax)).into_iter().map(&f).collect(),
