@@ -11,14 +11,16 @@
 
 @0xa4d7ef3270c0f46e;
 
-const schemaVersion :UInt32 = 3;
+const schemaVersion :UInt32 = 4;
 # Bumped whenever this directory changes in a way a client could notice.
 # Changes are compatible only (new fields, methods and interfaces, never a
 # renumbering): clients and servers of any two versions work together.
 # Version 2 added `ActorInfo.runtime` and `TensorWorker.memory`; version 3
 # streamed transfers, worker-to-worker handoff and named objects
 # (`Tensor.readTo`, `Tensor.handoff`, `Sink`, `Upload`, `Gate.redeem`,
-# `TensorWorker.upload`, `resumeUpload`, `store`, `load`, `delete`, `list`).
+# `TensorWorker.upload`, `resumeUpload`, `store`, `load`, `delete`, `list`);
+# version 4 tensor ops (new `BinaryOp`, `UnaryOp` and `ReduceOp` values,
+# `CumulativeOp`, `reduce`'s `ddof`, `Tensor.softmax`, `cumulative`, `clip`).
 # The rules: docs/PROTOCOL.md; the tests that hold us to them, and what they
 # mean for actors that extend ours: docs/EXTENDING.md.
 

@@ -48,6 +48,15 @@ enum BinaryOp {
   pow @4;
   maximum @5;
   minimum @6;
+  mod @7;
+  # Remainder with the sign of the divisor (NumPy's `mod`); integer
+  # division by zero is an error (schema version 4).
+  floorDivide @8;
+  # Division rounding toward minus infinity (NumPy's `floor_divide`).
+  logicalAnd @9;
+  # Elementwise truth of both, as bool; any dtype, nonzero is true.
+  logicalOr @10;
+  logicalXor @11;
 }
 
 enum UnaryOp {
@@ -59,6 +68,20 @@ enum UnaryOp {
   relu @5;
   sigmoid @6;
   tanh @7;
+  floor @8;
+  # The rest since schema version 4. Floor, ceil and round (half to
+  # even, as NumPy) leave integers as they are; the others need floats.
+  ceil @9;
+  round @10;
+  sin @11;
+  cos @12;
+  tan @13;
+  log1p @14;
+  expm1 @15;
+  logicalNot @16;
+  # Bool result for any dtype, as do `isnan` and `isfinite`.
+  isnan @17;
+  isfinite @18;
 }
 
 enum CompareOp {
@@ -77,6 +100,27 @@ enum ReduceOp {
   min @3;
   argmax @4;
   argmin @5;
+  prod @6;
+  # The rest since schema version 4. `prod` keeps integer dtypes (and
+  # wraps), bool counts as i64.
+  var @7;
+  # Variance and standard deviation with `ddof` (floats keep their dtype,
+  # integers and bool give f64).
+  std @8;
+  any @9;
+  # Bool results, for any dtype (nonzero is true).
+  all @10;
+  normL1 @11;
+  # Vector norms over the axis: sum |x|, sqrt(sum x^2), max |x|; floats
+  # keep their dtype, integers and bool give f64.
+  normL2 @12;
+  normInf @13;
+}
+
+enum CumulativeOp {
+  # Schema version 4.
+  cumsum @0;
+  cumprod @1;
 }
 
 struct SliceSpec {
@@ -119,8 +163,9 @@ interface Tensor {
   compareScalar @6 (op :CompareOp, scalar :Scalar) -> (result :Tensor);
   matmul @7 (other :Tensor) -> (result :Tensor);
   # NumPy matmul: 1-D, 2-D and batched with broadcast batch dims.
-  reduce @8 (op :ReduceOp, axis :Int64, allAxes :Bool, keepDims :Bool) -> (result :Tensor);
+  reduce @8 (op :ReduceOp, axis :Int64, allAxes :Bool, keepDims :Bool, ddof :UInt32) -> (result :Tensor);
   # Over `axis` (negative counts from the end), or every axis if `allAxes`.
+  # `ddof` (schema version 4): delta degrees of freedom of `var` and `std`.
   reshape @9 (shape :List(Int64)) -> (result :Tensor);
   # One dimension may be -1.
   transpose @10 (perm :List(UInt32)) -> (result :Tensor);
@@ -154,6 +199,15 @@ interface Tensor {
   # TLS certificate (DER) if it serves TLS, to pin. The ticket grants one
   # `readTo` (and `meta`) of this tensor and nothing else. An address
   # starting with "in-process:" is reachable only from the same process.
+
+  softmax @17 (axis :Int64, log :Bool) -> (result :Tensor);
+  # exp(x) / sum(exp(x)) over `axis`, computed stably (max subtracted
+  # first); `log` gives log_softmax. Floats only (schema version 4).
+  cumulative @18 (op :CumulativeOp, axis :Int64) -> (result :Tensor);
+  # Running sum or product along `axis`, dtypes as `reduce`'s sum.
+  clip @19 (min :Scalar, hasMin :Bool, max :Scalar, hasMax :Bool) -> (result :Tensor);
+  # Each element clamped to [min, max] (either may be absent); the scalars
+  # convert to the tensor's dtype; min > max gives max, as NumPy.
 }
 
 interface Sink {

@@ -143,7 +143,19 @@ impl Error {
 impl From<Error> for capnp::Error {
     fn from(e: Error) -> Self {
         match e {
-            Error::Remote(e) => e,
+            // capnp-rpc prefixes what it receives with "remote exception: "
+            // at every hop (a client relaying between two workers is one);
+            // the caller's own library adds the one it should see.
+            Error::Remote(e) => {
+                let mut extra = e.extra.as_str();
+                while let Some(rest) = extra.strip_prefix(REMOTE_PREFIX) {
+                    extra = rest;
+                }
+                capnp::Error {
+                    extra: extra.to_owned(),
+                    kind: e.kind,
+                }
+            }
             Error::Io(io) => Error::internal(io).into(),
             other => capnp::Error {
                 kind: other.kind(),
@@ -152,6 +164,9 @@ impl From<Error> for capnp::Error {
         }
     }
 }
+
+/// What capnp-rpc puts before the message of an error it received.
+const REMOTE_PREFIX: &str = "remote exception: ";
 
 impl From<std::str::Utf8Error> for Error {
     fn from(_: std::str::Utf8Error) -> Self {

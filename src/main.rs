@@ -49,6 +49,9 @@ enum Command {
         /// Memory the worker's tensors may hold, in MiB.
         #[arg(long, default_value_t = 1024)]
         memory_mib: u64,
+        /// Threads the tensor kernels share (default: one per core).
+        #[arg(long)]
+        compute_threads: Option<usize>,
         #[command(flatten)]
         auth: ServeAuth,
         /// Serve TLS with this certificate chain (PEM); needs --tls-key.
@@ -370,6 +373,7 @@ fn main() -> ExitCode {
             vats,
             grace,
             memory_mib,
+            compute_threads,
             auth,
             tls_cert,
             tls_key,
@@ -378,6 +382,7 @@ fn main() -> ExitCode {
             fleet,
             metrics,
         } => data.plane(memory_mib << 20).and_then(|plane| {
+            compute_pool(compute_threads)?;
             worker(
                 &listen,
                 name,
@@ -756,4 +761,11 @@ fn health(
             ))),
         }
     })?
+}
+
+/// Sizes the tensor kernels' compute pool (`--compute-threads`).
+fn compute_pool(threads: Option<usize>) -> Result<(), capactor::Error> {
+    threads
+        .map_or(Ok(()), capactor::actors::tensor::ops::set_compute_threads)
+        .map_err(|e| capactor::Error::invalid(format!("--compute-threads: {e}")))
 }

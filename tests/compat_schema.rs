@@ -24,6 +24,7 @@ use capnp::schema_capnp::{code_generator_request, field, node, type_};
 const RELEASED: &[(u32, &[&str])] = &[
     (1, &["actor.capnp", "probe.capnp", "tensor.capnp"]),
     (2, &["actor.capnp", "probe.capnp", "tensor.capnp"]),
+    (3, &["actor.capnp", "probe.capnp", "tensor.capnp"]),
 ];
 
 /// The current schema files.

@@ -2,7 +2,7 @@
 //! the virtual and the TCP transport.
 //!
 //! The old side is built from the frozen schema of the release
-//! (`tests/compat/v1/`, schema version 1), so it knows exactly what that
+//! (`tests/compat/v1/`, schema version 1; v2 and v3 clients too), so it knows exactly what that
 //! release knew: an old client has no `ActorInfo.runtime` to read and no
 //! `TensorWorker.memory` to call; an old server's generated dispatch
 //! answers `unimplemented` to a method it does not know, and writes an
@@ -12,6 +12,8 @@
 mod v1;
 #[path = "compat/v2/mod.rs"]
 mod v2;
+#[path = "compat/v3/mod.rs"]
+mod v3;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -354,6 +356,38 @@ fn a_v2_client_works_against_the_current_server() {
         assert_eq!(meta.get().unwrap().get_shape().unwrap().len(), 1);
         let m = old.memory_request().send().promise.await.unwrap();
         assert_eq!(m.get().unwrap().get_used(), 24);
+    });
+}
+
+#[test]
+fn a_v3_client_works_against_the_current_server() {
+    each(|t, rt| async move {
+        let (old, _server, _keep) =
+            reach::<tensor_worker::Client, v3::tensor_capnp::tensor_worker::Client, _, _>(
+                t,
+                &rt,
+                || TensorWorker::new("now", Quota::new(1 << 20)),
+            )
+            .await;
+        let mut arange = old.arange_request();
+        arange.get().set_dtype(v3::tensor_capnp::DType::F64);
+        arange.get().set_start(1.0);
+        arange.get().set_stop(5.0);
+        arange.get().set_step(1.0);
+        let x = arange.send().pipeline.get_tensor();
+        // Version 3's `reduce` has no `ddof`: it reads as 0.
+        let mut sum = x.reduce_request();
+        sum.get().set_op(v3::tensor_capnp::ReduceOp::Sum);
+        sum.get().set_all_axes(true);
+        let total = sum.send().pipeline.get_result();
+        let reply = total.read_request().send().promise.await.unwrap();
+        let data = reply.get().unwrap().get_data().unwrap();
+        assert_eq!(data.get_data().unwrap(), &10f64.to_le_bytes());
+        let mut relu = x.unary_request();
+        relu.get().set_op(v3::tensor_capnp::UnaryOp::Relu);
+        let r = relu.send().pipeline.get_result();
+        let meta = r.meta_request().send().promise.await.unwrap();
+        assert_eq!(meta.get().unwrap().get_shape().unwrap().len(), 1);
     });
 }
 

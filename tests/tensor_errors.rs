@@ -144,3 +144,51 @@ fn an_allocation_over_the_quota_fails_and_the_worker_keeps_serving() {
         still_serves(&w).await;
     });
 }
+
+#[test]
+fn an_integer_arange_past_its_dtype_is_refused_not_saturated() {
+    each(&ALL, |h| async move {
+        let (_s, w) = worker(&h, 1 << 30).await;
+        let msg = error_of(&w.arange(DType::I32, 2147483646.0, 2147483650.0, 1.0)).await;
+        assert!(
+            msg.contains("arange:") && msg.contains("2147483649") && msg.contains("i32"),
+            "{msg}"
+        );
+        let msg = error_of(&w.arange(DType::I32, -2147483650.0, 0.0, 1.0)).await;
+        assert!(msg.contains("arange:") && msg.contains("index 0"), "{msg}");
+        let msg = error_of(&w.arange(DType::I64, 0.0, 1.1e19, 2e18)).await;
+        assert!(msg.contains("arange:") && msg.contains("i64"), "{msg}");
+        // The ends of the range are fine.
+        let edge = w.arange(DType::I32, 2147483645.0, 2147483648.0, 1.0);
+        let got = within(LIMIT, edge.to_ndarray::<i32>()).await.unwrap();
+        assert_eq!(
+            got.into_raw_vec_and_offset().0,
+            [2147483645, 2147483646, 2147483647]
+        );
+        still_serves(&w).await;
+    });
+}
+
+#[test]
+fn select_errors_are_named_select_as_in_the_schema() {
+    each(&ALL, |h| async move {
+        let (_s, w) = worker(&h, 1 << 30).await;
+        let cond = w.tensor(&array![true, false].into_dyn());
+        let f = w.tensor(&array![1.0f32, 2.0].into_dyn());
+        let d = w.tensor(&array![1.0f64, 2.0].into_dyn());
+        let long = w.tensor(&array![1.0f32, 2.0, 3.0].into_dyn());
+        for (t, words) in [
+            (cond.select(&f, &d), &["f32", "f64"][..]),
+            (f.select(&f, &f), &["bool", "f32"][..]),
+            (cond.select(&f, &long), &["[2]", "[3]"][..]),
+        ] {
+            let msg = error_of(&t).await;
+            assert!(msg.contains("select:"), "{msg}");
+            assert!(!msg.contains("where"), "{msg}");
+            for word in words {
+                assert!(msg.contains(word), "{msg:?} should mention {word:?}");
+            }
+        }
+        still_serves(&w).await;
+    });
+}

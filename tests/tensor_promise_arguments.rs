@@ -125,6 +125,82 @@ impl Raw {
         self.send(&m).await;
     }
 
+    /// `matmul` on the tensor of question `on`, whose `other` is a
+    /// capability the client hosts itself (`senderHosted` [`PROMISE`]):
+    /// what libcapnp sends for a pipelined result it has already seen fail.
+    async fn matmul_with_hosted(&mut self, question: u32, on: u32) {
+        let mut m = Builder::new_default();
+        {
+            let mut c = m.init_root::<message::Builder<'_>>().init_call();
+            c.set_question_id(question);
+            c.set_interface_id(tensor::Client::TYPE_ID);
+            c.set_method_id(7);
+            let mut target = c.reborrow().init_target().init_promised_answer();
+            target.set_question_id(on);
+            target.init_transform(1).get(0).set_get_pointer_field(0);
+            let mut payload = c.init_params();
+            let mut caps = Vec::new();
+            {
+                let mut content = payload.reborrow().get_content();
+                content.imbue_mut(&mut caps);
+                let mut p = content.init_as::<tensor::matmul_params::Builder<'_>>();
+                p.set_other(capnp_rpc::new_client(Placeholder));
+            }
+            payload.init_cap_table(1).get(0).set_sender_hosted(PROMISE);
+        }
+        self.send(&m).await;
+    }
+
+    /// Reads messages until the worker answers `question`, answering every
+    /// call the worker makes on the client's capability [`PROMISE`] with
+    /// an exception saying `reason`. Returns the reply and how many such
+    /// calls there were.
+    async fn reply_failing_calls(&mut self, question: u32, reason: &str) -> (Reply, usize) {
+        let mut calls = 0;
+        loop {
+            let bytes = within(LIMIT, read_frame(&mut self.stream)).await;
+            let m = capnp::serialize::read_message(&mut &bytes[..], ReaderOptions::new())
+                .expect("the worker sends well-formed messages");
+            let root = m.get_root::<message::Reader<'_>>().unwrap();
+            match root.which().unwrap() {
+                message::Call(c) => {
+                    let c = c.unwrap();
+                    let target = c.get_target().unwrap();
+                    let ours = matches!(
+                        target.which().unwrap(),
+                        capnp_rpc::rpc_capnp::message_target::ImportedCap(id) if id == PROMISE
+                    );
+                    if ours {
+                        calls += 1;
+                        let mut out = Builder::new_default();
+                        {
+                            let mut r = out.init_root::<message::Builder<'_>>().init_return();
+                            r.set_answer_id(c.get_question_id());
+                            r.init_exception().set_reason(reason);
+                        }
+                        self.send(&out).await;
+                    }
+                }
+                message::Return(r) => {
+                    let r = r.unwrap();
+                    if r.get_answer_id() != question {
+                        continue;
+                    }
+                    if let return_::Exception(e) = r.which().unwrap() {
+                        let e = e.unwrap();
+                        let reply = Reply::Exception(
+                            e.get_type().unwrap(),
+                            e.get_reason().unwrap().to_string().unwrap(),
+                        );
+                        return (reply, calls);
+                    }
+                    panic!("the call with a broken argument succeeded");
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Resolves [`PROMISE`] to the tensor in the answer to `question`.
     async fn resolve_to_answer(&mut self, question: u32) {
         let mut m = Builder::new_default();
@@ -341,6 +417,36 @@ fn a_promise_never_resolved_fails_the_call_at_its_deadline() {
         match raw.reply(6, LIMIT).await {
             Reply::Results(v) => assert_eq!(v, W),
             other => panic!("not served after the refusal: {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn a_broken_capability_the_caller_hosts_fails_the_call_with_its_own_error() {
+    // libcapnp sends a pipelined result it has already seen fail as a
+    // capability it hosts, which answers every call with that failure.
+    // The worker must report that failure, not "lives on another worker".
+    each_on(&[Transport::Tcp], 1, |h| async move {
+        let server = serve(ServeOptions::insecure_loopback(), &h).await;
+        let mut raw = Raw::connect(&server).await;
+        raw.bootstrap_and_open().await;
+        raw.make_tensor(2, [2, 3], &X).await;
+        raw.matmul_with_hosted(3, 2).await;
+        let reason = "matmul: inner dimensions of shapes [2, 3] and [2] differ";
+        match raw.reply_failing_calls(3, reason).await {
+            (Reply::Exception(_, got), calls) => {
+                assert!(got.contains(reason), "{got}");
+                assert!(!got.contains("another worker"), "{got}");
+                assert!(calls >= 1, "the worker never asked the capability");
+            }
+            other => panic!("served: {other:?}"),
+        }
+        // The connection goes on being served.
+        raw.make_tensor(4, [3, 2], &W).await;
+        raw.read(5, 4).await;
+        match raw.reply(5, LIMIT).await {
+            Reply::Results(v) => assert_eq!(v, W),
+            other => panic!("not served after the failure: {other:?}"),
         }
     });
 }

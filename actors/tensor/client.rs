@@ -6,7 +6,9 @@ use std::rc::Rc;
 use ndarray::{ArrayD, Dimension};
 
 use super::codec;
-use super::ops::{Array, BinaryOp, CompareOp, DType, ReduceOp, Scalar, SliceSpec, UnaryOp};
+use super::ops::{
+    Array, BinaryOp, CompareOp, CumulativeOp, DType, ReduceOp, Scalar, SliceSpec, UnaryOp,
+};
 use crate::schema::tensor_capnp::{tensor, tensor_worker};
 use crate::{ConnectOptions, Connection, Error, Runtime, VirtualOptions};
 
@@ -141,7 +143,7 @@ impl Worker {
     /// capactor::block_on(async {
     ///     let w = Worker::spawn_virtual(&rt, || TensorWorker::new("w", Quota::new(1 << 20))).unwrap();
     ///     assert_eq!(w.ones(capactor::actors::tensor::DType::F32, &[3]).sum().item().await.unwrap(), 3.0);
-    /// })
+    /// }).unwrap()
     /// .unwrap();
     /// ```
     pub fn spawn_virtual<S, F>(rt: &Runtime, make: F) -> Result<Self, Error>
@@ -423,44 +425,62 @@ impl std::fmt::Debug for RemoteTensor {
     }
 }
 
-macro_rules! binary_methods {
-    ($($(#[$doc:meta])* $name:ident, $scalar:ident => $op:ident;)*) => {$(
-        $(#[$doc])*
-        pub fn $name(&self, other: &RemoteTensor) -> RemoteTensor {
-            self.binary(BinaryOp::$op, other)
+/// Expands the op table (`ops/table.rs`) into the client's per-op methods:
+/// `x.add(&y)` and `x.add_scalar(2.0)`, `x.relu()`, `x.lt(&y)`, ...
+macro_rules! client_methods {
+    (
+        binary: {
+            $(#[$_bd:meta])* $_be:ident $_bw:literal $_bf:ident $_bt:ident;
+            $($(#[$bdoc:meta])* $bv:ident $_bn:literal [$bm:ident, $bms:ident];)*
         }
-        $(#[$doc])*
-        ///
-        /// With a scalar right-hand side.
-        pub fn $scalar(&self, s: impl Into<Scalar>) -> RemoteTensor {
-            self.binary_scalar(BinaryOp::$op, s.into(), false)
+        unary: {
+            $(#[$_ud:meta])* $_ue:ident $_uw:literal $_uf:ident $_ut:ident;
+            $($(#[$udoc:meta])* $uv:ident $_un:literal [$um:ident];)*
         }
-    )*};
+        compare: {
+            $(#[$_cd:meta])* $_ce:ident $_cw:literal $_cf:ident $_ct:ident;
+            $($(#[$cdoc:meta])* $cv:ident $_cn:literal [$cm:ident, $cms:ident];)*
+        }
+        $($_rest:tt)*
+    ) => {
+        impl RemoteTensor {
+            $(
+                $(#[$bdoc])*
+                pub fn $bm(&self, other: &RemoteTensor) -> RemoteTensor {
+                    self.binary(BinaryOp::$bv, other)
+                }
+                $(#[$bdoc])*
+                ///
+                /// With a scalar right-hand side.
+                pub fn $bms(&self, s: impl Into<Scalar>) -> RemoteTensor {
+                    self.binary_scalar(BinaryOp::$bv, s.into(), false)
+                }
+            )*
+            $(
+                $(#[$udoc])*
+                pub fn $um(&self) -> RemoteTensor {
+                    self.unary(UnaryOp::$uv)
+                }
+            )*
+            $(
+                $(#[$cdoc])*
+                ///
+                /// Gives a bool tensor.
+                pub fn $cm(&self, other: &RemoteTensor) -> RemoteTensor {
+                    self.compare(CompareOp::$cv, other)
+                }
+                $(#[$cdoc])*
+                ///
+                /// With a scalar right-hand side; gives a bool tensor.
+                pub fn $cms(&self, s: impl Into<Scalar>) -> RemoteTensor {
+                    self.compare_scalar(CompareOp::$cv, s.into())
+                }
+            )*
+        }
+    };
 }
 
-macro_rules! unary_methods {
-    ($($(#[$doc:meta])* $name:ident => $op:ident;)*) => {$(
-        $(#[$doc])*
-        pub fn $name(&self) -> RemoteTensor {
-            self.unary(UnaryOp::$op)
-        }
-    )*};
-}
-
-macro_rules! compare_methods {
-    ($($(#[$doc:meta])* $name:ident, $scalar:ident => $op:ident;)*) => {$(
-        $(#[$doc])*
-        pub fn $name(&self, other: &RemoteTensor) -> RemoteTensor {
-            self.compare(CompareOp::$op, other)
-        }
-        $(#[$doc])*
-        ///
-        /// With a scalar right-hand side.
-        pub fn $scalar(&self, s: impl Into<Scalar>) -> RemoteTensor {
-            self.compare_scalar(CompareOp::$op, s.into())
-        }
-    )*};
-}
+super::ops::op_table!(client_methods);
 
 impl RemoteTensor {
     /// The underlying capability.
@@ -499,47 +519,11 @@ impl RemoteTensor {
         self.then(req.send().pipeline.get_result())
     }
 
-    binary_methods! {
-        /// Elementwise sum.
-        add, add_scalar => Add;
-        /// Elementwise difference.
-        sub, sub_scalar => Sub;
-        /// Elementwise product.
-        mul, mul_scalar => Mul;
-        /// Elementwise quotient (integer division by zero is an error).
-        div, div_scalar => Div;
-        /// Elementwise power.
-        pow, pow_scalar => Pow;
-        /// Elementwise maximum.
-        maximum, maximum_scalar => Maximum;
-        /// Elementwise minimum.
-        minimum, minimum_scalar => Minimum;
-    }
-
     /// An elementwise function.
     pub fn unary(&self, op: UnaryOp) -> RemoteTensor {
         let mut req = self.client.unary_request();
         req.get().set_op(codec::unary_to_wire(op));
         self.then(req.send().pipeline.get_result())
-    }
-
-    unary_methods! {
-        /// `-x`.
-        neg => Neg;
-        /// `|x|`.
-        abs => Abs;
-        /// `e^x` (float dtypes).
-        exp => Exp;
-        /// Natural logarithm (float dtypes).
-        log => Log;
-        /// Square root (float dtypes).
-        sqrt => Sqrt;
-        /// `max(x, 0)`.
-        relu => Relu;
-        /// `1 / (1 + e^-x)` (float dtypes).
-        sigmoid => Sigmoid;
-        /// Hyperbolic tangent (float dtypes).
-        tanh => Tanh;
     }
 
     /// Elementwise comparison with broadcasting; gives a bool tensor.
@@ -558,21 +542,6 @@ impl RemoteTensor {
         self.then(req.send().pipeline.get_result())
     }
 
-    compare_methods! {
-        /// `==`.
-        eq, eq_scalar => Eq;
-        /// `!=`.
-        ne, ne_scalar => Ne;
-        /// `<`.
-        lt, lt_scalar => Lt;
-        /// `<=`.
-        le, le_scalar => Le;
-        /// `>`.
-        gt, gt_scalar => Gt;
-        /// `>=`.
-        ge, ge_scalar => Ge;
-    }
-
     /// NumPy `matmul`: 1-D, 2-D and batched.
     pub fn matmul(&self, other: &RemoteTensor) -> RemoteTensor {
         let mut req = self.client.matmul_request();
@@ -589,6 +558,106 @@ impl RemoteTensor {
         p.set_all_axes(axis.is_none());
         p.set_axis(axis.unwrap_or(0));
         p.set_keep_dims(keep_dims);
+        self.then(req.send().pipeline.get_result())
+    }
+
+    /// [`RemoteTensor::reduce`] with the delta degrees of freedom of
+    /// [`ReduceOp::Var`] and [`ReduceOp::Std`] (schema version 4).
+    pub fn reduce_ddof(
+        &self,
+        op: ReduceOp,
+        axis: Option<i64>,
+        keep_dims: bool,
+        ddof: u32,
+    ) -> RemoteTensor {
+        let mut req = self.client.reduce_request();
+        let mut p = req.get();
+        p.set_op(codec::reduce_to_wire(op));
+        p.set_all_axes(axis.is_none());
+        p.set_axis(axis.unwrap_or(0));
+        p.set_keep_dims(keep_dims);
+        p.set_ddof(ddof);
+        self.then(req.send().pipeline.get_result())
+    }
+
+    /// Product over one axis or every element (`None`).
+    pub fn prod(&self, axis: Option<i64>) -> RemoteTensor {
+        self.reduce(ReduceOp::Prod, axis, false)
+    }
+
+    /// Variance with `ddof` over one axis or every element.
+    pub fn var(&self, axis: Option<i64>, ddof: u32) -> RemoteTensor {
+        self.reduce_ddof(ReduceOp::Var, axis, false, ddof)
+    }
+
+    /// Standard deviation with `ddof` over one axis or every element.
+    pub fn std(&self, axis: Option<i64>, ddof: u32) -> RemoteTensor {
+        self.reduce_ddof(ReduceOp::Std, axis, false, ddof)
+    }
+
+    /// Whether any element is nonzero, over one axis or every element.
+    pub fn any(&self, axis: Option<i64>) -> RemoteTensor {
+        self.reduce(ReduceOp::Any, axis, false)
+    }
+
+    /// Whether every element is nonzero, over one axis or every element.
+    pub fn all(&self, axis: Option<i64>) -> RemoteTensor {
+        self.reduce(ReduceOp::All, axis, false)
+    }
+
+    /// A vector norm (`ReduceOp::NormL1`, `NormL2` or `NormInf`) over one
+    /// axis or every element.
+    pub fn norm(&self, ord: ReduceOp, axis: Option<i64>) -> RemoteTensor {
+        self.reduce(ord, axis, false)
+    }
+
+    /// Softmax over `axis`, computed stably (float dtypes).
+    pub fn softmax(&self, axis: i64) -> RemoteTensor {
+        self.softmax_request(axis, false)
+    }
+
+    /// Log-softmax over `axis`, computed stably (float dtypes).
+    pub fn log_softmax(&self, axis: i64) -> RemoteTensor {
+        self.softmax_request(axis, true)
+    }
+
+    fn softmax_request(&self, axis: i64, log: bool) -> RemoteTensor {
+        let mut req = self.client.softmax_request();
+        req.get().set_axis(axis);
+        req.get().set_log(log);
+        self.then(req.send().pipeline.get_result())
+    }
+
+    /// A running sum or product along `axis`.
+    pub fn cumulative(&self, op: CumulativeOp, axis: i64) -> RemoteTensor {
+        let mut req = self.client.cumulative_request();
+        req.get().set_op(codec::cumulative_to_wire(op));
+        req.get().set_axis(axis);
+        self.then(req.send().pipeline.get_result())
+    }
+
+    /// Running sum along `axis`, NumPy's `cumsum`.
+    pub fn cumsum(&self, axis: i64) -> RemoteTensor {
+        self.cumulative(CumulativeOp::Cumsum, axis)
+    }
+
+    /// Running product along `axis`, NumPy's `cumprod`.
+    pub fn cumprod(&self, axis: i64) -> RemoteTensor {
+        self.cumulative(CumulativeOp::Cumprod, axis)
+    }
+
+    /// Clamps to `[min, max]`, either bound optional, NumPy's `clip`.
+    pub fn clip(&self, min: Option<Scalar>, max: Option<Scalar>) -> RemoteTensor {
+        let mut req = self.client.clip_request();
+        let mut p = req.get();
+        p.set_has_min(min.is_some());
+        p.set_has_max(max.is_some());
+        if let Some(min) = min {
+            codec::set_scalar(p.reborrow().init_min(), min);
+        }
+        if let Some(max) = max {
+            codec::set_scalar(p.init_max(), max);
+        }
         self.then(req.send().pipeline.get_result())
     }
 

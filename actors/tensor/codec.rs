@@ -46,78 +46,28 @@ pub(crate) fn tag<T>(what: &str, v: Result<T, NotInSchema>) -> Result<T, Error> 
     v.map_err(|NotInSchema(tag)| Error::invalid(format!("unknown {what} tag {tag}")))
 }
 
-/// Maps an op enum both ways between the wire and `ops`.
-macro_rules! op_enum {
-    ($from:ident, $to:ident, $what:literal, $ty:ident { $($v:ident),* $(,)? }) => {
-        pub(crate) fn $from(v: Result<wire::$ty, NotInSchema>) -> Result<ops::$ty, Error> {
+/// Expands the op table (`ops/table.rs`) into the mapping of each op enum
+/// both ways between the wire and `ops`.
+macro_rules! codec_enums {
+    ($($family:ident: {
+        $(#[$edoc:meta])* $enum:ident $what:literal $from:ident $to:ident;
+        $($(#[$doc:meta])* $v:ident $name:literal [$($m:ident),*];)*
+    })*) => {$(
+        pub(crate) fn $from(v: Result<wire::$enum, NotInSchema>) -> Result<ops::$enum, Error> {
             Ok(match tag($what, v)? {
-                $(wire::$ty::$v => ops::$ty::$v,)*
+                $(wire::$enum::$v => ops::$enum::$v,)*
             })
         }
 
-        pub(crate) fn $to(v: ops::$ty) -> wire::$ty {
+        pub(crate) fn $to(v: ops::$enum) -> wire::$enum {
             match v {
-                $(ops::$ty::$v => wire::$ty::$v,)*
+                $(ops::$enum::$v => wire::$enum::$v,)*
             }
         }
-    };
+    )*};
 }
 
-op_enum!(
-    binary_op,
-    binary_to_wire,
-    "binary op",
-    BinaryOp {
-        Add,
-        Sub,
-        Mul,
-        Div,
-        Pow,
-        Maximum,
-        Minimum
-    }
-);
-op_enum!(
-    unary_op,
-    unary_to_wire,
-    "unary op",
-    UnaryOp {
-        Neg,
-        Abs,
-        Exp,
-        Log,
-        Sqrt,
-        Relu,
-        Sigmoid,
-        Tanh
-    }
-);
-op_enum!(
-    compare_op,
-    compare_to_wire,
-    "compare op",
-    CompareOp {
-        Eq,
-        Ne,
-        Lt,
-        Le,
-        Gt,
-        Ge
-    }
-);
-op_enum!(
-    reduce_op,
-    reduce_to_wire,
-    "reduce op",
-    ReduceOp {
-        Sum,
-        Mean,
-        Max,
-        Min,
-        Argmax,
-        Argmin
-    }
-);
+ops::op_table!(codec_enums);
 
 pub(crate) fn scalar(r: wire::scalar::Reader<'_>) -> Result<Scalar, Error> {
     Ok(match tag("scalar", r.which())? {
@@ -174,4 +124,93 @@ pub(crate) fn list_len(n: usize) -> Result<u32, Error> {
         return Err(Error::limit("single message field (bytes)", n, MAX));
     }
     Ok(n as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use capnp::introspect::{Introspect, TypeVariant};
+
+    /// The schema's enumerant names of `E`, in ordinal order.
+    fn schema_names<E: Introspect>() -> Vec<String> {
+        let TypeVariant::Enum(raw) = E::introspect().which() else {
+            panic!("not an enum");
+        };
+        let list = capnp::schema::EnumSchema::new(raw)
+            .get_enumerants()
+            .unwrap();
+        (0..list.len())
+            .map(|i| {
+                let e = list.get(i);
+                assert_eq!(e.get_ordinal(), i);
+                e.get_proto().get_name().unwrap().to_string().unwrap()
+            })
+            .collect()
+    }
+
+    /// Walks every value of the generated enum `W` by number, decodes it,
+    /// encodes it back and checks that the ops enum names it as the schema
+    /// does; the ops enum has no value the schema lacks.
+    fn round_trip<W, O>(
+        decode: fn(Result<W, NotInSchema>) -> Result<O, Error>,
+        encode: fn(O) -> W,
+        name: fn(O) -> &'static str,
+        all: &[O],
+    ) where
+        W: Introspect + TryFrom<u16, Error = NotInSchema> + Copy + PartialEq + std::fmt::Debug,
+        O: Copy + PartialEq + std::fmt::Debug,
+    {
+        let names = schema_names::<W>();
+        let mut n = 0u16;
+        while let Ok(w) = W::try_from(n) {
+            let o = decode(Ok(w)).unwrap();
+            assert_eq!(encode(o), w);
+            assert_eq!(name(o), names[usize::from(n)], "{w:?}");
+            assert_eq!(all.get(usize::from(n)), Some(&o), "ALL is in schema order");
+            n += 1;
+        }
+        assert_eq!(usize::from(n), names.len());
+        assert_eq!(
+            all.len(),
+            names.len(),
+            "the ops enum has values the schema lacks"
+        );
+        let unknown = decode(W::try_from(n)).unwrap_err().to_string();
+        assert!(unknown.contains(&format!("tag {n}")), "{unknown}");
+    }
+
+    #[test]
+    fn every_op_enum_value_of_the_schema_round_trips_under_its_schema_name() {
+        round_trip(
+            binary_op,
+            binary_to_wire,
+            ops::BinaryOp::name,
+            ops::BinaryOp::ALL,
+        );
+        round_trip(
+            unary_op,
+            unary_to_wire,
+            ops::UnaryOp::name,
+            ops::UnaryOp::ALL,
+        );
+        round_trip(
+            compare_op,
+            compare_to_wire,
+            ops::CompareOp::name,
+            ops::CompareOp::ALL,
+        );
+        round_trip(
+            reduce_op,
+            reduce_to_wire,
+            ops::ReduceOp::name,
+            ops::ReduceOp::ALL,
+        );
+        round_trip(
+            cumulative_op,
+            cumulative_to_wire,
+            ops::CumulativeOp::name,
+            ops::CumulativeOp::ALL,
+        );
+        round_trip(dtype, to_wire, DType::name, &DType::ALL);
+    }
 }

@@ -35,6 +35,30 @@ fn foreign() -> Error {
     Error::invalid("tensor argument lives on another worker; bring it here with fetch first")
 }
 
+/// Bounds a wait on a tensor argument: by the call's deadline when the
+/// worker has one (the guard then fails the whole call), else by
+/// [`ARGUMENT_RESOLVE_LIMIT`].
+async fn bounded<T>(f: impl std::future::Future<Output = T>) -> Result<T, Error> {
+    match crate::call::Guard::current().deadline() {
+        Some(_) => Ok(f.await),
+        None => tokio::time::timeout(ARGUMENT_RESOLVE_LIMIT, f)
+            .await
+            .map_err(|_| Error::DeadlineExceeded(ARGUMENT_RESOLVE_LIMIT)),
+    }
+}
+
+/// Calls `meta` on a capability that is not one of ours: the error of a
+/// broken one (the first failure of a pipeline) is the argument's error;
+/// anything that answers is a tensor held elsewhere.
+async fn probe(hook: Box<DynClientHook>) -> Result<Rc<TensorCap>, Error> {
+    use capnp::traits::HasTypeId;
+    let probe = hook.new_call(tensor::Client::TYPE_ID, META, None);
+    match probe.send().promise.await {
+        Err(e) if e.kind != capnp::ErrorKind::Unimplemented => Err(e.into()),
+        _ => Err(foreign()),
+    }
+}
+
 /// Follows `hook` through every promise until it settles, and surfaces the
 /// error of a promise that broke (an error earlier in a pipeline, or a
 /// `Resolve` to an exception).
@@ -119,34 +143,26 @@ impl Store {
 
     /// The capability behind `client` (see [`Store::resolve`]).
     async fn resolve_cap(&self, client: tensor::Client) -> Result<Rc<TensorCap>, Error> {
-        use capnp::traits::HasTypeId;
-        let hook = match crate::call::Guard::current().deadline() {
-            // The guard fails the whole call when its deadline passes.
-            Some(_) => settle(client.client.hook).await?,
-            None => tokio::time::timeout(ARGUMENT_RESOLVE_LIMIT, settle(client.client.hook))
-                .await
-                .map_err(|_| Error::DeadlineExceeded(ARGUMENT_RESOLVE_LIMIT))??,
-        };
-        if hook.get_brand() != 0 {
-            return Err(foreign());
-        }
-        let cap = self
-            .tensors
-            .borrow()
-            .get(&hook.get_ptr())
-            .and_then(Weak::upgrade);
-        if let Some(cap) = cap {
-            return Ok(cap);
+        let hook = bounded(settle(client.client.hook)).await??;
+        if hook.get_brand() == 0 {
+            let cap = self
+                .tensors
+                .borrow()
+                .get(&hook.get_ptr())
+                .and_then(Weak::upgrade);
+            if let Some(cap) = cap {
+                return Ok(cap);
+            }
         }
         // Not one of ours. A promise that broke (an error earlier in a
         // pipeline, a `Resolve` to an exception) settles to a broken
         // capability, which answers any call with its error: surface that.
-        // Anything else that answers is a tensor of another worker.
-        let probe = hook.new_call(tensor::Client::TYPE_ID, META, None);
-        match probe.send().promise.await {
-            Err(e) if e.kind != capnp::ErrorKind::Unimplemented => Err(e.into()),
-            _ => Err(foreign()),
-        }
+        // So does an import from the caller: a client that had already
+        // seen an earlier op fail (libcapnp, or ours after an await) sends
+        // the broken promise back as a capability it hosts, which answers
+        // with that op's error. Anything that answers `meta` is a tensor
+        // of another worker (or connection).
+        bounded(probe(hook)).await?
     }
 
     /// Runs `op` with a reservation on the quota, off the vat if the inputs
@@ -437,10 +453,60 @@ impl tensor::Server for TensorCap {
         let op = codec::reduce_op(p.get_op())?;
         let axis = (!p.get_all_axes()).then(|| p.get_axis());
         let keep = p.get_keep_dims();
+        let ddof = p.get_ddof();
         result!(
             results,
-            self.unary_op(move |a, m| Array::reduce(op, a, axis, keep, m))
+            self.unary_op(move |a, m| Array::reduce_ddof(op, a, axis, keep, ddof, m))
                 .await
+        )
+    }
+
+    async fn softmax(
+        self: Rc<Self>,
+        params: tensor::SoftmaxParams,
+        mut results: tensor::SoftmaxResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let (axis, log) = (p.get_axis(), p.get_log());
+        result!(
+            results,
+            self.unary_op(move |a, m| Array::softmax(a, axis, log, m))
+                .await
+        )
+    }
+
+    async fn cumulative(
+        self: Rc<Self>,
+        params: tensor::CumulativeParams,
+        mut results: tensor::CumulativeResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let op = codec::cumulative_op(p.get_op())?;
+        let axis = p.get_axis();
+        result!(
+            results,
+            self.unary_op(move |a, m| Array::cumulative(op, a, axis, m))
+                .await
+        )
+    }
+
+    async fn clip(
+        self: Rc<Self>,
+        params: tensor::ClipParams,
+        mut results: tensor::ClipResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let min = p
+            .get_has_min()
+            .then(|| codec::scalar(p.get_min()?))
+            .transpose()?;
+        let max = p
+            .get_has_max()
+            .then(|| codec::scalar(p.get_max()?))
+            .transpose()?;
+        result!(
+            results,
+            self.unary_op(move |a, m| Array::clip(a, min, max, m)).await
         )
     }
 

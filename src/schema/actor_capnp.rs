@@ -4,7 +4,7 @@
 // capnp binary version: 1.4.0
 // capnpc crate version: 0.27.0
 
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 
 pub mod gate {
@@ -2057,7 +2057,7 @@ pub mod actor_info {
             ::capnp::word(110, 244, 192, 112, 50, 239, 215, 164),
             ::capnp::word(4, 0, 7, 0, 0, 0, 0, 0),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
-            ::capnp::word(241, 8, 0, 0, 190, 12, 0, 0),
+            ::capnp::word(136, 9, 0, 0, 85, 13, 0, 0),
             ::capnp::word(21, 0, 0, 0, 178, 0, 0, 0),
             ::capnp::word(29, 0, 0, 0, 7, 0, 0, 0),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
@@ -2432,7 +2432,7 @@ pub mod interface_ref {
             ::capnp::word(110, 244, 192, 112, 50, 239, 215, 164),
             ::capnp::word(1, 0, 7, 0, 0, 0, 0, 0),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
-            ::capnp::word(192, 12, 0, 0, 158, 13, 0, 0),
+            ::capnp::word(87, 13, 0, 0, 53, 14, 0, 0),
             ::capnp::word(21, 0, 0, 0, 202, 0, 0, 0),
             ::capnp::word(33, 0, 0, 0, 7, 0, 0, 0),
             ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),

@@ -267,6 +267,55 @@ def ops_cases():
     cases.append(case("take reads a tensor and frees it", open_gate(), make("a", t),
                       {"call": "Tensor.take", "on": "a", "expect": expect_tensor(t)},
                       {"call": "Tensor.read", "on": "a", "expect": error("failed", "tensor has been moved")}))
+    cases += v4_ops_cases()
+    return cases
+
+
+def v4_ops_cases():
+    """The ops schema version 4 added, each against NumPy."""
+    cases = []
+
+    def call(method, args, a, want, dt_name):
+        return case(f"{method} {dt_name}", open_gate(), make("a", a),
+                    {"call": method.split(" ")[0], "on": "a", "args": args, "as": {"y": "result"}},
+                    read("y", want))
+
+    f, g = F.astype(np.float64), G.astype(np.float64)
+    i, j = I.astype(np.int64), J.astype(np.int64)
+    for op, fn in {"mod": np.mod, "floorDivide": np.floor_divide}.items():
+        for dt, (a, b) in {"f64": (f, g), "i64": (i, j)}.items():
+            cases.append(case(f"binary {op} {dt}", open_gate(), make("a", a), make("b", b),
+                              {"call": "Tensor.binary", "on": "a", "args": {"op": op, "other": {"$ref": "b"}},
+                               "as": {"y": "result"}}, read("y", fn(a, b))))
+    for op, fn in {"logicalAnd": np.logical_and, "logicalOr": np.logical_or,
+                   "logicalXor": np.logical_xor}.items():
+        cases.append(case(f"binary {op} i64", open_gate(), make("a", i), make("b", j - 1),
+                          {"call": "Tensor.binary", "on": "a", "args": {"op": op, "other": {"$ref": "b"}},
+                           "as": {"y": "result"}}, read("y", fn(i, j - 1))))
+    p = POS.astype(np.float64)
+    for op, fn in {"floor": np.floor, "ceil": np.ceil, "round": np.round, "sin": np.sin,
+                   "cos": np.cos, "tan": np.tan, "log1p": np.log1p, "expm1": np.expm1,
+                   "logicalNot": np.logical_not, "isnan": np.isnan, "isfinite": np.isfinite}.items():
+        a = p if op == "log1p" else f * 1.5
+        cases.append(call(f"Tensor.unary {op}", {"op": op}, a, fn(a), "f64"))
+    red = {"prod": lambda x: np.prod(x, axis=-1), "var": lambda x: np.var(x, axis=-1, ddof=1),
+           "std": lambda x: np.std(x, axis=-1, ddof=1), "any": lambda x: np.any(x, axis=-1),
+           "all": lambda x: np.all(x, axis=-1), "normL1": lambda x: np.linalg.norm(x, 1, axis=-1),
+           "normL2": lambda x: np.linalg.norm(x, 2, axis=-1),
+           "normInf": lambda x: np.linalg.norm(x, np.inf, axis=-1)}
+    for op, fn in red.items():
+        cases.append(call(f"Tensor.reduce {op}", {"op": op, "axis": -1, "allAxes": False,
+                                                  "keepDims": False, "ddof": 1}, f, fn(f), "f64"))
+    x = F.astype(np.float32)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    cases.append(call("Tensor.softmax", {"axis": 1, "log": False}, x,
+                      (e / e.sum(axis=1, keepdims=True)).astype(np.float32), "f32"))
+    cases.append(call("Tensor.softmax log", {"axis": 1, "log": True}, x,
+                      (x - x.max(axis=1, keepdims=True) - np.log(e.sum(axis=1, keepdims=True))).astype(np.float32), "f32"))
+    cases.append(call("Tensor.cumulative cumsum", {"op": "cumsum", "axis": -1}, i, np.cumsum(i, -1), "i64"))
+    cases.append(call("Tensor.cumulative cumprod", {"op": "cumprod", "axis": 0}, f, np.cumprod(f, 0), "f64"))
+    cases.append(call("Tensor.clip", {"min": {"float": -1.0}, "hasMin": True, "max": {"float": 2.0},
+                                      "hasMax": True}, f, np.clip(f, -1.0, 2.0), "f64"))
     return cases
 
 

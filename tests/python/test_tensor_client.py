@@ -8,6 +8,7 @@ to `TensorWorker` or `Actor`, and checks results against numpy.
 
 import asyncio
 import re
+from pathlib import Path
 
 import capnp
 import numpy as np
@@ -58,8 +59,9 @@ async def connect(w, token=None):
 
 def to_wire(a: np.ndarray, dtype: str) -> dict:
     """A `TensorData` for `a`: little-endian, row-major."""
-    a = np.ascontiguousarray(a, dtype=NP_DTYPE[dtype])
-    return {"dtype": dtype, "shape": list(a.shape), "data": a.tobytes()}
+    # Not np.ascontiguousarray: it turns a 0-d array into shape [1].
+    a = np.asarray(a, dtype=NP_DTYPE[dtype])
+    return {"dtype": dtype, "shape": list(a.shape), "data": a.tobytes(order="C")}
 
 
 def from_wire(d) -> np.ndarray:
@@ -389,3 +391,182 @@ def test_a_worker_without_auth_accepts_an_empty_token(open_worker):
         return await read(tw.full(dtype="i64", shape=[2], value={"int": 5}).tensor)
 
     np.testing.assert_array_equal(run(main()), np.full(2, 5, dtype="<i8"))
+
+
+def test_protocol_md_to_wire_keeps_a_scalar_zero_dimensional(worker):
+    # The helper PROTOCOL.md shows, run as written.
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md").read_text()
+    src = re.search(r"^def to_wire\(.*?(?=^\S)", doc, re.S | re.M).group(0)
+    scope = {"np": np}
+    exec(src, scope)
+    doc_to_wire = scope["to_wire"]
+    assert doc_to_wire(np.float32(2.5), "f32")["shape"] == []
+    assert doc_to_wire(np.arange(6).reshape(2, 3).T, "i64")["shape"] == [3, 2]
+
+    async def main():
+        conn, tw = await connect(worker)
+        s = tw.fromData(data=doc_to_wire(np.array(2.5), "f32")).tensor
+        v = tw.fromData(data=doc_to_wire(np.arange(6).reshape(2, 3).T, "f32")).tensor
+        out = await read(v.binary(op="mul", other=s).result)
+        conn.close()
+        return out
+
+    got = run(main())
+    want = np.arange(6).reshape(2, 3).T.astype("<f4") * np.float32(2.5)
+    assert got.shape == (3, 2)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_failed_pipelined_argument_fails_each_op_with_the_first_error(worker):
+    async def main():
+        conn, tw = await connect(worker)
+        a = tw.fromData(data=to_wire(np.ones((2, 3)), "f32")).tensor
+        bad = tw.fromData(data=to_wire(np.ones(2), "f32")).tensor
+        cond = tw.fromData(data=to_wire(np.array([True, False]), "bool")).tensor
+        failed = a.matmul(other=bad).result
+        messages = {}
+        # Once while the failure is a promise, once after the client has
+        # seen it fail (libcapnp then sends it back as a capability it hosts).
+        for seen in (False, True):
+            if seen:
+                with pytest.raises(capnp.KjException):
+                    await failed.read()
+            uses = {
+                "binary": a.binary(op="add", other=failed).result,
+                "matmul": a.matmul(other=failed).result,
+                "compare": a.compare(op="lt", other=failed).result,
+                "select": cond.select(ifTrue=failed, ifFalse=bad).result,
+                "concat": tw.concat(tensors=[a, failed], axis=0).tensor,
+                "fetch": tw.fetch(source=failed, move=False).tensor,
+            }
+            for name, t in uses.items():
+                with pytest.raises(capnp.KjException) as e:
+                    await t.read()
+                messages[(seen, name)] = e.value.description
+        conn.close()
+        return messages
+
+    for (seen, name), msg in run(main()).items():
+        assert "matmul: inner dimensions" in msg, (seen, name, msg)
+        assert "another worker" not in msg, (seen, name, msg)
+        assert msg.count("remote exception") <= 1, (seen, name, msg)
+
+
+def test_arange_past_an_integer_dtype_is_refused_and_select_errors_say_select(worker):
+    async def main():
+        conn, tw = await connect(worker)
+        out = []
+        t = tw.arange(dtype="i32", start=2147483646, stop=2147483650, step=1).tensor
+        with pytest.raises(capnp.KjException) as e:
+            await t.read()
+        out.append(e.value.description)
+        cond = tw.fromData(data=to_wire(np.array([True, False]), "bool")).tensor
+        f = tw.fromData(data=to_wire(np.ones(2), "f32")).tensor
+        d = tw.fromData(data=to_wire(np.ones(2), "f64")).tensor
+        with pytest.raises(capnp.KjException) as e:
+            await cond.select(ifTrue=f, ifFalse=d).result.read()
+        out.append(e.value.description)
+        conn.close()
+        return out
+
+    arange, select = run(main())
+    assert "arange: value 2147483649 at index 3 does not fit dtype i32" in arange, arange
+    assert "select: dtypes f32 and f64" in select and "where" not in select, select
+
+
+def test_schema_v4_ops_match_numpy(worker):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 5)).astype("<f4") * 4
+    xi = rng.integers(-9, 9, size=(3, 5)).astype("<i4")
+    yi = rng.integers(1, 5, size=(3, 5)).astype("<i4") * np.where(rng.random((3, 5)) < 0.5, -1, 1).astype("<i4")
+    yf = (rng.standard_normal((3, 5)) * 3).astype("<f8")
+    xf = (rng.standard_normal((3, 5)) * 5).astype("<f8")
+    xf[0, 0] = np.nan
+    b = rng.random((3, 5)) < 0.5
+
+    async def main():
+        conn, tw = await connect(worker)
+        t = tw.fromData(data=to_wire(x, "f32")).tensor
+        ti = tw.fromData(data=to_wire(xi, "i32")).tensor
+        tyi = tw.fromData(data=to_wire(yi, "i32")).tensor
+        tf = tw.fromData(data=to_wire(xf, "f64")).tensor
+        tyf = tw.fromData(data=to_wire(yf, "f64")).tensor
+        tb = tw.fromData(data=to_wire(b, "bool")).tensor
+        got = {}
+        for op in ["mod", "floorDivide"]:
+            got[op + " i32"] = await read(ti.binary(op=op, other=tyi).result)
+            got[op + " f64"] = await read(tf.binary(op=op, other=tyf).result)
+        for op in ["logicalAnd", "logicalOr", "logicalXor"]:
+            got[op] = await read(ti.binary(op=op, other=tb.cast(dtype="i32").result).result)
+        for op in ["floor", "ceil", "round", "sin", "cos", "tan", "log1p", "expm1",
+                   "logicalNot", "isnan", "isfinite"]:
+            got[op] = await read(tf.unary(op=op).result)
+        for op in ["floor", "round", "logicalNot", "isnan", "isfinite"]:
+            got[op + " i32"] = await read(ti.unary(op=op).result)
+        for op in ["sum", "prod", "var", "std", "any", "all", "normL1", "normL2", "normInf"]:
+            got[op] = await read(t.reduce(op=op, axis=-1, allAxes=False, keepDims=False,
+                                          ddof=1).result)
+            got[op + " all"] = await read(ti.reduce(op=op, axis=0, allAxes=True,
+                                                    keepDims=True, ddof=0).result)
+        got["softmax"] = await read(t.softmax(axis=1, log=False).result)
+        got["log_softmax"] = await read(t.softmax(axis=0, log=True).result)
+        got["cumsum"] = await read(ti.cumulative(op="cumsum", axis=-1).result)
+        got["cumprod"] = await read(t.cumulative(op="cumprod", axis=0).result)
+        got["cumsum bool"] = await read(tb.cumulative(op="cumsum", axis=1).result)
+        got["clip"] = await read(tf.clip(min={"float": -1.0}, hasMin=True, max={"float": 2.5},
+                                         hasMax=True).result)
+        got["clip i32"] = await read(ti.clip(min={"int": -3}, hasMin=True, hasMax=False).result)
+        errors = {}
+        for name, bad in {
+            "softmax": ti.softmax(axis=0, log=False).result,
+            "mod": ti.binary(op="mod", other=ti.binary(op="sub", other=ti).result).result,
+            "cumulative": t.cumulative(op="cumsum", axis=2).result,
+            "clip": ti.clip(min={"float": 0.5}, hasMin=True, hasMax=False).result,
+        }.items():
+            with pytest.raises(capnp.KjException) as e:
+                await bad.read()
+            errors[name] = e.value.description
+        conn.close()
+        return got, errors
+
+    got, errors = run(main())
+    with np.errstate(all="ignore"):
+        want = {
+            "mod i32": np.mod(xi, yi), "floorDivide i32": np.floor_divide(xi, yi),
+            "mod f64": np.mod(xf, yf), "floorDivide f64": np.floor_divide(xf, yf),
+            "logicalAnd": np.logical_and(xi, b), "logicalOr": np.logical_or(xi, b),
+            "logicalXor": np.logical_xor(xi, b),
+            "floor": np.floor(xf), "ceil": np.ceil(xf), "round": np.round(xf),
+            "sin": np.sin(xf), "cos": np.cos(xf), "tan": np.tan(xf),
+            "log1p": np.log1p(xf), "expm1": np.expm1(xf),
+            "logicalNot": np.logical_not(xf), "isnan": np.isnan(xf), "isfinite": np.isfinite(xf),
+            "floor i32": np.floor(xi).astype("<i4"), "round i32": xi,
+            "logicalNot i32": np.logical_not(xi), "isnan i32": np.isnan(xi),
+            "isfinite i32": np.isfinite(xi),
+            "sum": x.sum(-1), "prod": x.prod(-1), "var": x.var(-1, ddof=1),
+            "std": x.std(-1, ddof=1), "any": x.any(-1), "all": x.all(-1),
+            "normL1": np.linalg.norm(x, 1, axis=-1), "normL2": np.linalg.norm(x, 2, axis=-1),
+            "normInf": np.linalg.norm(x, np.inf, axis=-1),
+            "sum all": xi.sum(keepdims=True), "prod all": xi.prod(keepdims=True),
+            "var all": xi.var(keepdims=True), "std all": xi.std(keepdims=True),
+            "any all": xi.any(keepdims=True), "all all": xi.all(keepdims=True),
+            "normL1 all": np.abs(xi).sum(keepdims=True).astype("<f8"),
+            "normL2 all": np.sqrt((xi.astype("<f8") ** 2).sum(keepdims=True)),
+            "normInf all": np.abs(xi).max(keepdims=True).astype("<f8"),
+            "softmax": np.exp(x - x.max(1, keepdims=True)) / np.exp(x - x.max(1, keepdims=True)).sum(1, keepdims=True),
+            "log_softmax": (x - x.max(0)) - np.log(np.exp(x - x.max(0)).sum(0)),
+            "cumsum": np.cumsum(xi, -1), "cumprod": np.cumprod(x, 0),
+            "cumsum bool": np.cumsum(b, 1),
+            "clip": np.clip(xf, -1.0, 2.5), "clip i32": np.clip(xi, -3, None),
+        }
+    for name, w in want.items():
+        g = got[name]
+        assert g.shape == np.shape(w), (name, g.shape, np.shape(w))
+        if g.dtype.kind == "f":
+            np.testing.assert_allclose(g, w, rtol=2e-5, atol=1e-5, equal_nan=True, err_msg=name)
+        else:
+            np.testing.assert_array_equal(g, w, err_msg=name)
+    assert errors["softmax"].endswith("softmax: not supported for dtype i32"), errors
+    assert "mod: integer division by zero" in errors["mod"], errors
+    assert "cumsum: axis 2 is out of range" in errors["cumulative"], errors
+    assert "clip: scalar 0.5 is not an integer" in errors["clip"], errors

@@ -102,6 +102,9 @@ methods! {
     "Tensor.cast" => tensor, 12, cast_params, cast_results;
     "Tensor.select" => tensor, 13, select_params, select_results;
     "Tensor.take" => tensor, 14, take_params, take_results;
+    "Tensor.softmax" => tensor, 17, softmax_params, softmax_results;
+    "Tensor.cumulative" => tensor, 18, cumulative_params, cumulative_results;
+    "Tensor.clip" => tensor, 19, clip_params, clip_results;
 }
 
 fn type_id(name: &str) -> Option<u64> {

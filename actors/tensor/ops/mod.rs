@@ -1,0 +1,48 @@
+//! The tensor worker's compute layer: a dynamically typed n-d array
+//! ([`Array`]) and the ops the worker runs on it.
+//!
+//! Ground rules shared by every op:
+//!
+//! * Every op returns a freshly allocated array in standard (row-major,
+//!   contiguous) layout, whatever the layout of its inputs.
+//! * Before allocating its output an op calls [`Alloc::reserve`] with the op
+//!   name and the output size in bytes; an error from it aborts the op before
+//!   anything is allocated. Shape arithmetic is checked, so an absurd shape
+//!   yields [`OpError::ShapeOverflow`] rather than a huge allocation.
+//! * No op panics on any input: every failure is an [`OpError`].
+//! * Semantics follow NumPy, except: there is no implicit dtype promotion
+//!   (operands must share a dtype), integer arithmetic wraps on overflow, and
+//!   integer division truncates toward zero (Rust semantics, not NumPy's
+//!   floor division).
+//!
+//! One file per family, none importing back up into this one:
+//! [`DType`] and the element traits (`dtype.rs`), [`OpError`]
+//! (`error.rs`), shape arithmetic (`shape.rs`), allocation under the quota
+//! (`alloc.rs`), the op table (`table.rs`), then the ops: elementwise,
+//! reductions, contractions, indexing, layout, makers and the byte layout.
+
+mod alloc;
+mod bytes;
+mod contract;
+mod dtype;
+mod elementwise;
+mod error;
+mod index;
+mod layout;
+mod make;
+mod parallel;
+mod reduce;
+mod shape;
+mod table;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use alloc::reserve;
+pub use alloc::{Alloc, MaxBytes, Unlimited};
+pub use dtype::{Array, DType, Scalar};
+pub use error::OpError;
+pub use index::SliceSpec;
+pub use parallel::{compute_threads, set_compute_threads, PoolError, PAR_ELEMENTS};
+pub(crate) use shape::dims_from_u64;
+pub(crate) use table::op_table;
+pub use table::{BinaryOp, CompareOp, CumulativeOp, ReduceOp, UnaryOp};
