@@ -50,6 +50,8 @@ pub mod fuzzing;
 mod quota;
 mod runtime;
 pub mod schema;
+mod stable;
+pub mod supervisor;
 mod ticket;
 mod transport;
 
@@ -57,10 +59,11 @@ pub(crate) use transport::IN_PROCESS;
 
 pub use actor::{cast, describe, ActorMeta, Description, Interface};
 pub use call::{new_client, new_client_from_rc};
-pub use error::{Error, ErrorId, Result};
+pub use error::{Error, ErrorId, Result, RESTARTING};
 pub use quota::Quota;
 pub use runtime::{block_on, spawn_local, Builder, Runtime};
 pub use transport::tcp::{ServeOptions, TcpServer, MIN_TOKEN_BYTES};
+pub use transport::reconnect::Reconnect;
 pub use transport::tls;
 pub use transport::{
     ConnectOptions, Connection, Heartbeat, Limits, LinkConditions, LinkHandle, VirtualOptions,
