@@ -77,7 +77,8 @@ impl Config {
     fn from_env() -> Config {
         let var = |name: &str, default: u64| -> u64 {
             std::env::var(name).map_or(default, |v| {
-                v.parse().unwrap_or_else(|_| panic!("{name} must be a number, not {v:?}"))
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{name} must be a number, not {v:?}"))
             })
         };
         Config {
@@ -94,7 +95,14 @@ impl Config {
 
 fn worker(listen: &str, extra: &[&str]) -> WorkerProcess {
     let mut cmd = Command::new(BIN);
-    cmd.args(["worker", "--listen", listen, "--insecure-no-auth", "--name", "chaos"]);
+    cmd.args([
+        "worker",
+        "--listen",
+        listen,
+        "--insecure-no-auth",
+        "--name",
+        "chaos",
+    ]);
     cmd.args(extra);
     WorkerProcess::spawn(&mut cmd)
 }
@@ -121,7 +129,10 @@ fn main() {
     check(
         "pending calls fail ≤ 1 s",
         kills.fail_max <= Duration::from_secs(1),
-        format!("max {:?} after a kill ({} failures)", kills.fail_max, kills.failures),
+        format!(
+            "max {:?} after a kill ({} failures)",
+            kills.fail_max, kills.failures
+        ),
     );
     check(
         "clients back ≤ 1 s",
@@ -131,7 +142,11 @@ fn main() {
             kills.recover_max, kills.not_recovered
         ),
     );
-    check("0 calls hang", kills.hung == 0, format!("{} hung", kills.hung));
+    check(
+        "0 calls hang",
+        kills.hung == 0,
+        format!("{} hung", kills.hung),
+    );
     check(
         "0 wrong answers",
         kills.wrong == 0,
@@ -213,7 +228,11 @@ fn part_one(config: &Config) -> Kills {
         current.wait(START_TIMEOUT);
         thread::sleep(config.down);
         current = worker(&addr, &[]);
-        assert_eq!(current.listening_addr(START_TIMEOUT), addr, "restarted on the same port");
+        assert_eq!(
+            current.listening_addr(START_TIMEOUT),
+            addr,
+            "restarted on the same port"
+        );
         kills.push((killed, Instant::now()));
         next += every;
     }
@@ -236,7 +255,9 @@ fn part_one(config: &Config) -> Kills {
         for client in 0..config.clients {
             let first = calls
                 .iter()
-                .filter(|c| c.client == client && c.outcome == Outcome::Ok && c.end >= back && c.end < until)
+                .filter(|c| {
+                    c.client == client && c.outcome == Outcome::Ok && c.end >= back && c.end < until
+                })
                 .map(|c| c.end)
                 .min();
             match first {
@@ -281,7 +302,7 @@ fn part_one(config: &Config) -> Kills {
         k.not_recovered
     );
     for q in quoted.lock().unwrap().iter() {
-        println!("    unexpected: {q}");
+        println!("    seen: {q}");
     }
     k
 }
@@ -297,47 +318,69 @@ async fn client_thread(
     let mut opts = ConnectOptions::default();
     opts.reconnect = Some(policy);
     let calls = Rc::new(RefCell::new(Vec::new()));
-    let runs = clients.into_iter().map(|client| {
-        let (addr, opts, calls, quoted) = (addr.clone(), opts.clone(), calls.clone(), quoted.clone());
-        async move {
-            let conn: Connection<tensor_worker::Client> =
-                match tokio::time::timeout(START_TIMEOUT, capactor::connect_tcp(&addr, &opts)).await {
-                    Ok(Ok(c)) => c,
-                    Ok(Err(e)) => panic!("client {client}: {e}"),
-                    Err(_) => panic!("client {client}: connecting timed out"),
-                };
-            let w = Worker::new(conn.client().clone());
-            while Instant::now() < deadline {
-                let start = Instant::now();
-                let sum = w.ones(DType::F32, &[16]).relu().sum();
-                let outcome = match tokio::time::timeout(HANG, sum.item()).await {
-                    Ok(Ok(v)) if v == 16.0 => Outcome::Ok,
-                    Ok(Ok(v)) => {
-                        quote(&quoted, format!("wrong value {v}"));
-                        Outcome::Wrong
-                    }
-                    Ok(Err(e)) => {
-                        let wire: capnp::Error = e.into();
-                        if wire.kind == capnp::ErrorKind::Disconnected {
-                            Outcome::Failed
-                        } else {
-                            quote(&quoted, wire.to_string());
+    let runs =
+        clients.into_iter().map(|client| {
+            let (addr, opts, calls, quoted) =
+                (addr.clone(), opts.clone(), calls.clone(), quoted.clone());
+            async move {
+                let conn: Connection<tensor_worker::Client> =
+                    match tokio::time::timeout(START_TIMEOUT, capactor::connect_tcp(&addr, &opts))
+                        .await
+                    {
+                        Ok(Ok(c)) => c,
+                        Ok(Err(e)) => panic!("client {client}: {e}"),
+                        Err(_) => panic!("client {client}: connecting timed out"),
+                    };
+                let w = Worker::new(conn.client().clone());
+                while Instant::now() < deadline {
+                    let start = Instant::now();
+                    let sum = w.ones(DType::F32, &[16]).relu().sum();
+                    let outcome = match tokio::time::timeout(HANG, sum.item()).await {
+                        Ok(Ok(v)) if v == 16.0 => Outcome::Ok,
+                        Ok(Ok(v)) => {
+                            quote(&quoted, format!("wrong value {v}"));
                             Outcome::Wrong
                         }
-                    }
-                    Err(_) => Outcome::Hung,
-                };
-                calls.borrow_mut().push(Call {
-                    client,
-                    start,
-                    end: Instant::now(),
-                    outcome,
-                });
+                        Ok(Err(e)) => {
+                            let wire: capnp::Error = e.into();
+                            if wire.kind == capnp::ErrorKind::Disconnected {
+                                sample(&quoted, &wire.extra);
+                                Outcome::Failed
+                            } else {
+                                quote(&quoted, wire.to_string());
+                                Outcome::Wrong
+                            }
+                        }
+                        Err(_) => Outcome::Hung,
+                    };
+                    calls.borrow_mut().push(Call {
+                        client,
+                        start,
+                        end: Instant::now(),
+                        outcome,
+                    });
+                }
             }
-        }
-    });
+        });
     join_all(runs).await;
-    Rc::try_unwrap(calls).ok().expect("every client is done").into_inner()
+    Rc::try_unwrap(calls)
+        .ok()
+        .expect("every client is done")
+        .into_inner()
+}
+
+/// Keeps the first few distinct kinds of failure (their text up to the
+/// first parenthesis or digit), to show what clients saw.
+fn sample(quoted: &Mutex<Vec<String>>, e: &str) {
+    let kind: String = e
+        .chars()
+        .take_while(|c| *c != '(' && !c.is_ascii_digit())
+        .collect();
+    let line = format!("failure: {kind}");
+    let mut q = quoted.lock().unwrap();
+    if q.len() < 8 && !q.contains(&line) {
+        q.push(line);
+    }
 }
 
 fn quote(quoted: &Mutex<Vec<String>>, e: String) {
@@ -358,7 +401,10 @@ fn part_two(config: &Config) -> Option<Killed> {
     if config.killed == 0 {
         return None;
     }
-    let mut w = worker("127.0.0.1:0", &["--resume-secs", "1", "--report-worker-totals"]);
+    let mut w = worker(
+        "127.0.0.1:0",
+        &["--resume-secs", "1", "--report-worker-totals"],
+    );
     let addr = w.listening_addr(START_TIMEOUT);
     let pid = w.child.id();
     let elems = (config.upload_mib << 20) / 4;
@@ -373,7 +419,10 @@ fn part_two(config: &Config) -> Option<Killed> {
     });
     let (live0, _) = capactor::block_on(settled(&addr));
     let baseline = rss_kib(pid).unwrap_or(0);
-    println!("  baseline     RSS {}, {live0:?} live objects", mib(baseline));
+    println!(
+        "  baseline     RSS {}, {live0:?} live objects",
+        mib(baseline)
+    );
 
     let started = Instant::now();
     capactor::block_on(async {
@@ -422,18 +471,25 @@ async fn connect(addr: &str) -> capactor::Result<Connection<tensor_worker::Clien
 
 /// Holds a tensor, uploads, multiplies, and leaves cleanly.
 async fn clean_client(addr: &str, big: &Arc<Array>) {
-    let Ok(conn) = connect(addr).await else { return };
+    let Ok(conn) = connect(addr).await else {
+        return;
+    };
     let w = Worker::new(conn.client().clone());
     let held = w.ones(DType::F32, &[1024]);
     let up = w.send_array(big.clone());
     let m = w.ones(DType::F32, &[256, 256]);
     let prod = m.matmul(&m);
-    let _ = tokio::time::timeout(HANG, async { (held.shape().await, up.shape().await, prod.shape().await) }).await;
+    let _ = tokio::time::timeout(HANG, async {
+        (held.shape().await, up.shape().await, prod.shape().await)
+    })
+    .await;
 }
 
 /// The same work, cut off 0–20 ms in.
 async fn killed_client(addr: &str, big: &Arc<Array>) {
-    let Ok(conn) = connect(addr).await else { return };
+    let Ok(conn) = connect(addr).await else {
+        return;
+    };
     let w = Worker::new(conn.client().clone());
     let held = w.ones(DType::F32, &[1024]);
     let up = w.send_array(big.clone());
@@ -451,13 +507,19 @@ async fn killed_client(addr: &str, big: &Arc<Array>) {
 /// Waits (bounded) until the worker holds no live objects and no tensor
 /// bytes; the last counts seen.
 async fn settled(addr: &str) -> (Option<u64>, Option<u64>) {
-    let Ok(conn) = connect(addr).await else { return (None, None) };
+    let Ok(conn) = connect(addr).await else {
+        return (None, None);
+    };
     let w = Worker::new(conn.client().clone());
     let base: capactor::schema::actor_capnp::actor::Client = capactor::cast(conn.client());
     let start = Instant::now();
     loop {
         let live = match base.info_request().send().promise.await {
-            Ok(r) => r.get().ok().and_then(|r| r.get_info().ok()).map(|i| i.get_live_objects()),
+            Ok(r) => r
+                .get()
+                .ok()
+                .and_then(|r| r.get_info().ok())
+                .map(|i| i.get_live_objects()),
             Err(_) => None,
         };
         let bytes = w.memory().await.ok().map(|m| m.used);
@@ -478,7 +540,11 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line["VmRSS:".len()..].split_whitespace().next()?.parse().ok()
+    line["VmRSS:".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn mib(kib: u64) -> String {

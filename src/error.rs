@@ -154,7 +154,10 @@ impl Error {
     /// ```
     pub fn is_restarting(e: &capnp::Error) -> bool {
         // capnp-rpc prefixes an error that crossed a connection.
-        let text = e.extra.strip_prefix("remote exception: ").unwrap_or(&e.extra);
+        let text = e
+            .extra
+            .strip_prefix("remote exception: ")
+            .unwrap_or(&e.extra);
         e.kind == capnp::ErrorKind::Disconnected && text.starts_with(RESTARTING)
     }
 }

@@ -62,8 +62,8 @@ pub use call::{new_client, new_client_from_rc};
 pub use error::{Error, ErrorId, Result, RESTARTING};
 pub use quota::Quota;
 pub use runtime::{block_on, spawn_local, Builder, Runtime};
-pub use transport::tcp::{ServeOptions, TcpServer, MIN_TOKEN_BYTES};
 pub use transport::reconnect::Reconnect;
+pub use transport::tcp::{ServeOptions, TcpServer, MIN_TOKEN_BYTES};
 pub use transport::tls;
 pub use transport::{
     ConnectOptions, Connection, Heartbeat, Limits, LinkConditions, LinkHandle, VirtualOptions,

@@ -61,6 +61,9 @@ enum Target {
     Up {
         hook: Box<dyn ClientHook>,
         alive: Alive,
+        /// Reached over a connection: its own errors arrive marked as
+        /// remote, so an unmarked `disconnected` is the connection's.
+        remote: bool,
     },
     Down {
         why: String,
@@ -87,14 +90,16 @@ impl Stable {
         C::new(Box::new(self.clone()))
     }
 
-    /// Points the capability at `hook`; calls queued while down go there.
-    pub(crate) fn set_up(&self, hook: Box<dyn ClientHook>, alive: Alive) {
+    /// Points the capability at `hook`, over a connection if `remote`;
+    /// calls queued while down go there.
+    pub(crate) fn set_up(&self, hook: Box<dyn ClientHook>, alive: Alive, remote: bool) {
         let waiters = {
             let mut s = self.state.borrow_mut();
             s.generation += 1;
             s.target = Target::Up {
                 hook: hook.add_ref(),
                 alive,
+                remote,
             };
             std::mem::take(&mut s.waiters)
         };
@@ -184,7 +189,15 @@ impl Stable {
         }
         let s = self.state.borrow();
         match &s.target {
-            Target::Up { alive, .. } if s.generation == generation && alive() => e,
+            // Alive, and not the connection failing under the call: the
+            // actor's own error.
+            Target::Up { alive, remote, .. }
+                if s.generation == generation
+                    && alive()
+                    && (!remote || e.extra.starts_with(REMOTE_PREFIX)) =>
+            {
+                e
+            }
             Target::Closed(reason) => reason.clone(),
             Target::Up { .. } | Target::Down { .. } => {
                 Error::Restarting(format!("its target went away: {}", e.extra)).into()
@@ -192,11 +205,19 @@ impl Stable {
         }
     }
 
-    fn wrap<T: 'static>(&self, generation: u64, p: Promise<T, capnp::Error>) -> Promise<T, capnp::Error> {
+    fn wrap<T: 'static>(
+        &self,
+        generation: u64,
+        p: Promise<T, capnp::Error>,
+    ) -> Promise<T, capnp::Error> {
         let this = self.clone();
         Promise::from_future(p.map_err(move |e| this.rewrite(generation, e)))
     }
 }
+
+/// How capnp-rpc marks an error that a peer sent (rather than one the
+/// connection itself produced).
+const REMOTE_PREFIX: &str = "remote exception: ";
 
 impl ClientHook for Stable {
     fn add_ref(&self) -> Box<dyn ClientHook> {
@@ -226,7 +247,10 @@ impl ClientHook for Stable {
         results: Box<dyn ResultsHook>,
     ) -> Promise<(), capnp::Error> {
         let (hook, generation) = self.current();
-        self.wrap(generation, hook.call(interface_id, method_id, params, results))
+        self.wrap(
+            generation,
+            hook.call(interface_id, method_id, params, results),
+        )
     }
 
     fn get_brand(&self) -> usize {
@@ -290,7 +314,9 @@ impl RequestHook for StableRequest {
         stable.wrap(generation, inner.send_streaming())
     }
 
-    fn tail_send(self: Box<Self>) -> Option<(u32, Promise<(), capnp::Error>, Box<dyn PipelineHook>)> {
+    fn tail_send(
+        self: Box<Self>,
+    ) -> Option<(u32, Promise<(), capnp::Error>, Box<dyn PipelineHook>)> {
         self.inner.tail_send()
     }
 }

@@ -37,7 +37,10 @@ fn a_policy_pointed_at_nothing_gives_a_clear_error_when_used_up() {
             .unwrap();
         assert!(err.is_disconnected(), "{err}");
         let text = err.to_string();
-        assert!(text.contains(&addr) && text.contains("gave up after 3 attempts"), "{text}");
+        assert!(
+            text.contains(&addr) && text.contains("gave up after 3 attempts"),
+            "{text}"
+        );
 
         // A limit on time, too.
         let opts = policy(|p| p.max_elapsed = Some(Duration::from_millis(300)));
@@ -46,8 +49,15 @@ fn a_policy_pointed_at_nothing_gives_a_clear_error_when_used_up() {
             .await
             .err()
             .unwrap();
-        assert!(err.to_string().contains("reconnect policy gave up"), "{err}");
-        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+        assert!(
+            err.to_string().contains("reconnect policy gave up"),
+            "{err}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
     });
 }
 
@@ -57,13 +67,19 @@ fn a_worker_that_never_comes_back_fails_calls_with_the_policys_error() {
     capactor::block_on(async {
         let server = within(
             LIMIT,
-            rt.serve_tcp::<probe::Client, _, _>("127.0.0.1:0", || Probe::new("p"), ServeOptions::insecure_loopback()),
+            rt.serve_tcp::<probe::Client, _, _>(
+                "127.0.0.1:0",
+                || Probe::new("p"),
+                ServeOptions::insecure_loopback(),
+            ),
         )
         .await
         .unwrap();
         let addr = server.local_addr().to_string();
         let opts = policy(|p| p.max_attempts = Some(3));
-        let p: Connection<probe::Client> = within(LIMIT, capactor::connect_tcp(&addr, &opts)).await.unwrap();
+        let p: Connection<probe::Client> = within(LIMIT, capactor::connect_tcp(&addr, &opts))
+            .await
+            .unwrap();
         ping(&p, LIMIT).await;
         drop(server);
         within(LIMIT, p.link().closed()).await;
@@ -80,9 +96,12 @@ fn a_rejected_token_is_not_retried() {
     capactor::block_on(async {
         let mut serve = ServeOptions::default();
         serve.token = Some(b"the right token, 16+ bytes".to_vec());
-        let server = within(LIMIT, rt.serve_tcp::<probe::Client, _, _>("127.0.0.1:0", || Probe::new("p"), serve))
-            .await
-            .unwrap();
+        let server = within(
+            LIMIT,
+            rt.serve_tcp::<probe::Client, _, _>("127.0.0.1:0", || Probe::new("p"), serve),
+        )
+        .await
+        .unwrap();
         let mut opts = policy(|p| p.max_elapsed = None);
         opts.token = b"a wrong token of 16+ bytes".to_vec();
         let addr = server.local_addr().to_string();
@@ -98,7 +117,10 @@ fn a_rejected_token_is_not_retried() {
 fn a_policy_with_no_attempts_is_refused() {
     capactor::block_on(async {
         let opts = policy(|p| p.max_attempts = Some(0));
-        let err = capactor::connect_tcp::<probe::Client>("127.0.0.1:1", &opts).await.err().unwrap();
+        let err = capactor::connect_tcp::<probe::Client>("127.0.0.1:1", &opts)
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(err, Error::Invalid(_)), "{err}");
     });
 }

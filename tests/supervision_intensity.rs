@@ -27,22 +27,34 @@ fn the_intensity_limit_is_honoured() {
             .restart_on_panic(true);
         let p = within(LIMIT, sup.spawn(spec)).await.unwrap();
         for n in 1..=3 {
-            assert!(within(LIMIT, p.panic_request().send().promise).await.is_err());
+            assert!(within(LIMIT, p.panic_request().send().promise)
+                .await
+                .is_err());
             // Served by incarnation n + 1.
             ping(&p, LIMIT).await;
             assert_eq!(p.restarts(), n);
         }
         assert!(sup.exit().is_none());
         // The fourth crash within the period is one too many.
-        assert!(within(LIMIT, p.panic_request().send().promise).await.is_err());
+        assert!(within(LIMIT, p.panic_request().send().promise)
+            .await
+            .is_err());
         let exit = within(LIMIT, sup.stopped()).await;
-        let SupervisorExit::IntensityExceeded { child, last, intensity } = &exit else {
+        let SupervisorExit::IntensityExceeded {
+            child,
+            last,
+            intensity,
+        } = &exit
+        else {
             panic!("{exit:?}")
         };
         assert_eq!((child.as_str(), intensity.max_restarts), ("p", 3));
         assert!(matches!(last, ChildExit::Panicked(_)), "{last:?}");
         assert_eq!(p.restarts(), 3);
-        let err = within(LIMIT, common::sleep_call(&p, 1)).await.err().unwrap();
+        let err = within(LIMIT, common::sleep_call(&p, 1))
+            .await
+            .err()
+            .unwrap();
         assert_disconnected(&err);
         assert!(!Error::is_restarting(&err), "{err}");
         assert!(err.extra.contains("restart intensity exceeded"), "{err}");
@@ -56,7 +68,9 @@ fn the_intensity_limit_is_honoured() {
 fn restarts_older_than_the_period_do_not_count() {
     each(&[common::Transport::Local], |h| async move {
         let period = Duration::from_millis(200);
-        let sup = Supervisor::builder().intensity(Intensity::new(1, period)).build();
+        let sup = Supervisor::builder()
+            .intensity(Intensity::new(1, period))
+            .build();
         let spec = supervised::spec::<probe::Client, _, _>(&h, "p", || Probe::new("p"));
         let p = within(LIMIT, sup.spawn(spec)).await.unwrap();
         let start = std::time::Instant::now();
@@ -64,7 +78,8 @@ fn restarts_older_than_the_period_do_not_count() {
         common::eventually(LIMIT, || p.restarts() == 1 && p.is_running()).await;
         // Wait out the period (the test's subject, not a stand-in for a
         // synchronisation), then crash again: still within the limit.
-        tokio::time::sleep(period.saturating_sub(start.elapsed()) + Duration::from_millis(50)).await;
+        tokio::time::sleep(period.saturating_sub(start.elapsed()) + Duration::from_millis(50))
+            .await;
         assert!(p.kill());
         common::eventually(LIMIT, || p.restarts() == 2 && p.is_running()).await;
         assert!(sup.exit().is_none());
@@ -89,15 +104,22 @@ fn an_actor_that_panics_on_every_start_is_stopped_after_the_limit_with_the_reaso
         broken.store(true, Ordering::SeqCst);
         assert!(p.kill());
         let exit = within(LIMIT, sup.stopped()).await;
-        let SupervisorExit::IntensityExceeded { last, .. } = &exit else { panic!("{exit:?}") };
-        let ChildExit::FailedStart(why) = last else { panic!("{last:?}") };
+        let SupervisorExit::IntensityExceeded { last, .. } = &exit else {
+            panic!("{exit:?}")
+        };
+        let ChildExit::FailedStart(why) = last else {
+            panic!("{last:?}")
+        };
         assert!(why.contains("cannot start: config is broken"), "{why}");
         assert!(exit.to_string().contains("more than 5 restarts"), "{exit}");
         // Five failed starts, then no more.
         assert_eq!(p.restarts(), 5);
         let per_start = first_starts; // a TCP child makes one instance per vat
         assert_eq!(starts.load(Ordering::SeqCst), first_starts + 5 * per_start);
-        let err = within(LIMIT, common::sleep_call(&p, 1)).await.err().unwrap();
+        let err = within(LIMIT, common::sleep_call(&p, 1))
+            .await
+            .err()
+            .unwrap();
         assert_disconnected(&err);
         assert!(err.extra.contains("restart intensity exceeded"), "{err}");
     });
@@ -111,7 +133,10 @@ fn a_factory_that_panics_at_the_first_start_fails_the_spawn() {
             panic!("no config")
         });
         let err = within(LIMIT, sup.spawn(spec)).await.err().unwrap();
-        assert!(matches!(&err, Error::StartFailed(m) if m.contains("no config")), "{err}");
+        assert!(
+            matches!(&err, Error::StartFailed(m) if m.contains("no config")),
+            "{err}"
+        );
         // The supervisor and the runtime serve on.
         let spec = supervised::spec::<probe::Client, _, _>(&h, "fine", || Probe::new("fine"));
         let p = within(LIMIT, sup.spawn(spec)).await.unwrap();

@@ -46,7 +46,8 @@ fn a_pipelined_chain_through_a_stable_capability_is_one_round_trip() {
         opts.link = LinkConditions::default();
         opts.link.latency = l;
         let sup = Supervisor::new();
-        let spec = ChildSpec::<probe::Client>::virtual_on("p", h.rt.clone(), || Probe::new("p"), opts);
+        let spec =
+            ChildSpec::<probe::Client>::virtual_on("p", h.rt.clone(), || Probe::new("p"), opts);
         let p = within(LIMIT, sup.spawn(spec)).await.unwrap();
         for round in 0..2 {
             ping(&p, LIMIT).await;
@@ -55,7 +56,9 @@ fn a_pipelined_chain_through_a_stable_capability_is_one_round_trip() {
             let mut req = p.counter_request();
             req.get().set_start(0);
             let counter = req.send().pipeline.get_counter();
-            let calls: Vec<_> = (0..10).map(|_| counter.next_request().send().promise).collect();
+            let calls: Vec<_> = (0..10)
+                .map(|_| counter.next_request().send().promise)
+                .collect();
             let mut values = Vec::new();
             for c in calls {
                 values.push(within(LIMIT, c).await.unwrap().get().unwrap().get_value());
@@ -64,7 +67,10 @@ fn a_pipelined_chain_through_a_stable_capability_is_one_round_trip() {
             assert_eq!(values, (0..10).collect::<Vec<_>>());
             eprintln!("round {round}: 11 pipelined calls in {took:?} (one round trip is {rtt:?})");
             // Awaiting each would take 11 round trips.
-            assert!(took < 4 * rtt, "{took:?} for a chain; one round trip is {rtt:?}");
+            assert!(
+                took < 4 * rtt,
+                "{took:?} for a chain; one round trip is {rtt:?}"
+            );
             // The second round runs on a restarted incarnation.
             assert!(p.kill());
         }
@@ -84,7 +90,9 @@ fn a_named_tensor_is_loadable_after_a_restart_and_an_unnamed_one_is_gone() {
         let t = within(LIMIT, sup.spawn(spec)).await.unwrap();
         let w = Worker::new(t.client().clone());
         let named = w.ones(DType::F32, &[8]);
-        within(LIMIT, w.store("weights", &named, None)).await.unwrap();
+        within(LIMIT, w.store("weights", &named, None))
+            .await
+            .unwrap();
         let unnamed = w.ones(DType::F32, &[4]);
         assert_eq!(within(LIMIT, unnamed.item_sum()).await.unwrap(), 4.0);
 
@@ -97,7 +105,9 @@ fn a_named_tensor_is_loadable_after_a_restart_and_an_unnamed_one_is_gone() {
         assert_eq!(within(LIMIT, again.item_sum()).await.unwrap(), 8.0);
         // Pipelined through the stable capability: one round trip each.
         let before = w.round_trips();
-        let sum = within(LIMIT, w.load("weights").relu().sum().item()).await.unwrap();
+        let sum = within(LIMIT, w.load("weights").relu().sum().item())
+            .await
+            .unwrap();
         assert_eq!((sum, w.round_trips() - before), (8.0, 1));
         // A tensor of the old incarnation died with it.
         let err = within(LIMIT, unnamed.item_sum()).await.err().unwrap();

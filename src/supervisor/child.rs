@@ -38,6 +38,8 @@ pub(crate) struct Incarnation {
     pub(crate) hook: Box<dyn ClientHook>,
     /// Whether it is still alive.
     pub(crate) alive: Alive,
+    /// Whether it is reached over a connection.
+    pub(crate) remote: bool,
     /// Resolves when it ends, with why.
     pub(crate) ended: LocalBoxFuture<'static, ChildExit>,
     /// What keeps it running (its connection, its server); dropped to stop it.
@@ -121,6 +123,7 @@ impl<C: FromClientHook + 'static> ChildSpec<C> {
                 Ok(Incarnation {
                     hook: client.into_client_hook(),
                     alive: Rc::new(move || !watched.is_exited()),
+                    remote: false,
                     ended: async move { fence.wait().await }.boxed_local(),
                     keep: Box::new(()),
                 })
@@ -132,7 +135,12 @@ impl<C: FromClientHook + 'static> ChildSpec<C> {
 
     /// A child on a vat of `rt`, reached over an in-memory link with
     /// `opts` (the same options as [`Runtime::spawn_virtual_with`]).
-    pub fn virtual_on<S, F>(name: impl Into<String>, rt: Arc<Runtime>, make: F, opts: VirtualOptions) -> Self
+    pub fn virtual_on<S, F>(
+        name: impl Into<String>,
+        rt: Arc<Runtime>,
+        make: F,
+        opts: VirtualOptions,
+    ) -> Self
     where
         C: FromServer<S>,
         S: 'static,
@@ -236,12 +244,17 @@ fn factory_panicked(msg: impl Into<String>) -> String {
 
 /// The incarnation behind `conn`: it ends when the link closes or the
 /// fence is set.
-fn connected<C: FromClientHook + 'static>(conn: Connection<C>, fence: Fence, lost: &'static str) -> Incarnation {
+fn connected<C: FromClientHook + 'static>(
+    conn: Connection<C>,
+    fence: Fence,
+    lost: &'static str,
+) -> Incarnation {
     let link = conn.link().clone();
     let watched = (link.clone(), fence.clone());
     Incarnation {
         hook: conn.client().as_client_hook().add_ref(),
         alive: Rc::new(move || !watched.0.is_closed() && !watched.1.is_exited()),
+        remote: true,
         ended: async move {
             tokio::select! {
                 () = link.closed() => fence.exited().unwrap_or_else(|| ChildExit::Lost(lost.into())),

@@ -262,9 +262,14 @@ impl Supervisor {
     /// [`Error::StartFailed`] if its first start fails (the factory
     /// panicked, its port could not be bound), which is not retried;
     /// [`Error::Invalid`] if the supervisor has stopped.
-    pub async fn spawn<C: FromClientHook + 'static>(&self, spec: ChildSpec<C>) -> Result<Supervised<C>> {
+    pub async fn spawn<C: FromClientHook + 'static>(
+        &self,
+        spec: ChildSpec<C>,
+    ) -> Result<Supervised<C>> {
         if let Some(exit) = self.exit() {
-            return Err(Error::invalid(format!("the supervisor has stopped: {exit}")));
+            return Err(Error::invalid(format!(
+                "the supervisor has stopped: {exit}"
+            )));
         }
         let stable = Stable::new(spec.call_wait, format!("{} is starting", spec.name));
         let fence = Fence::new(spec.restart_on_panic);
@@ -450,13 +455,14 @@ impl Inner {
         let Incarnation {
             hook,
             alive,
+            remote,
             ended,
             keep,
         } = inc;
         let mut children = self.children.borrow_mut();
         let slot = &mut children[index];
         slot.generation += 1;
-        slot.stable.set_up(hook, alive);
+        slot.stable.set_up(hook, alive, remote);
         slot.shared.running.set(true);
         *slot.shared.fence.borrow_mut() = Some(fence.clone());
         let events = self.events.clone();
@@ -513,11 +519,18 @@ impl Inner {
             Restart::Transient => !exit.is_normal(),
             Restart::Never => false,
         };
-        self.take_down(event.child, exit.clone(), format!("{name} is restarting ({exit})"));
+        self.take_down(
+            event.child,
+            exit.clone(),
+            format!("{name} is restarting ({exit})"),
+        );
         if !again {
             let children = self.children.borrow();
             children[event.child].stable.close(
-                Error::Disconnected(format!("actor {name} {exit}, and its restart policy ({restart:?}) does not restart it")).into(),
+                Error::Disconnected(format!(
+                    "actor {name} {exit}, and its restart policy ({restart:?}) does not restart it"
+                ))
+                .into(),
             );
             return;
         }
@@ -529,7 +542,9 @@ impl Inner {
                     let waiting = format!("restarting with {name}");
                     self.take_down(other, ChildExit::Stopped, waiting);
                 }
-                (0..n).filter(|&i| !self.children.borrow()[i].stable.is_closed()).collect()
+                (0..n)
+                    .filter(|&i| !self.children.borrow()[i].stable.is_closed())
+                    .collect()
             }
         };
         for index in targets {
@@ -621,8 +636,9 @@ impl Inner {
                 .filter_map(|slot| {
                     slot.generation += 1;
                     slot.shared.running.set(false);
-                    slot.stable
-                        .close(Error::Disconnected(format!("its supervisor stopped: {why}")).into());
+                    slot.stable.close(
+                        Error::Disconnected(format!("its supervisor stopped: {why}")).into(),
+                    );
                     slot.running.take()
                 })
                 .collect()

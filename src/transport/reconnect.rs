@@ -96,7 +96,9 @@ impl Reconnect {
     /// Checks the numbers make sense before any connection is tried.
     fn check(&self) -> Result<()> {
         if !self.multiplier.is_finite() || !self.jitter.is_finite() {
-            return Err(Error::invalid("reconnect: multiplier and jitter must be finite"));
+            return Err(Error::invalid(
+                "reconnect: multiplier and jitter must be finite",
+            ));
         }
         if self.max_attempts == Some(0) {
             return Err(Error::invalid("reconnect: max_attempts must be at least 1"));
@@ -111,7 +113,10 @@ pub(crate) async fn connect<C: FromClientHook>(
     opts: &ConnectOptions,
 ) -> Result<Connection<C>> {
     let mut once = opts.clone();
-    let policy = once.reconnect.take().expect("called with a reconnect policy");
+    let policy = once
+        .reconnect
+        .take()
+        .expect("called with a reconnect policy");
     policy.check()?;
     let first = until_up(addr, &once, &policy).await?;
     let stable = Stable::new(policy.call_wait, "the connection is being re-made");
@@ -136,6 +141,7 @@ fn up(stable: &Stable, conn: &Connection<actor::Client>) {
     stable.set_up(
         conn.client().client.hook.add_ref(),
         std::rc::Rc::new(move || !link.is_closed()),
+        true,
     );
 }
 
@@ -195,10 +201,10 @@ async fn until_up(
     loop {
         let last = match attempt(addr, opts).await {
             Ok(conn) => return Ok(conn),
-            // The gate refused us: trying again will not help.
-            Err(Error::Remote(e)) if e.kind == capnp::ErrorKind::Failed => {
-                return Err(Error::Remote(e))
-            }
+            // The gate refused the token: trying again will not help. (Any
+            // other refusal, such as a worker closing surplus
+            // unauthenticated connections during a reconnect storm, will.)
+            Err(Error::Remote(e)) if refused_token(&e) => return Err(Error::Remote(e)),
             Err(e) => e,
         };
         failures += 1;
@@ -216,6 +222,11 @@ async fn until_up(
         tracing::debug!(%addr, ?wait, "connect attempt failed: {last}");
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Whether the gate refused the credential (see `Error::Unauthorized`).
+fn refused_token(e: &capnp::Error) -> bool {
+    e.kind == capnp::ErrorKind::Failed && e.extra.contains(&Error::Unauthorized.to_string())
 }
 
 /// One connection attempt: connect, open the gate, ping.

@@ -322,7 +322,8 @@ where
     let mut vats = Vec::with_capacity(rt.vat_count());
     let mut started = Vec::with_capacity(rt.vat_count());
     for i in 0..rt.vat_count() {
-        let (report, heard) = futures::channel::oneshot::channel::<std::result::Result<(), String>>();
+        let (report, heard) =
+            futures::channel::oneshot::channel::<std::result::Result<(), String>>();
         started.push(heard);
         let (tx, rx) = mpsc::unbounded_channel::<Accepted>();
         vats.push(tx);
@@ -383,7 +384,9 @@ where
             Ok(Ok(())) => {}
             Ok(Err(msg)) => {
                 // Dropping the server stops the accept loop and the vats' loops.
-                return Err(Error::StartFailed(format!("the actor's factory panicked: {msg}")));
+                return Err(Error::StartFailed(format!(
+                    "the actor's factory panicked: {msg}"
+                )));
             }
             Err(_) => return Err(Error::StartFailed("the runtime is shutting down".into())),
         }
