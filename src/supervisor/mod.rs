@@ -15,7 +15,7 @@
 //! - calls made while a child restarts wait for the new incarnation (up to
 //!   [`ChildSpec::call_wait`]);
 //! - calls in flight when an incarnation ends fail with
-//!   [`Error::Restarting`](crate::Error::Restarting) (`disconnected`, its
+//!   [`Error::Restarting`] (`disconnected`, its
 //!   message starting "actor restarting; retry"): safe to retry on the same
 //!   capability, which then reaches the new incarnation;
 //! - capabilities the old incarnation handed out (a tensor, a counter) fail
