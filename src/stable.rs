@@ -20,9 +20,11 @@
 //! A call whose target dies while it is in flight fails with
 //! [`Error::Restarting`] (kind `disconnected`, safe to retry), unless the
 //! stable capability has been closed meanwhile, in which case it gets the
-//! reason. Capabilities obtained *through* a call (pipelined results, an
-//! actor's objects) belong to the target that made them and fail with a
-//! plain `disconnected` error once it is gone.
+//! reason. So do calls pipelined on its results that were in flight (a
+//! whole chain sent before a crash fails retryably). Capabilities obtained
+//! *through* a call (pipelined results, an actor's objects) belong to the
+//! target that made them: a call made on one after that target is gone
+//! fails with a plain `disconnected` error, since retrying it cannot help.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -30,7 +32,9 @@ use std::time::Duration;
 
 use capnp::any_pointer;
 use capnp::capability::{FromClientHook, Promise, RemotePromise, Request};
-use capnp::private::capability::{ClientHook, ParamsHook, PipelineHook, RequestHook, ResultsHook};
+use capnp::private::capability::{
+    ClientHook, ParamsHook, PipelineHook, PipelineOp, RequestHook, ResultsHook,
+};
 use futures::channel::oneshot;
 use futures::TryFutureExt;
 
@@ -205,6 +209,12 @@ impl Stable {
         }
     }
 
+    /// Whether `generation`'s target is the live one.
+    fn live(&self, generation: u64) -> bool {
+        let s = self.state.borrow();
+        s.generation == generation && matches!(&s.target, Target::Up { alive, .. } if alive())
+    }
+
     fn wrap<T: 'static>(
         &self,
         generation: u64,
@@ -302,6 +312,14 @@ impl RequestHook for StableRequest {
         } = *self;
         let mut sent = inner.send();
         sent.promise = stable.wrap(generation, sent.promise);
+        // Calls pipelined on the results are in flight on the same target:
+        // they too fail with `Restarting` if it dies under them.
+        let pipeline = std::mem::replace(&mut sent.pipeline.hook, Box::new(NoPipeline));
+        sent.pipeline = any_pointer::Pipeline::new(Box::new(StablePipeline {
+            stable,
+            generation,
+            inner: pipeline,
+        }));
         sent
     }
 
@@ -318,5 +336,121 @@ impl RequestHook for StableRequest {
         self: Box<Self>,
     ) -> Option<(u32, Promise<(), capnp::Error>, Box<dyn PipelineHook>)> {
         self.inner.tail_send()
+    }
+}
+
+/// The pipeline of a call through a stable capability: its capabilities are
+/// [`Tracked`] by the target's generation.
+struct StablePipeline {
+    stable: Stable,
+    generation: u64,
+    inner: Box<dyn PipelineHook>,
+}
+
+impl PipelineHook for StablePipeline {
+    fn add_ref(&self) -> Box<dyn PipelineHook> {
+        Box::new(StablePipeline {
+            stable: self.stable.clone(),
+            generation: self.generation,
+            inner: self.inner.add_ref(),
+        })
+    }
+
+    fn get_pipelined_cap(&self, ops: &[PipelineOp]) -> Box<dyn ClientHook> {
+        Box::new(Tracked {
+            stable: self.stable.clone(),
+            generation: self.generation,
+            inner: self.inner.get_pipelined_cap(ops),
+        })
+    }
+}
+
+/// A capability pipelined on a call through a stable capability. Calls
+/// made on it while its target lives are rewritten as the stable
+/// capability's own are (a call in flight when the target dies fails with
+/// `Restarting`); calls made after, on an object of a dead target, fail
+/// with its plain `disconnected`. Everything else is the inner
+/// capability's, brand and pointer included, so that capnp-rpc still sees
+/// it as its own when it is passed back in a call (and writes it as a
+/// reference to the worker's object, not as a proxy).
+struct Tracked {
+    stable: Stable,
+    generation: u64,
+    inner: Box<dyn ClientHook>,
+}
+
+impl ClientHook for Tracked {
+    fn add_ref(&self) -> Box<dyn ClientHook> {
+        Box::new(Tracked {
+            stable: self.stable.clone(),
+            generation: self.generation,
+            inner: self.inner.add_ref(),
+        })
+    }
+
+    fn new_call(
+        &self,
+        interface_id: u64,
+        method_id: u16,
+        size_hint: Option<capnp::MessageSize>,
+    ) -> Request<any_pointer::Owned, any_pointer::Owned> {
+        let request = self.inner.new_call(interface_id, method_id, size_hint);
+        if !self.stable.live(self.generation) {
+            return request;
+        }
+        Request::new(Box::new(StableRequest {
+            stable: self.stable.clone(),
+            generation: self.generation,
+            inner: request.hook,
+        }))
+    }
+
+    fn call(
+        &self,
+        interface_id: u64,
+        method_id: u16,
+        params: Box<dyn ParamsHook>,
+        results: Box<dyn ResultsHook>,
+    ) -> Promise<(), capnp::Error> {
+        let live = self.stable.live(self.generation);
+        let promise = self.inner.call(interface_id, method_id, params, results);
+        if live {
+            self.stable.wrap(self.generation, promise)
+        } else {
+            promise
+        }
+    }
+
+    fn get_brand(&self) -> usize {
+        self.inner.get_brand()
+    }
+
+    fn get_ptr(&self) -> usize {
+        self.inner.get_ptr()
+    }
+
+    fn get_resolved(&self) -> Option<Box<dyn ClientHook>> {
+        self.inner.get_resolved()
+    }
+
+    fn when_more_resolved(&self) -> Option<Promise<Box<dyn ClientHook>, capnp::Error>> {
+        self.inner.when_more_resolved()
+    }
+
+    fn when_resolved(&self) -> Promise<(), capnp::Error> {
+        self.inner.when_resolved()
+    }
+}
+
+/// Stands in for a pipeline while it is being wrapped.
+struct NoPipeline;
+
+impl PipelineHook for NoPipeline {
+    fn add_ref(&self) -> Box<dyn PipelineHook> {
+        Box::new(NoPipeline)
+    }
+
+    fn get_pipelined_cap(&self, _: &[PipelineOp]) -> Box<dyn ClientHook> {
+        capnp_rpc::new_broken_cap(capnp::Error::failed("no pipeline".into())).hook
     }
 }

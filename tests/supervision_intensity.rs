@@ -114,8 +114,14 @@ fn an_actor_that_panics_on_every_start_is_stopped_after_the_limit_with_the_reaso
         assert!(exit.to_string().contains("more than 5 restarts"), "{exit}");
         // Five failed starts, then no more.
         assert_eq!(p.restarts(), 5);
-        let per_start = first_starts; // a TCP child makes one instance per vat
-        assert_eq!(starts.load(Ordering::SeqCst), first_starts + 5 * per_start);
+        // A TCP child calls its factory once per vat, and a start fails at
+        // the first vat's panic (the others may not have got to theirs).
+        let per_start = first_starts;
+        let failed = starts.load(Ordering::SeqCst) - first_starts;
+        assert!(
+            (5..=5 * per_start).contains(&failed),
+            "{failed} factory calls"
+        );
         let err = within(LIMIT, common::sleep_call(&p, 1))
             .await
             .err()

@@ -123,6 +123,14 @@ fn objects_of_the_old_incarnation_fail_with_disconnected() {
             .await
             .unwrap();
         assert_eq!(v.get().unwrap().get_value(), 7);
+        // One held as a pipelined promise, too.
+        let mut req = p.counter_request();
+        req.get().set_start(3);
+        let pipelined = req.send().pipeline.get_counter();
+        let v = within(LIMIT, pipelined.next_request().send().promise)
+            .await
+            .unwrap();
+        assert_eq!(v.get().unwrap().get_value(), 3);
 
         assert!(p.kill());
         eventually(LIMIT, || p.restarts() == 1 && p.is_running()).await;
@@ -135,6 +143,12 @@ fn objects_of_the_old_incarnation_fail_with_disconnected() {
             !Error::is_restarting(&err),
             "an old object is not retryable: {err}"
         );
+        let err = within(LIMIT, pipelined.next_request().send().promise)
+            .await
+            .err()
+            .unwrap();
+        assert_disconnected(&err);
+        assert!(!Error::is_restarting(&err), "not retryable: {err}");
         // The actor itself serves on, fresh.
         let mut req = p.counter_request();
         req.get().set_start(1);
