@@ -35,8 +35,10 @@ use capnp::capability::{
     DispatchCallResult, DynClientHook, FromClientHook, FromServer, Params, Promise, Results, Server,
 };
 use tokio::sync::Notify;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::metrics::{CallStats, Metrics, Slot, Timing};
+use crate::supervisor::{ChildExit, Fence};
 use crate::{Error, Quota};
 
 /// Creates a capability of type `C` served by `server`, with every call
@@ -83,6 +85,8 @@ pub struct ActorCalls {
     idle: Notify,
     /// Call durations by method, when the actor is served with metrics.
     stats: Option<Arc<CallStats>>,
+    /// Set for a supervised actor's incarnation: ends it (see `supervisor`).
+    fence: Option<Fence>,
 }
 
 impl ActorCalls {
@@ -117,6 +121,44 @@ impl ActorCalls {
             m.track_actor(&calls);
         }
         calls
+    }
+
+    /// Counters for one incarnation of a supervised actor, ended by `fence`.
+    pub(crate) fn supervised(deadline: Option<Duration>, fence: Fence) -> Arc<Self> {
+        Arc::new(ActorCalls {
+            deadline,
+            fence: Some(fence),
+            ..ActorCalls::default()
+        })
+    }
+
+    /// Asks the supervisor for a fresh start of this actor, as if it had
+    /// crashed: its calls in flight fail, and the next calls reach a new
+    /// incarnation made by its factory. Meant for an actor that finds its
+    /// own state broken; call it as
+    /// `capactor::call::Guard::current().actor().request_restart()` from
+    /// inside a method. Returns `false` (and does nothing) for an actor that
+    /// is not supervised.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let calls = capactor::call::Guard::current().actor().clone();
+    /// assert!(!calls.request_restart(), "not supervised");
+    /// ```
+    pub fn request_restart(&self) -> bool {
+        self.fence
+            .as_ref()
+            .is_some_and(|f| f.exit(ChildExit::RestartRequested))
+    }
+
+    /// Ends this supervised actor normally: a transient child is then not
+    /// restarted (a permanent one is). Returns `false` (and does nothing)
+    /// for an actor that is not supervised.
+    pub fn request_stop(&self) -> bool {
+        self.fence
+            .as_ref()
+            .is_some_and(|f| f.exit(ChildExit::Normal))
     }
 
     /// Refuses new calls from now on (they fail with "actor is shutting
@@ -332,6 +374,9 @@ impl Guard {
         if g.actor.draining.load(Ordering::Acquire) {
             return Err(Error::ShuttingDown);
         }
+        if g.actor.fence.as_ref().is_some_and(Fence::is_exited) {
+            return Err(Error::Disconnected(ENDED_INCARNATION.into()));
+        }
         let n = g.in_flight.get() + 1;
         if let Some(max) = g.max_in_flight {
             if n > max {
@@ -421,13 +466,14 @@ impl<D: Server + Clone + 'static> Server for GuardedRef<D> {
                     promise,
                     deadline: guard.inner.actor.deadline,
                     timer: None,
+                    fenced: None,
                     token,
                     method: (interface_id, method_id),
                     timing,
                 };
                 DispatchCallResult::new(Promise::from_future(call), is_streaming)
             }
-            Err(panic) => DispatchCallResult::new(Promise::err(panicked(panic)), false),
+            Err(panic) => DispatchCallResult::new(Promise::err(panicked(&guard, panic)), false),
         }
     }
 
@@ -467,6 +513,8 @@ struct GuardedCall {
     /// Started when the call first has to wait: most calls finish on their
     /// first poll and never need one.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A supervised incarnation's end, watched once the call has to wait.
+    fenced: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     token: CallToken,
     method: (u64, u16),
     /// Set when the actor records call durations.
@@ -506,7 +554,15 @@ impl Future for GuardedCall {
             }
             Ok(Poll::Ready(r)) => return Poll::Ready(r),
             Ok(Poll::Pending) => {}
-            Err(panic) => return Poll::Ready(Err(panicked(panic))),
+            Err(panic) => return Poll::Ready(Err(panicked(&guard, panic))),
+        }
+        if let Some(fence) = &guard.inner.actor.fence {
+            let fenced = this
+                .fenced
+                .get_or_insert_with(|| Box::pin(fence.token().clone().cancelled_owned()));
+            if fenced.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(Error::Disconnected(ENDED_INCARNATION.into()).into()));
+            }
         }
         if let Some(limit) = this.deadline {
             let timer = this
@@ -520,11 +576,28 @@ impl Future for GuardedCall {
     }
 }
 
-fn panicked(panic: Box<dyn std::any::Any + Send>) -> capnp::Error {
-    let msg = panic
+fn panicked(guard: &Guard, panic: Box<dyn std::any::Any + Send>) -> capnp::Error {
+    let msg = panic_message(&*panic);
+    let err = Error::internal(format_args!("actor method panicked: {msg}")).into();
+    // A supervised actor that restarts after a panic ends here, rather
+    // than serving on with whatever state the panic left.
+    if let Some(fence) = guard.inner.actor.fence.as_ref() {
+        if fence.restarts_on_panic() {
+            fence.exit(ChildExit::Panicked(msg));
+        }
+    }
+    err
+}
+
+/// The text of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_string());
-    Error::internal(format_args!("actor method panicked: {msg}")).into()
+        .unwrap_or_else(|| "non-string panic payload".to_string())
 }
+
+/// What a call on an incarnation that has ended gets.
+const ENDED_INCARNATION: &str =
+    "the actor was restarted; this capability belonged to its previous incarnation";

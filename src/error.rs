@@ -60,6 +60,21 @@ pub enum Error {
     #[error("call exceeded its deadline of {0:?}")]
     DeadlineExceeded(Duration),
 
+    /// The actor behind a stable capability (a supervised actor, a
+    /// reconnecting client) could not take this call: it was restarting or
+    /// its connection was being re-made when the call was made or while it
+    /// was in flight. A call in flight may or may not have run; retrying
+    /// reaches the new incarnation. Crosses as `disconnected`, its message
+    /// starting with [`RESTARTING`]; test for it with [`Error::is_restarting`].
+    #[error("actor restarting; retry ({0})")]
+    Restarting(String),
+
+    /// An actor could not be started: its factory panicked, or what it
+    /// needs (a port, a process) could not be had. Local only: across the
+    /// wire it becomes an [`Error::Internal`] (the cause may name paths).
+    #[error("actor failed to start: {0}")]
+    StartFailed(String),
+
     /// An error returned by a remote peer, kept as it arrived.
     #[error("{0}")]
     Remote(capnp::Error),
@@ -120,13 +135,16 @@ impl Error {
         use capnp::ErrorKind as K;
         match self {
             Error::Limit { .. } | Error::ShuttingDown | Error::DeadlineExceeded(_) => K::Overloaded,
-            Error::Disconnected(_) | Error::RuntimeStopped => K::Disconnected,
+            Error::Disconnected(_) | Error::RuntimeStopped | Error::Restarting(_) => {
+                K::Disconnected
+            }
             Error::Remote(e) => e.kind,
             Error::Invalid(_)
             | Error::Unauthorized
             | Error::Internal { .. }
             | Error::Io(_)
-            | Error::EventLoop(_) => K::Failed,
+            | Error::EventLoop(_)
+            | Error::StartFailed(_) => K::Failed,
         }
     }
 
@@ -134,7 +152,32 @@ impl Error {
     pub fn is_disconnected(&self) -> bool {
         self.kind() == capnp::ErrorKind::Disconnected
     }
+
+    /// True if `e` is the [`Error::Restarting`] of a stable capability: the
+    /// call failed because its actor was restarting or reconnecting, and
+    /// may be retried on the same capability.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use capactor::Error;
+    ///
+    /// let e: capnp::Error = Error::Restarting("the actor panicked".into()).into();
+    /// assert!(Error::is_restarting(&e));
+    /// assert!(!Error::is_restarting(&capnp::Error::disconnected("peer gone".into())));
+    /// ```
+    pub fn is_restarting(e: &capnp::Error) -> bool {
+        // capnp-rpc prefixes an error that crossed a connection.
+        let text = e
+            .extra
+            .strip_prefix("remote exception: ")
+            .unwrap_or(&e.extra);
+        e.kind == capnp::ErrorKind::Disconnected && text.starts_with(RESTARTING)
+    }
 }
+
+/// How the message of every [`Error::Restarting`] starts.
+pub const RESTARTING: &str = "actor restarting; retry";
 
 /// The one place where capactor errors become wire errors.
 ///
@@ -157,6 +200,7 @@ impl From<Error> for capnp::Error {
                 }
             }
             Error::Io(io) => Error::internal(io).into(),
+            Error::StartFailed(why) => Error::internal(format_args!("start failed: {why}")).into(),
             other => capnp::Error {
                 kind: other.kind(),
                 extra: other.to_string(),

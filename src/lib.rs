@@ -54,6 +54,8 @@ pub mod metrics;
 mod quota;
 mod runtime;
 pub mod schema;
+mod stable;
+pub mod supervisor;
 mod ticket;
 mod transport;
 
@@ -62,10 +64,11 @@ pub(crate) use transport::IN_PROCESS;
 pub use actor::{cast, describe, ActorMeta, Description, Interface};
 pub use call::{new_client, new_client_from_rc};
 pub use capactor_macros::test;
-pub use error::{Error, ErrorId, Result};
+pub use error::{Error, ErrorId, Result, RESTARTING};
 pub use handle::Handle;
 pub use quota::Quota;
 pub use runtime::{block_on, run_local, spawn_local, Builder, Runtime};
+pub use transport::reconnect::Reconnect;
 pub use transport::tcp::{ServeOptions, TcpServer, MIN_TOKEN_BYTES};
 pub use transport::tls;
 pub use transport::{

@@ -2,6 +2,7 @@
 //! actors local, virtual or behind a TCP listener.
 
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -216,6 +217,10 @@ impl Runtime {
     ///     assert_eq!(reply.get().unwrap().get_data().unwrap(), b"hi");
     /// });
     /// ```
+    ///
+    /// A panic in `make` is caught on the vat (which goes on serving its
+    /// other actors): the connection then answers every call with an
+    /// `internal error` whose id the log line of the panic carries.
     pub fn spawn_virtual_with<C, S, F>(&self, make: F, opts: &VirtualOptions) -> Connection<C>
     where
         C: FromClientHook + FromServer<S>,
@@ -223,6 +228,25 @@ impl Runtime {
         F: FnOnce() -> S + Send + 'static,
     {
         self.placer().spawn_virtual_with(make, opts)
+    }
+
+    /// [`Runtime::spawn_virtual_with`] counting the actor's calls in
+    /// `calls`; `started` hears on the vat whether `make` returned (or the
+    /// text of its panic).
+    pub(crate) fn spawn_virtual_counted<C, S, F>(
+        &self,
+        make: F,
+        opts: &VirtualOptions,
+        calls: Arc<ActorCalls>,
+        started: impl FnOnce(std::result::Result<(), String>) + Send + 'static,
+    ) -> Connection<C>
+    where
+        C: FromClientHook + FromServer<S>,
+        S: 'static,
+        F: FnOnce() -> S + Send + 'static,
+    {
+        self.placer()
+            .spawn_virtual_counted(make, opts, calls, started)
     }
 
     /// Serves actors made by `make` on a TCP listener bound to `addr`
@@ -271,6 +295,24 @@ impl Placer {
         S: 'static,
         F: FnOnce() -> S + Send + 'static,
     {
+        let calls = ActorCalls::new(opts.serve.call_deadline);
+        self.spawn_virtual_counted(make, opts, calls, |_| {})
+    }
+
+    /// [`Runtime::spawn_virtual_counted`], from wherever this placer was
+    /// taken.
+    pub(crate) fn spawn_virtual_counted<C, S, F>(
+        &self,
+        make: F,
+        opts: &VirtualOptions,
+        calls: Arc<ActorCalls>,
+        started: impl FnOnce(std::result::Result<(), String>) + Send + 'static,
+    ) -> Connection<C>
+    where
+        C: FromClientHook + FromServer<S>,
+        S: 'static,
+        F: FnOnce() -> S + Send + 'static,
+    {
         require_local_loop();
         let back = opts.reply_link.as_ref().unwrap_or(&opts.link);
         let (ours, theirs) = memory::pipe_each_way(&opts.link, back);
@@ -281,9 +323,26 @@ impl Placer {
         // A runtime being dropped refuses the job; the connection then fails
         // its calls with `disconnected`.
         let _ = vat.run(move || {
-            let calls = ActorCalls::new(serve.call_deadline);
+            // The factory runs on the vat's own thread: a panic in it must
+            // not unwind through the vat loop, which would take every actor
+            // on this vat down with it.
+            let server = match catch_unwind(AssertUnwindSafe(make)) {
+                Ok(server) => server,
+                Err(panic) => {
+                    let msg = crate::call::panic_message(&*panic);
+                    let err = crate::Error::internal(format_args!("actor factory panicked: {msg}"));
+                    started(Err(msg));
+                    let broken = capnp_rpc::new_broken_cap(err.into());
+                    tokio::task::spawn_local(async move {
+                        transport::serve_bootstrap(theirs, broken, &serve.limits, None, cut, None)
+                            .await;
+                    });
+                    return;
+                }
+            };
+            started(Ok(()));
             let policy = Arc::new(GatePolicy::new(serve.gate_failures_per_second));
-            let site = ServeSite::new(ActorMint::new::<C, S>(make()), calls, &serve, policy);
+            let site = ServeSite::new(ActorMint::new::<C, S>(server), calls, &serve, policy);
             // A pipe has no address: its attempts count under one label.
             let arrival = Arrival::now(Peer::Label("virtual"), None);
             tokio::task::spawn_local(async move {
@@ -469,7 +528,13 @@ impl Vat {
                             biased;
                             _ = &mut stop => break,
                             job = rx.recv() => match job {
-                                Some(job) => job(),
+                                // A job that panics (an actor's factory,
+                                // say) must not end the vat's loop: every
+                                // actor on the vat would go with it.
+                                Some(job) => if let Err(panic) = catch_unwind(AssertUnwindSafe(job)) {
+                                    let msg = crate::call::panic_message(&*panic);
+                                    tracing::error!("a job on vat {index} panicked: {msg}");
+                                },
                                 None => break,
                             }
                         }

@@ -15,6 +15,7 @@ mod link;
 pub(crate) mod memory;
 mod preauth;
 pub(crate) mod preauth_pool;
+pub(crate) mod reconnect;
 pub(crate) mod tcp;
 pub mod tls;
 mod window;
@@ -193,6 +194,10 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// Speak TLS, authenticating the worker this way; `None` for plain TCP.
     pub tls: Option<tls::ClientTls>,
+    /// Reconnect after the connection drops, under this policy; `None`
+    /// (the default) leaves a dropped connection dropped. TCP only. See
+    /// [`crate::Reconnect`].
+    pub reconnect: Option<reconnect::Reconnect>,
 }
 
 // --- Debug without the token (issue 16) ---
@@ -213,6 +218,7 @@ impl fmt::Debug for ConnectOptions {
             .field("heartbeat", &self.heartbeat)
             .field("connect_timeout", &self.connect_timeout)
             .field("tls", &self.tls)
+            .field("reconnect", &self.reconnect)
             .finish()
     }
 }
@@ -226,6 +232,7 @@ impl Default for ConnectOptions {
             heartbeat: Some(Heartbeat::default()),
             connect_timeout: Duration::from_secs(10),
             tls: None,
+            reconnect: None,
         }
     }
 }

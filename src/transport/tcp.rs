@@ -285,6 +285,26 @@ where
     S: 'static,
     F: Fn() -> S + Send + Sync + 'static,
 {
+    let calls = ActorCalls::with_metrics(opts.call_deadline, opts.metrics.as_ref());
+    serve_counted::<C, S, F>(rt, addr, make, opts, calls).await
+}
+
+/// [`serve`], counting the actor's calls in `calls`.
+///
+/// `make` runs once per vat; if it panics on any, serving fails with
+/// [`Error::StartFailed`] and nothing is left listening.
+pub(crate) async fn serve_counted<C, S, F>(
+    rt: &Runtime,
+    addr: &str,
+    make: F,
+    opts: ServeOptions,
+    calls: Arc<ActorCalls>,
+) -> Result<TcpServer>
+where
+    C: FromClientHook + FromServer<S>,
+    S: 'static,
+    F: Fn() -> S + Send + Sync + 'static,
+{
     opts.check_token()?;
     if opts.token.is_none() && opts.trust.is_none() {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr).await?.collect();
@@ -305,7 +325,7 @@ where
         accepting: CancellationToken::new(),
         closing: CancellationToken::new(),
         connections: CancellationToken::new(),
-        calls: ActorCalls::with_metrics(opts.call_deadline, opts.metrics.as_ref()),
+        calls,
         tracker: TaskTracker::new(),
         open: Arc::new(AtomicUsize::new(0)),
         preauth: PreauthPool::new(
@@ -319,7 +339,11 @@ where
     let make = Arc::new(make);
     let policy = Arc::new(GatePolicy::new(opts.gate_failures_per_second));
     let mut vats = Vec::with_capacity(rt.vat_count());
+    let mut started = Vec::with_capacity(rt.vat_count());
     for i in 0..rt.vat_count() {
+        let (report, heard) =
+            futures::channel::oneshot::channel::<std::result::Result<(), String>>();
+        started.push(heard);
         let (tx, rx) = mpsc::unbounded_channel::<Accepted>();
         vats.push(tx);
         let make = make.clone();
@@ -330,7 +354,16 @@ where
         let tracker = server.tracker.clone();
         let policy = policy.clone();
         rt.run_on_vat(i, move || {
-            let site = ServeSite::new(ActorMint::new::<C, S>(make()), calls, &opts, policy);
+            // A panicking factory must not take the vat's other actors down.
+            let server = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make())) {
+                Ok(server) => server,
+                Err(panic) => {
+                    let _ = report.send(Err(crate::call::panic_message(&*panic)));
+                    return;
+                }
+            };
+            let _ = report.send(Ok(()));
+            let site = ServeSite::new(ActorMint::new::<C, S>(server), calls, &opts, policy);
             tokio::task::spawn_local(vat_loop(
                 rx,
                 site,
@@ -365,6 +398,18 @@ where
             tracker,
         ));
     });
+    for heard in started {
+        match heard.await {
+            Ok(Ok(())) => {}
+            Ok(Err(msg)) => {
+                // Dropping the server stops the accept loop and the vats' loops.
+                return Err(Error::StartFailed(format!(
+                    "the actor's factory panicked: {msg}"
+                )));
+            }
+            Err(_) => return Err(Error::StartFailed("the runtime is shutting down".into())),
+        }
+    }
     tracing::info!(%local_addr, "serving");
     Ok(server)
 }
@@ -669,6 +714,9 @@ pub(crate) async fn connect<C: FromClientHook>(
     addr: &str,
     opts: &ConnectOptions,
 ) -> Result<Connection<C>> {
+    if opts.reconnect.is_some() {
+        return super::reconnect::connect(addr, opts).await;
+    }
     connect_with(addr, opts, |gate| {
         super::gatekeeper::open(gate, &opts.token)
     })
