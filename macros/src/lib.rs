@@ -5,7 +5,7 @@ use proc_macro::TokenStream;
 use quote::quote;
 use syn::{parse_macro_input, ItemFn};
 
-/// Marks an `async fn` as a test that runs inside [`capactor::block_on`]:
+/// Marks an `async fn` as a test that runs inside `capactor::block_on`:
 /// on the test's thread, in a tokio `LocalSet`, where capnp-rpc clients
 /// live. What `#[tokio::test]` is to tokio, as `#[actix_rt::test]` is to
 /// actix.
@@ -14,7 +14,7 @@ use syn::{parse_macro_input, ItemFn};
 ///
 /// # Examples
 ///
-/// ```ignore
+/// ```text
 /// #[capactor::test]
 /// async fn a_virtual_worker_answers() {
 ///     let rt = capactor::Runtime::builder().vats(1).build().unwrap();
