@@ -143,7 +143,7 @@ impl Worker {
     /// capactor::block_on(async {
     ///     let w = Worker::spawn_virtual(&rt, || TensorWorker::new("w", Quota::new(1 << 20))).unwrap();
     ///     assert_eq!(w.ones(capactor::actors::tensor::DType::F32, &[3]).sum().item().await.unwrap(), 3.0);
-    /// }).unwrap()
+    /// })
     /// .unwrap();
     /// ```
     pub fn spawn_virtual<S, F>(rt: &Runtime, make: F) -> Result<Self, Error>
