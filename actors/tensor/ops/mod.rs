@@ -19,15 +19,21 @@
 //! [`DType`] and the element traits (`dtype.rs`), [`OpError`]
 //! (`error.rs`), shape arithmetic (`shape.rs`), allocation under the quota
 //! (`alloc.rs`), the op table (`table.rs`), then the ops: elementwise,
-//! reductions, contractions, indexing, layout, makers and the byte layout.
+//! reductions, contractions, indexing (slices in `index.rs`, tensor
+//! indices and masks in `gather.rs`, assignment in `assign.rs`), layout,
+//! makers and the byte layout.
 
 mod alloc;
+mod assign;
 mod bytes;
 mod contract;
 mod dtype;
 mod elementwise;
 mod error;
+mod gather;
 mod index;
+#[cfg(test)]
+mod index_tests;
 mod layout;
 mod make;
 mod parallel;
