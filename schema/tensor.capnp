@@ -208,6 +208,36 @@ interface Tensor {
   clip @19 (min :Scalar, hasMin :Bool, max :Scalar, hasMax :Bool) -> (result :Tensor);
   # Each element clamped to [min, max] (either may be absent); the scalars
   # convert to the tensor's dtype; min > max gives max, as NumPy.
+
+  # Indexing with tensors (schema version 4). Indices have any integer
+  # dtype; negative ones count from the end; one out of range fails the
+  # call, naming it, the axis and its size.
+  takeAlongAxis @20 (indices :Tensor, axis :Int64) -> (result :Tensor);
+  # NumPy's take_along_axis: `indices` has this tensor's number of
+  # dimensions; outside `axis` the two shapes broadcast.
+  indexSelect @21 (indices :Tensor, axis :Int64) -> (result :Tensor);
+  # NumPy's take(x, indices, axis): shape x[:axis] + indices + x[axis+1:].
+  maskSelect @22 (mask :Tensor) -> (result :Tensor);
+  # NumPy's x[mask]: a bool mask of this tensor's shape or of its leading
+  # dimensions; shape [count] + the rest, in row-major order.
+  scatter @23 (indices :Tensor, values :Tensor, axis :Int64, accumulate :Bool) -> (result :Tensor);
+  # A new tensor: this one with `values` (broadcast to the indices' shape)
+  # written at `indices` along `axis` (NumPy's put_along_axis; outside
+  # `axis` the indices' dimensions are this tensor's or 1). Repeated
+  # indices: the last along the axis wins, or with `accumulate` all add
+  # up (torch's scatter_add, NumPy's add.at).
+
+  # Assignment (schema version 4): the only calls that change a tensor.
+  # The change is made in this tensor, so every holder of this capability
+  # sees it; tensors derived from it earlier, named copies (`store`) and
+  # handoff tickets keep the contents they had (copy-on-write). Calls on
+  # this capability run in the order they arrive: one pipelined after the
+  # assignment on the same connection sees it. A failed assignment writes
+  # nothing. The result is this same tensor, answered once written.
+  assign @24 (specs :List(SliceSpec), value :Tensor) -> (result :Tensor);
+  # x[specs] = value, `value` (of this dtype) broadcast to the slice.
+  assignMask @25 (mask :Tensor, value :Tensor) -> (result :Tensor);
+  # x[mask] = value, `value` broadcast to the selection's shape.
 }
 
 interface Sink {

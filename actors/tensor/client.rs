@@ -712,15 +712,7 @@ impl RemoteTensor {
     /// Slices the leading axes, Python style.
     pub fn slice(&self, specs: &[SliceSpec]) -> RemoteTensor {
         let mut req = self.client.slice_request();
-        let mut list = req.get().init_specs(specs.len() as u32);
-        for (i, s) in specs.iter().enumerate() {
-            let mut e = list.reborrow().get(i as u32);
-            e.set_has_start(s.start.is_some());
-            e.set_start(s.start.unwrap_or(0));
-            e.set_has_stop(s.stop.is_some());
-            e.set_stop(s.stop.unwrap_or(0));
-            e.set_step(s.step);
-        }
+        super::client_index::set_specs(req.get().init_specs(specs.len() as u32), specs);
         self.then(req.send().pipeline.get_result())
     }
 

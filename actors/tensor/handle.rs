@@ -349,6 +349,59 @@ impl Handle<RemoteTensor> {
         })
     }
 
+    /// [`RemoteTensor::take_along_axis`].
+    pub fn take_along_axis(&self, indices: &TensorHandle, axis: i64) -> TensorHandle {
+        self.zip(indices, move |x, i| x.take_along_axis(i, axis))
+    }
+
+    /// [`RemoteTensor::index_select`].
+    pub fn index_select(&self, indices: &TensorHandle, axis: i64) -> TensorHandle {
+        self.zip(indices, move |x, i| x.index_select(i, axis))
+    }
+
+    /// [`RemoteTensor::mask_select`].
+    pub fn mask_select(&self, mask: &TensorHandle) -> TensorHandle {
+        self.zip(mask, |x, m| x.mask_select(m))
+    }
+
+    /// [`RemoteTensor::scatter`].
+    pub fn scatter(
+        &self,
+        indices: &TensorHandle,
+        values: &TensorHandle,
+        axis: i64,
+    ) -> TensorHandle {
+        self.zip_all(&[indices, values], move |x, r| {
+            x.scatter(&r[0], &r[1], axis)
+        })
+    }
+
+    /// [`RemoteTensor::scatter_add`].
+    pub fn scatter_add(
+        &self,
+        indices: &TensorHandle,
+        values: &TensorHandle,
+        axis: i64,
+    ) -> TensorHandle {
+        self.zip_all(&[indices, values], move |x, r| {
+            x.scatter_add(&r[0], &r[1], axis)
+        })
+    }
+
+    /// [`RemoteTensor::assign`]: jobs run on the vat in order, so calls
+    /// made through this handle afterwards see the assignment.
+    #[must_use = "dropping the result may cancel the assignment"]
+    pub fn assign(&self, specs: &[SliceSpec], value: &TensorHandle) -> TensorHandle {
+        let specs = specs.to_vec();
+        self.zip(value, move |x, v| x.assign(&specs, v))
+    }
+
+    /// [`RemoteTensor::assign_mask`].
+    #[must_use = "dropping the result may cancel the assignment"]
+    pub fn assign_mask(&self, mask: &TensorHandle, value: &TensorHandle) -> TensorHandle {
+        self.zip_all(&[mask, value], |x, r| x.assign_mask(&r[0], &r[1]))
+    }
+
     /// [`RemoteTensor::copy_to`]: a copy on the worker `dest` names, which
     /// must be a handle of the same runtime.
     pub fn copy_to(&self, dest: &WorkerHandle) -> TensorHandle {

@@ -14,6 +14,7 @@
 //!   (docs/EXTENDING.md).
 
 mod client;
+mod client_index;
 mod client_io;
 mod codec;
 mod download;

@@ -7,6 +7,8 @@ use std::rc::{Rc, Weak};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::RwLock;
+
 use super::codec;
 use super::download::{self, ReadTo};
 use super::ops::{self, Alloc, Array, OpError, SliceSpec};
@@ -16,6 +18,9 @@ use super::state::{Named, WorkerState};
 use crate::schema::tensor_capnp::tensor;
 use crate::Error;
 use capnp::capability::DynClientHook;
+use write::Place;
+
+mod write;
 
 /// Ops whose inputs hold more elements than this run on tokio's blocking
 /// pool, so one big matmul does not stall every other call on the vat.
@@ -103,6 +108,7 @@ impl Store {
         let cap = Rc::new(TensorCap {
             value: Arc::new(Mutex::new(Some((stored, held)))),
             store: Rc::downgrade(self),
+            turns: RwLock::new(()),
         });
         self.tensors
             .borrow_mut()
@@ -126,8 +132,13 @@ impl Store {
     /// resolves cannot hold the call for ever. (capnp-rpc 0.27 clients never
     /// resolve a promise they pass on from a third connection; such an
     /// argument fails at the deadline, a settled one at once.)
+    ///
+    /// An argument with an assignment under way (or queued ahead) is read
+    /// once that is done, as a call on it would be.
     pub(crate) async fn resolve(&self, client: tensor::Client) -> Result<Arc<Array>, Error> {
-        self.resolve_cap(client).await?.array()
+        let cap = self.resolve_cap(client).await?;
+        let _turn = cap.turns.read().await;
+        cap.array()
     }
 
     /// The array behind a tensor capability of ours and the bytes it holds
@@ -142,7 +153,7 @@ impl Store {
     }
 
     /// The capability behind `client` (see [`Store::resolve`]).
-    async fn resolve_cap(&self, client: tensor::Client) -> Result<Rc<TensorCap>, Error> {
+    pub(crate) async fn resolve_cap(&self, client: tensor::Client) -> Result<Rc<TensorCap>, Error> {
         let hook = bounded(settle(client.client.hook)).await??;
         if hook.get_brand() == 0 {
             let cap = self
@@ -197,6 +208,13 @@ type Slot = Arc<Mutex<Option<(Stored, Arc<Held>)>>>;
 pub(crate) struct TensorCap {
     value: Slot,
     store: Weak<Store>,
+    /// Orders the calls on this capability around assignments: each call
+    /// that reads the contents takes a read turn before it looks at them,
+    /// an assignment takes the write turn for its whole run. The lock is
+    /// FIFO and each call queues for its turn before its first await, so
+    /// calls run in the order they arrive (E-order): a read sent after an
+    /// assignment waits for it, one sent before it is not held up.
+    turns: RwLock<()>,
 }
 
 impl Drop for TensorCap {
@@ -241,6 +259,13 @@ impl TensorCap {
         Ok(a)
     }
 
+    /// The array once every assignment queued ahead of this call is done
+    /// (see [`TensorCap::turns`]).
+    async fn current(&self) -> Result<Arc<Array>, Error> {
+        let _turn = self.turns.read().await;
+        self.array()
+    }
+
     /// Refuses a single-message read of a tensor too large for one.
     fn single_message(&self, a: &Array) -> Result<(), Error> {
         let limit = self.store()?.state.options.max_single_message;
@@ -265,7 +290,7 @@ impl TensorCap {
     where
         F: FnOnce(&Array, &dyn Alloc) -> Result<Array, OpError> + Send + 'static,
     {
-        let a = self.array()?;
+        let a = self.current().await?;
         self.store()?
             .compute(a.len(), move |alloc| op(&a, alloc))
             .await
@@ -277,7 +302,7 @@ impl TensorCap {
         F: FnOnce(&Array, &Array, &dyn Alloc) -> Result<Array, OpError> + Send + 'static,
     {
         let store = self.store()?;
-        let a = self.array()?;
+        let a = self.current().await?;
         let b = store.resolve(other).await?;
         store
             .compute(a.len() + b.len(), move |alloc| op(&a, &b, alloc))
@@ -308,7 +333,7 @@ impl tensor::Server for TensorCap {
         _: tensor::ReadParams,
         mut results: tensor::ReadResults,
     ) -> Result<(), capnp::Error> {
-        let a = self.array()?;
+        let a = self.current().await?;
         self.single_message(&a)?;
         crate::call::Guard::current().reserve_reply(a.nbytes() as u64)?;
         codec::encode(&a, results.get().init_data())?;
@@ -323,7 +348,10 @@ impl tensor::Server for TensorCap {
         let p = params.get()?;
         let take = p.get_move();
         let req = ReadTo::from_params(p)?;
-        let (stored, _) = self.value()?;
+        let (stored, _) = {
+            let _turn = self.turns.read().await;
+            self.value()?
+        };
         download::send(&stored, req, results).await?;
         if take {
             self.clear();
@@ -337,7 +365,10 @@ impl tensor::Server for TensorCap {
         mut results: tensor::HandoffResults,
     ) -> Result<(), capnp::Error> {
         let take = params.get()?.get_move();
-        let (stored, held) = self.value()?;
+        let (stored, held) = {
+            let _turn = self.turns.read().await;
+            self.value()?
+        };
         let state = self.store()?.state.clone();
         let moved = take.then(|| self.value.clone());
         let ticket = crate::ticket::mint(
@@ -549,16 +580,7 @@ impl tensor::Server for TensorCap {
         params: tensor::SliceParams,
         mut results: tensor::SliceResults,
     ) -> Result<(), capnp::Error> {
-        let specs: Vec<SliceSpec> = params
-            .get()?
-            .get_specs()?
-            .iter()
-            .map(|s| SliceSpec {
-                start: s.get_has_start().then(|| s.get_start()),
-                stop: s.get_has_stop().then(|| s.get_stop()),
-                step: s.get_step(),
-            })
-            .collect();
+        let specs = slice_specs(params.get()?.get_specs()?);
         result!(
             results,
             self.unary_op(move |a, m| Array::slice(a, &specs, m)).await
@@ -584,7 +606,7 @@ impl tensor::Server for TensorCap {
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
         let store = self.store()?;
-        let cond = self.array()?;
+        let cond = self.current().await?;
         let t = store.resolve(p.get_if_true()?).await?;
         let f = store.resolve(p.get_if_false()?).await?;
         let n = cond.len() + t.len() + f.len();
@@ -596,11 +618,94 @@ impl tensor::Server for TensorCap {
         )
     }
 
+    async fn take_along_axis(
+        self: Rc<Self>,
+        params: tensor::TakeAlongAxisParams,
+        mut results: tensor::TakeAlongAxisResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let axis = p.get_axis();
+        result!(
+            results,
+            self.binary_op(p.get_indices()?, move |a, i, m| {
+                Array::take_along_axis(a, i, axis, m)
+            })
+            .await
+        )
+    }
+
+    async fn index_select(
+        self: Rc<Self>,
+        params: tensor::IndexSelectParams,
+        mut results: tensor::IndexSelectResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let axis = p.get_axis();
+        result!(
+            results,
+            self.binary_op(p.get_indices()?, move |a, i, m| {
+                Array::index_select(a, i, axis, m)
+            })
+            .await
+        )
+    }
+
+    async fn mask_select(
+        self: Rc<Self>,
+        params: tensor::MaskSelectParams,
+        mut results: tensor::MaskSelectResults,
+    ) -> Result<(), capnp::Error> {
+        let mask = params.get()?.get_mask()?;
+        result!(results, self.binary_op(mask, Array::mask_select).await)
+    }
+
+    async fn scatter(
+        self: Rc<Self>,
+        params: tensor::ScatterParams,
+        mut results: tensor::ScatterResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let (axis, acc) = (p.get_axis(), p.get_accumulate());
+        let store = self.store()?;
+        let a = self.current().await?;
+        let i = store.resolve(p.get_indices()?).await?;
+        let v = store.resolve(p.get_values()?).await?;
+        let n = a.len() + i.len() + v.len();
+        result!(
+            results,
+            store
+                .compute(n, move |m| Array::scatter(&a, &i, &v, axis, acc, m))
+                .await
+        )
+    }
+
+    async fn assign(
+        self: Rc<Self>,
+        params: tensor::AssignParams,
+        mut results: tensor::AssignResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let specs = slice_specs(p.get_specs()?);
+        let value = p.get_value()?;
+        result!(results, self.write_at(Place::Slice(specs), value).await)
+    }
+
+    async fn assign_mask(
+        self: Rc<Self>,
+        params: tensor::AssignMaskParams,
+        mut results: tensor::AssignMaskResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let (mask, value) = (p.get_mask()?, p.get_value()?);
+        result!(results, self.write_at(Place::Mask(mask), value).await)
+    }
+
     async fn take(
         self: Rc<Self>,
         _: tensor::TakeParams,
         mut results: tensor::TakeResults,
     ) -> Result<(), capnp::Error> {
+        let _turn = self.turns.read().await;
         let a = self.array()?;
         self.single_message(&a)?;
         crate::call::Guard::current().reserve_reply(a.nbytes() as u64)?;
@@ -609,6 +714,19 @@ impl tensor::Server for TensorCap {
         self.clear();
         Ok(())
     }
+}
+
+/// The slices of a `Tensor.slice` or `assign` call.
+fn slice_specs(
+    list: capnp::struct_list::Reader<'_, crate::schema::tensor_capnp::slice_spec::Owned>,
+) -> Vec<SliceSpec> {
+    list.iter()
+        .map(|s| SliceSpec {
+            start: s.get_has_start().then(|| s.get_start()),
+            stop: s.get_has_stop().then(|| s.get_stop()),
+            step: s.get_step(),
+        })
+        .collect()
 }
 
 /// Answers `Tensor.meta` for `a`, in memory or spilled (without reading it).

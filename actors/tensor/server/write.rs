@@ -1,0 +1,140 @@
+//! Assignment into a tensor capability (`Tensor.assign`, `assignMask`):
+//! the one place where a tensor's contents change.
+//!
+//! The rules (docs/PROTOCOL.md, "Assignment"):
+//!
+//! * The write is made in the capability's own contents, so every holder
+//!   of this capability sees it.
+//! * Everything else that has the contents keeps what it had: results
+//!   derived earlier are new arrays anyway; a named copy (`store`), a
+//!   handoff ticket, or an op still reading them share the array, and then
+//!   the assignment writes into a copy (counted against the quotas before
+//!   it is made) and swaps it in. Only an array no one else holds is
+//!   written in place.
+//! * The call holds the capability's write turn from the moment it
+//!   arrives: calls on this capability that arrive later wait for it,
+//!   earlier ones do not.
+//! * Everything is checked before the first element is written, and the
+//!   contents are swapped (or written) in one step on the vat, so a
+//!   failed or cancelled assignment changes nothing.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::{Store, TensorCap, OFFLOAD_ELEMENTS};
+use crate::actors::tensor::ops::{self, Array, OpError, SliceSpec};
+use crate::actors::tensor::quota::Reservation;
+use crate::actors::tensor::spill::Stored;
+use crate::actors::tensor::state::lock;
+use crate::schema::tensor_capnp::tensor;
+use crate::Error;
+
+/// Where an assignment writes.
+pub(super) enum Place {
+    /// `x[specs] = value`.
+    Slice(Vec<SliceSpec>),
+    /// `x[mask] = value`; the mask is a tensor argument.
+    Mask(tensor::Client),
+}
+
+/// A checked assignment, ready to write.
+enum Write {
+    Slice(Vec<SliceSpec>, Arc<Array>),
+    Mask(Arc<Array>, Arc<Array>),
+}
+
+impl Write {
+    fn op(&self) -> &'static str {
+        match self {
+            Write::Slice(..) => "assign",
+            Write::Mask(..) => "assignMask",
+        }
+    }
+
+    fn check(&self, target: &Array) -> Result<(), OpError> {
+        match self {
+            Write::Slice(specs, v) => Array::check_assign_slice(target, specs, v),
+            Write::Mask(m, v) => Array::check_assign_mask(target, m, v),
+        }
+    }
+
+    fn apply(&self, target: &mut Array) -> Result<(), OpError> {
+        match self {
+            Write::Slice(specs, v) => Array::assign_slice(target, specs, v),
+            Write::Mask(m, v) => Array::assign_mask(target, m, v),
+        }
+    }
+}
+
+/// A tensor argument of an assignment. It is read as it is, without
+/// waiting for its own turn: an assignment holding its write turn never
+/// waits for another's, so two assignments reading each other's targets
+/// cannot deadlock (and `x.assign(s, x)` reads `x` as it was).
+async fn argument(store: &Store, client: tensor::Client) -> Result<Arc<Array>, Error> {
+    store.resolve_cap(client).await?.array()
+}
+
+impl TensorCap {
+    /// Runs an assignment (see the module docs) and answers with this
+    /// capability.
+    pub(super) async fn write_at(
+        self: &Rc<Self>,
+        place: Place,
+        value: tensor::Client,
+    ) -> Result<tensor::Client, Error> {
+        let _turn = self.turns.write().await;
+        let store = self.store()?;
+        let value = argument(&store, value).await?;
+        let write = match place {
+            Place::Slice(specs) => Write::Slice(specs, value),
+            Place::Mask(mask) => Write::Mask(argument(&store, mask).await?, value),
+        };
+        let current = self.array()?;
+        write.check(&current)?;
+        drop(current);
+        if !self.write_in_place(&write)? {
+            self.write_copy(&store, write).await?;
+        }
+        Ok(crate::new_client_from_rc(self.clone()))
+    }
+
+    /// Writes into the contents if nothing else holds them; `false` if
+    /// something does.
+    fn write_in_place(&self, write: &Write) -> Result<bool, Error> {
+        let mut slot = lock(&self.value);
+        match slot.as_mut() {
+            Some((Stored::Mem(array), _)) => match Arc::get_mut(array) {
+                Some(a) => write.apply(a).map(|()| true).map_err(Error::from),
+                None => Ok(false),
+            },
+            Some((Stored::Disk(_), _)) => Ok(false),
+            None => Err(Error::invalid("tensor has been moved to another worker")),
+        }
+    }
+
+    /// Writes into a copy, reserved first, and swaps it in.
+    async fn write_copy(&self, store: &Store, write: Write) -> Result<(), Error> {
+        let current = self.array()?;
+        let res = Reservation::new(&store.state.quota);
+        ops::reserve(&res, write.op(), current.shape(), current.dtype())?;
+        let big = current.len() > OFFLOAD_ELEMENTS;
+        let job = move || {
+            let mut copy = (*current).clone();
+            write.apply(&mut copy).map(|()| copy)
+        };
+        let copy = if big {
+            tokio::task::spawn_blocking(job)
+                .await
+                .map_err(|e| Error::internal(format_args!("tensor op task failed: {e}")))??
+        } else {
+            job()?
+        };
+        let held = Arc::new(res.keep(copy.nbytes() as u64));
+        let mut slot = lock(&self.value);
+        match slot.as_mut() {
+            Some(v) => *v = (Stored::Mem(Arc::new(copy)), held),
+            None => return Err(Error::invalid("tensor has been moved to another worker")),
+        }
+        Ok(())
+    }
+}
