@@ -6,10 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use capactor::actors::tensor::ops::ReduceOp;
-use capactor::actors::tensor::{Quota, RemoteTensor, Scalar, TensorWorker, Worker};
+use capactor::actors::tensor::ops::{ReduceOp, SliceSpec};
+use capactor::actors::tensor::{DType, Quota, RemoteTensor, Scalar, TensorWorker, Worker};
 use capactor::schema::tensor_capnp::tensor_worker;
-use common::{each, within, ALL};
+use common::{each, within, ALL, REMOTE};
 use ndarray::{array, ArrayD};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -125,5 +125,231 @@ fn schema_v4_ops_pipeline_and_match_numpy() {
             }
         }
         close(&x.sum(), &[9.5]).await;
+    });
+}
+
+async fn i64s(t: &RemoteTensor) -> Vec<i64> {
+    let a = within(LIMIT, t.to_ndarray::<i64>()).await.unwrap();
+    a.into_raw_vec_and_offset().0
+}
+
+async fn error_of(t: &RemoteTensor) -> String {
+    within(LIMIT, t.to_array()).await.unwrap_err().to_string()
+}
+
+fn spec(start: Option<i64>, stop: Option<i64>, step: i64) -> SliceSpec {
+    SliceSpec::new(start, stop, step)
+}
+
+#[test]
+fn indexing_ops_pipeline_and_match_numpy() {
+    each(&ALL, |h| async move {
+        let q = Quota::new(1 << 26);
+        let s = h
+            .spawn::<tensor_worker::Client, _, _>(move || TensorWorker::new("t", q.clone()))
+            .await;
+        let w = Worker::new(s.client.clone());
+        // x = np.arange(12.).reshape(3, 4)
+        let x = w.arange(DType::F64, 0.0, 12.0, 1.0).reshape(&[3, 4]);
+        let idx = w.tensor(&array![[3i64, -4], [0, 1], [-1, -1]].into_dyn());
+        let rows = w.tensor(&array![2i32, 0, 2].into_dyn());
+        // All sent before the first answer.
+        let along = x.take_along_axis(&idx, 1);
+        let taken = x.index_select(&rows, 0);
+        let picked = x.mask_select(&x.gt_scalar(6.5));
+        let row_mask = x.mask_select(&w.tensor(&array![false, true, true].into_dyn()));
+        let z = w.full(DType::I64, &[2, 3], 0i64);
+        let at = w.tensor(&array![[0i64, 0], [2, -1]].into_dyn());
+        let vals = w.tensor(&array![[1i64, 2], [3, 4]].into_dyn());
+        let scattered = z.scatter(&at, &vals, 1);
+        let added = z.scatter_add(&at, &vals, 1);
+
+        // np.take_along_axis(x, idx, 1)
+        close(&along, &[3.0, 0.0, 4.0, 5.0, 11.0, 11.0]).await;
+        // np.take(x, [2, 0, 2], 0)
+        let want: Vec<f64> = [8., 9., 10., 11., 0., 1., 2., 3., 8., 9., 10., 11.].to_vec();
+        close(&taken, &want).await;
+        close(&picked, &[7.0, 8.0, 9.0, 10.0, 11.0]).await;
+        assert_eq!(within(LIMIT, row_mask.shape()).await.unwrap(), [2, 4]);
+        close(&row_mask, &(4..12).map(f64::from).collect::<Vec<_>>()).await;
+        // Repeated index 0 in row 0: the last wins, or both add up.
+        assert_eq!(i64s(&scattered).await, [2, 0, 0, 0, 0, 4]);
+        assert_eq!(i64s(&added).await, [3, 0, 0, 0, 0, 7]);
+        assert_eq!(i64s(&z).await, [0; 6]);
+
+        // Bad input fails only its call, naming the op and what was wrong.
+        let floats = w.tensor(&array![0.0f64, 1.0].into_dyn());
+        for (t, words) in [
+            (
+                x.take_along_axis(&w.tensor(&array![[4i64]].into_dyn()), 1),
+                &["takeAlongAxis:", "index 4", "axis 1", "size 4"][..],
+            ),
+            (
+                x.index_select(&floats, 0),
+                &["indexSelect:", "integer dtype", "f64"][..],
+            ),
+            (
+                x.index_select(&rows, 0)
+                    .index_select(&rows.add_scalar(5), -2),
+                &["indexSelect:", "index 7", "axis 0", "size 3"][..],
+            ),
+            (
+                x.mask_select(&w.tensor(&array![true, false].into_dyn())),
+                &["maskSelect:", "[2]", "[3, 4]"][..],
+            ),
+            (z.scatter(&at, &floats, 1), &["scatter:", "i64", "f64"][..]),
+        ] {
+            let msg = error_of(&t).await;
+            for word in words {
+                assert!(msg.contains(word), "{msg:?} should mention {word:?}");
+            }
+        }
+        close(&x.sum(), &[66.0]).await;
+    });
+}
+
+/// Over a connection (virtual, TCP), calls on one capability are run in
+/// the order they arrive: reads sent right after an assignment, without
+/// waiting for it, see it; one sent just before it does not.
+#[test]
+fn reads_pipelined_after_an_assignment_over_a_connection_see_it() {
+    each(&REMOTE, |h| async move {
+        let q = Quota::new(1 << 26);
+        let s = h
+            .spawn::<tensor_worker::Client, _, _>(move || TensorWorker::new("t", q.clone()))
+            .await;
+        let w = Worker::new(s.client.clone());
+        let x = w.arange(DType::I64, 0.0, 6.0, 1.0).reshape(&[2, 3]);
+        let before = x.add_scalar(0i64);
+        // The value is itself a pipelined result, so the worker has to
+        // wait for it before it can write.
+        let value = w.tensor(&array![[1i64], [2]].into_dyn()).neg();
+        let done = x.assign(&[spec(None, None, 1), spec(None, None, 2)], &value);
+        let after = x.mul_scalar(1i64);
+        let want = [-1, 1, -1, -2, 4, -2];
+        assert_eq!(i64s(&x).await, want);
+        assert_eq!(i64s(&after).await, want);
+        assert_eq!(i64s(&before).await, [0, 1, 2, 3, 4, 5]);
+        assert_eq!(i64s(&done).await, want);
+    });
+}
+
+/// Each statement of docs/PROTOCOL.md's "Assignment" section that holds
+/// on every transport.
+#[test]
+fn assignment_is_seen_by_every_holder_and_by_nothing_derived() {
+    each(&ALL, |h| async move {
+        let q = Quota::new(1 << 26);
+        let s = h
+            .spawn::<tensor_worker::Client, _, _>(move || TensorWorker::new("t", q.clone()))
+            .await;
+        let w = Worker::new(s.client.clone());
+        let x = w.arange(DType::I64, 0.0, 6.0, 1.0).reshape(&[2, 3]);
+        let holder = x.clone();
+        // Derived before the assignment, and a named copy.
+        let derived = x.add_scalar(0i64);
+        let sliced = x.slice(&[spec(Some(1), None, 1)]);
+        within(LIMIT, w.store("before", &x, None)).await.unwrap();
+        // Made, not just sent: the local transport runs a call only once
+        // something waits for it.
+        within(LIMIT, derived.shape()).await.unwrap();
+        within(LIMIT, sliced.shape()).await.unwrap();
+        // x[:, ::2] = [[-1], [-2]]; its result answers once written (on
+        // the local transport, which has no connection to order calls,
+        // that is how to wait for it).
+        let value = w.tensor(&array![[1i64], [2]].into_dyn()).neg();
+        let done = x.assign(&[spec(None, None, 1), spec(None, None, 2)], &value);
+        let want = [-1, 1, -1, -2, 4, -2];
+        assert_eq!(i64s(&done).await, want);
+        assert_eq!(i64s(&x).await, want);
+        assert_eq!(i64s(&holder).await, want);
+        assert_eq!(i64s(&derived).await, [0, 1, 2, 3, 4, 5]);
+        assert_eq!(i64s(&sliced).await, [3, 4, 5]);
+        assert_eq!(i64s(&w.load("before")).await, [0, 1, 2, 3, 4, 5]);
+        // Writing through the named copy changes neither.
+        let again = w.load("before");
+        let one = w.full(DType::I64, &[], 1i64);
+        assert_eq!(i64s(&again.assign(&[], &one)).await, [1; 6]);
+        assert_eq!(i64s(&w.load("before")).await, [0, 1, 2, 3, 4, 5]);
+        assert_eq!(i64s(&x).await, want);
+
+        // Through a mask, chained on the assignment's result.
+        let odd = x.lt_scalar(0i64);
+        let zeros = w.full(DType::I64, &[], 0i64);
+        let masked = done.assign_mask(&odd, &zeros);
+        assert_eq!(i64s(&masked).await, [0, 1, 0, 0, 4, 0]);
+        assert_eq!(i64s(&x).await, [0, 1, 0, 0, 4, 0]);
+
+        // A failed assignment fails that call, names the op and the shapes,
+        // and writes nothing; the worker goes on serving.
+        for (t, words) in [
+            (
+                x.assign(
+                    &[spec(None, Some(1), 1)],
+                    &w.tensor(&array![1i64, 2].into_dyn()),
+                ),
+                &["assign:", "shape [2]", "slice of shape [1, 3]"][..],
+            ),
+            (
+                x.assign(&[], &w.tensor(&array![1.0f64].into_dyn())),
+                &["assign:", "f64", "i64"][..],
+            ),
+            (
+                x.assign(&[spec(None, None, 0)], &zeros),
+                &["assign:", "step"][..],
+            ),
+            (
+                x.assign_mask(&w.tensor(&array![true].into_dyn()), &zeros),
+                &["assignMask:", "[1]", "[2, 3]"][..],
+            ),
+            (
+                x.assign_mask(&odd, &w.tensor(&array![1i64, 2].into_dyn())),
+                &["assignMask:", "shape [2]", "selection of shape [4]"][..],
+            ),
+            (
+                x.assign_mask(&zeros, &zeros),
+                &["assignMask:", "bool", "i64"][..],
+            ),
+        ] {
+            let msg = error_of(&t).await;
+            for word in words {
+                assert!(msg.contains(word), "{msg:?} should mention {word:?}");
+            }
+            assert_eq!(i64s(&x).await, [0, 1, 0, 0, 4, 0]);
+        }
+        // A chain on a failed assignment reports its error.
+        let bad = x.assign(&[], &w.tensor(&array![1i64, 2].into_dyn()));
+        let msg = error_of(&bad.sum()).await;
+        assert!(msg.contains("assign: could not broadcast"), "{msg}");
+        assert_eq!(i64s(&x.sum()).await, [5]);
+    });
+}
+
+#[test]
+fn assignment_copies_under_the_quota_when_the_contents_are_shared() {
+    each(&ALL, |h| async move {
+        // Room for the tensor and a little more, not for a second copy.
+        let q = Quota::new(8 * 1000 + 4000);
+        let s = h
+            .spawn::<tensor_worker::Client, _, _>(move || TensorWorker::new("t", q.clone()))
+            .await;
+        let w = Worker::new(s.client.clone());
+        let x = w.full(DType::F64, &[1000], 1.0);
+        let two = w.full(DType::F64, &[], 2.0);
+        within(LIMIT, w.store("shared", &x, None)).await.unwrap();
+        // The named copy shares the contents: writing needs a copy, and
+        // there is no room for one.
+        let msg = error_of(&x.assign(&[spec(None, Some(10), 1)], &two)).await;
+        assert!(msg.contains("memory limit exceeded"), "{msg}");
+        close(&x.sum(), &[1000.0]).await;
+        // Alone again, it is written in place, within the quota.
+        within(LIMIT, w.delete("shared")).await.unwrap();
+        let done = x.assign(&[spec(None, Some(10), 1)], &two);
+        close(&done.sum(), &[1010.0]).await;
+        close(
+            &x.slice(&[spec(Some(8), Some(12), 1)]),
+            &[2.0, 2.0, 1.0, 1.0],
+        )
+        .await;
     });
 }

@@ -82,12 +82,39 @@ impl TensorCap {
         place: Place,
         value: tensor::Client,
     ) -> Result<tensor::Client, Error> {
-        let _turn = self.turns.write().await;
         let store = self.store()?;
-        let value = argument(&store, value).await?;
-        let write = match place {
-            Place::Slice(specs) => Write::Slice(specs, value),
-            Place::Mask(mask) => Write::Mask(argument(&store, mask).await?, value),
+        let (place_specs, place) = match place {
+            Place::Slice(specs) => (Some(specs), None),
+            Place::Mask(mask) => (None, Some(mask)),
+        };
+        let mut value = std::pin::pin!(argument(&store, value));
+        let mask = place;
+        let mut mask = std::pin::pin!(async {
+            match mask {
+                Some(m) => argument(&store, m).await.map(Some),
+                None => Ok(None),
+            }
+        });
+        // Set the arguments going before taking the turn: the local
+        // transport dispatches a call only once something polls it, and
+        // an argument made from this tensor (`x.assign(s, x.neg())`) must
+        // have taken its read turn first, or it would wait for this
+        // assignment, which waits for it.
+        let early_value = futures::poll!(value.as_mut());
+        let early_mask = futures::poll!(mask.as_mut());
+        let _turn = self.turns.write().await;
+        let value = match early_value {
+            std::task::Poll::Ready(v) => v?,
+            std::task::Poll::Pending => value.await?,
+        };
+        let mask = match early_mask {
+            std::task::Poll::Ready(m) => m?,
+            std::task::Poll::Pending => mask.await?,
+        };
+        let write = match (place_specs, mask) {
+            (Some(specs), _) => Write::Slice(specs, value),
+            (None, Some(mask)) => Write::Mask(mask, value),
+            (None, None) => return Err(Error::internal("assignment without a place")),
         };
         let current = self.array()?;
         write.check(&current)?;
