@@ -113,17 +113,30 @@ fn assign_slice_typed<T: Elem>(
     Ok(())
 }
 
-/// Checks `x[mask] = value`: the mask's elements, the shape of the rows
-/// written, and the value spread over them.
+/// A checked `x[mask] = value`.
+struct MaskWrite<'m, 'a, T> {
+    /// The mask's elements, row-major.
+    mask: Cow<'m, [bool]>,
+    /// Elements per selected row.
+    inner: usize,
+    /// The value spread over the selection.
+    value: ArrayViewD<'a, T>,
+}
+
+/// Checks `x[mask] = value`.
 fn plan_mask<'a, 'm, T: Elem>(
     shape: &[usize],
     mask: &'m Array,
     value: &'a Array,
-) -> Result<(Cow<'m, [bool]>, usize, ArrayViewD<'a, T>), OpError> {
+) -> Result<MaskWrite<'m, 'a, T>, OpError> {
     let value = value_of::<T>(ASSIGN_MASK, value)?;
-    let (m, selected) = mask_plan(ASSIGN_MASK, shape, mask)?;
-    let v = spread(ASSIGN_MASK, value, &selected, "selection")?;
-    Ok((m, selected[1..].iter().product(), v))
+    let (mask, selected) = mask_plan(ASSIGN_MASK, shape, mask)?;
+    let value = spread(ASSIGN_MASK, value, &selected, "selection")?;
+    Ok(MaskWrite {
+        mask,
+        inner: selected[1..].iter().product(),
+        value,
+    })
 }
 
 fn check_mask_typed<T: Elem>(x: &ArrayD<T>, mask: &Array, value: &Array) -> Result<(), OpError> {
@@ -135,7 +148,11 @@ fn assign_mask_typed<T: Elem>(
     mask: &Array,
     value: &Array,
 ) -> Result<(), OpError> {
-    let (m, inner, v) = plan_mask::<T>(x.shape(), mask, value)?;
+    let MaskWrite {
+        mask: m,
+        inner,
+        value: v,
+    } = plan_mask::<T>(x.shape(), mask, value)?;
     if !x.is_standard_layout() {
         *x = x.as_standard_layout().into_owned();
     }
