@@ -268,6 +268,7 @@ def ops_cases():
                       {"call": "Tensor.take", "on": "a", "expect": expect_tensor(t)},
                       {"call": "Tensor.read", "on": "a", "expect": error("failed", "tensor has been moved")}))
     cases += v4_ops_cases()
+    cases += index_ops_cases()
     return cases
 
 
@@ -317,6 +318,55 @@ def v4_ops_cases():
     cases.append(call("Tensor.clip", {"min": {"float": -1.0}, "hasMin": True, "max": {"float": 2.0},
                                       "hasMax": True}, f, np.clip(f, -1.0, 2.0), "f64"))
     return cases
+
+
+def index_ops_cases():
+    """Indexing with tensors and assignment (schema version 4), against NumPy."""
+    f, i = F.astype(np.float64), I.astype(np.int64)
+    ref = lambda n: {"$ref": n}
+    along = np.array([[2, -3], [0, 0]], np.int64)
+    rows = np.array([1, -2, 1], np.int32)
+    at = np.array([[0, 0, 2], [1, -1, 1]], np.int64)
+    vals = np.array([[1, 2, 3], [4, 5, 6]], np.int64)
+    scattered, added = i.copy(), i.copy()
+    np.put_along_axis(scattered, at, vals, axis=1)
+    np.add.at(added, (np.arange(2)[:, None], at), vals)
+    assigned = f.copy()
+    assigned[:, ::2] = np.array([[-1.0], [-2.0]])
+    masked = assigned.copy()
+    masked[B] = 9.0
+    every = {"hasStart": False, "hasStop": False, "step": 1}
+    evens = {"hasStart": False, "hasStop": False, "step": 2}
+    return [
+        case("Tensor.takeAlongAxis f64", open_gate(), make("a", f), make("i", along),
+             {"call": "Tensor.takeAlongAxis", "on": "a", "args": {"indices": ref("i"), "axis": -1},
+              "as": {"y": "result"}}, read("y", np.take_along_axis(f, along, -1))),
+        case("Tensor.indexSelect i64 with i32 indices", open_gate(), make("a", i), make("i", rows),
+             {"call": "Tensor.indexSelect", "on": "a", "args": {"indices": ref("i"), "axis": 0},
+              "as": {"y": "result"}}, read("y", np.take(i, rows, axis=0))),
+        case("Tensor.maskSelect f64", open_gate(), make("a", f), make("m", B),
+             {"call": "Tensor.maskSelect", "on": "a", "args": {"mask": ref("m")},
+              "as": {"y": "result"}}, read("y", f[B])),
+        case("Tensor.scatter i64, the last repeated index wins", open_gate(), make("a", i),
+             make("i", at), make("v", vals),
+             {"call": "Tensor.scatter", "on": "a",
+              "args": {"indices": ref("i"), "values": ref("v"), "axis": 1, "accumulate": False},
+              "as": {"y": "result"}}, read("y", scattered)),
+        case("Tensor.scatter accumulate i64 adds repeated indices", open_gate(), make("a", i),
+             make("i", at), make("v", vals),
+             {"call": "Tensor.scatter", "on": "a",
+              "args": {"indices": ref("i"), "values": ref("v"), "axis": 1, "accumulate": True},
+              "as": {"y": "result"}}, read("y", added)),
+        case("Tensor.assign then assignMask, read pipelined on the same tensor", open_gate(),
+             make("a", f), make("v", np.array([[-1.0], [-2.0]])), make("m", B),
+             make("nine", np.array(9.0)),
+             {"call": "Tensor.assign", "on": "a", "args": {"specs": [every, evens], "value": ref("v")},
+              "as": {"done": "result"}},
+             read("a", assigned),
+             {"call": "Tensor.assignMask", "on": "a", "args": {"mask": ref("m"), "value": ref("nine")},
+              "as": {"done2": "result"}},
+             read("done2", masked), read("a", masked)),
+    ]
 
 
 def gate_cases():
@@ -479,6 +529,30 @@ def bad_input_cases():
              {"call": "TensorWorker.full", "on": "worker",
               "args": {"dtype": "f64", "shape": [1099511627776, 1099511627776], "value": {"float": 0}},
               "expect": error("failed", "shape [1099511627776, 1099511627776] is too large")}),
+        case("an index out of range is refused, naming it and the axis", open_gate(),
+             make("a", F), make("i", np.array([0, 3])),
+             {"call": "Tensor.indexSelect", "on": "a", "args": {"indices": {"$ref": "i"}, "axis": -1},
+              "as": {"y": "result"}},
+             {"call": "Tensor.meta", "on": "y",
+              "expect": error("failed", "indexSelect: index 3 is out of bounds for axis 1 with size 3")}),
+        case("a float index tensor is refused", open_gate(), make("a", F),
+             {"call": "Tensor.takeAlongAxis", "on": "a", "args": {"indices": {"$ref": "a"}, "axis": 0},
+              "as": {"y": "result"}},
+             {"call": "Tensor.meta", "on": "y",
+              "expect": error("failed", "takeAlongAxis: indices must have an integer dtype, not f64")}),
+        case("a mask of the wrong shape is refused", open_gate(), make("a", F),
+             make("m", np.array([True, False, True])),
+             {"call": "Tensor.maskSelect", "on": "a", "args": {"mask": {"$ref": "m"}}, "as": {"y": "result"}},
+             {"call": "Tensor.meta", "on": "y",
+              "expect": error("failed", "maskSelect: mask of shape [3] does not match the array of shape [2, 3]")}),
+        case("an assignment that does not broadcast writes nothing", open_gate(), make("a", F),
+             make("v", np.array([1.0, 2.0])),
+             {"call": "Tensor.assign", "on": "a",
+              "args": {"specs": [{"hasStart": False, "hasStop": False, "step": 1}], "value": {"$ref": "v"}},
+              "as": {"y": "result"}},
+             {"call": "Tensor.meta", "on": "y",
+              "expect": error("failed", "assign: could not broadcast a value of shape [2] into the slice of shape [2, 3]")},
+             {"call": "Tensor.read", "on": "a", "expect": expect_tensor(F)}),
     ]
 
 

@@ -105,6 +105,12 @@ methods! {
     "Tensor.softmax" => tensor, 17, softmax_params, softmax_results;
     "Tensor.cumulative" => tensor, 18, cumulative_params, cumulative_results;
     "Tensor.clip" => tensor, 19, clip_params, clip_results;
+    "Tensor.takeAlongAxis" => tensor, 20, take_along_axis_params, take_along_axis_results;
+    "Tensor.indexSelect" => tensor, 21, index_select_params, index_select_results;
+    "Tensor.maskSelect" => tensor, 22, mask_select_params, mask_select_results;
+    "Tensor.scatter" => tensor, 23, scatter_params, scatter_results;
+    "Tensor.assign" => tensor, 24, assign_params, assign_results;
+    "Tensor.assignMask" => tensor, 25, assign_mask_params, assign_mask_results;
 }
 
 fn type_id(name: &str) -> Option<u64> {
