@@ -108,13 +108,16 @@ impl RemoteTensor {
 
     /// `x[specs] = value`, in this tensor: `value` (of this dtype)
     /// broadcasts to the slice. Every holder of this tensor sees the
-    /// change; tensors derived from it before do not. Calls made on this
-    /// tensor after this one see it, without waiting for it; the result is
-    /// this same tensor, answered once written, and its errors are the
-    /// assignment's. A failed assignment writes nothing.
+    /// change; tensors derived from it before do not (docs/PROTOCOL.md,
+    /// "Assignment"). The result is this same tensor, answered once
+    /// written, and its errors are the assignment's. A failed assignment
+    /// writes nothing.
     ///
     /// Dropping the result before the worker has run the assignment
-    /// cancels it (then nothing is written).
+    /// cancels it (then nothing is written). Over a connection, calls sent
+    /// on this tensor after this one see the assignment; on the local
+    /// transport, which dispatches a call only when something waits for
+    /// it, wait for (or chain on) the result first.
     ///
     /// # Examples
     ///
@@ -127,9 +130,9 @@ impl RemoteTensor {
     ///     let x = w.tensor(&array![1i64, 2, 3, 4].into_dyn());
     ///     // x[::2] = 0
     ///     let done = x.assign(&[SliceSpec::new(None, None, 2)], &w.tensor(&array![0i64].into_dyn()));
-    ///     let got = x.to_ndarray::<i64>().await.unwrap();
-    ///     assert_eq!(got, array![0i64, 2, 0, 4].into_dyn());
-    ///     drop(done);
+    ///     // The result answers once written; x itself has changed.
+    ///     assert_eq!(done.to_ndarray::<i64>().await.unwrap(), array![0i64, 2, 0, 4].into_dyn());
+    ///     assert_eq!(x.to_ndarray::<i64>().await.unwrap(), array![0i64, 2, 0, 4].into_dyn());
     /// }).unwrap();
     /// ```
     #[must_use = "dropping the result may cancel the assignment"]
