@@ -230,3 +230,59 @@ async fn capactor_test_bodies_may_return_a_result() -> Result<(), Error> {
     assert!(pinged);
     Ok(())
 }
+
+#[test]
+fn indexing_and_assignment_through_a_handle_keep_their_order() {
+    let rt = Runtime::builder().vats(1).build().unwrap();
+    let w = WorkerHandle::spawn(&rt, || TensorWorker::new("w", Quota::new(1 << 20)));
+    futures::executor::block_on(async {
+        let x = w.tensor(array![[1i64, 2, 3], [4, 5, 6]].into_dyn());
+        let idx = w.tensor(array![[2i64], [0]].into_dyn());
+        let before = x.take_along_axis(&idx, 1);
+        let rows = x.index_select(&w.tensor(array![1i64].into_dyn()), 0);
+        let zero = w.tensor(array![0i64].into_dyn());
+        // x[1:] = 0; jobs run on the vat in order, so the read after it,
+        // sent without waiting, sees it (the handle's link is virtual).
+        let row = capactor::actors::tensor::ops::SliceSpec::new(Some(1), None, 1);
+        let done = x.assign(&[row], &zero);
+        let after = x.mask_select(&x.gt_scalar(1i64));
+        let want = array![[1i64, 2, 3], [0, 0, 0]].into_dyn();
+        assert_eq!(x.to_ndarray::<i64>().await.unwrap(), want);
+        assert_eq!(
+            after.to_ndarray::<i64>().await.unwrap(),
+            array![2i64, 3].into_dyn()
+        );
+        assert_eq!(
+            before.to_ndarray::<i64>().await.unwrap(),
+            array![[3i64], [4]].into_dyn()
+        );
+        assert_eq!(
+            rows.to_ndarray::<i64>().await.unwrap(),
+            array![[4i64, 5, 6]].into_dyn()
+        );
+        assert_eq!(done.to_ndarray::<i64>().await.unwrap(), want);
+        let added = zero.scatter_add(
+            &w.tensor(array![0i64, 0].into_dyn()),
+            &w.tensor(array![2i64, 3].into_dyn()),
+            0,
+        );
+        assert_eq!(
+            added.to_ndarray::<i64>().await.unwrap(),
+            array![5i64].into_dyn()
+        );
+        let put = zero.scatter(
+            &w.tensor(array![0i64, 0].into_dyn()),
+            &w.tensor(array![2i64, 3].into_dyn()),
+            0,
+        );
+        assert_eq!(
+            put.to_ndarray::<i64>().await.unwrap(),
+            array![3i64].into_dyn()
+        );
+        let m = x.assign_mask(&x.eq_scalar(0i64), &w.tensor(array![7i64].into_dyn()));
+        assert_eq!(
+            m.to_ndarray::<i64>().await.unwrap(),
+            array![[1i64, 2, 3], [7, 7, 7]].into_dyn()
+        );
+    });
+}
