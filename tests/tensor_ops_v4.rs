@@ -273,6 +273,22 @@ fn assignment_is_seen_by_every_holder_and_by_nothing_derived() {
         assert_eq!(i64s(&w.load("before")).await, [0, 1, 2, 3, 4, 5]);
         assert_eq!(i64s(&x).await, want);
 
+        // Values made from the target itself, all sent at once while the
+        // target is still a promise: y[:1] = y[2:] + 10, then y = y + [1, 1, 1],
+        // which reads y as an argument of another tensor's op.
+        let y = w.arange(DType::I64, 0.0, 3.0, 1.0);
+        let tail = y.slice(&[spec(Some(2), None, 1)]).add_scalar(10i64);
+        let first = y.assign(&[spec(None, Some(1), 1)], &tail);
+        let ones = w.full(DType::I64, &[3], 1i64);
+        let sum = ones.add(&first);
+        let second = y.assign(&[], &sum);
+        assert_eq!(i64s(&second).await, [13, 2, 3]);
+        assert_eq!(i64s(&y).await, [13, 2, 3]);
+        // y = ones + y, y read as an argument (as it is when the add runs):
+        // it completes, with no wait on y's own turn.
+        let third = y.assign(&[], &ones.add(&y));
+        assert_eq!(i64s(&third).await, [14, 3, 4]);
+
         // Through a mask, chained on the assignment's result.
         let odd = x.lt_scalar(0i64);
         let zeros = w.full(DType::I64, &[], 0i64);

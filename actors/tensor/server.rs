@@ -133,12 +133,13 @@ impl Store {
     /// resolve a promise they pass on from a third connection; such an
     /// argument fails at the deadline, a settled one at once.)
     ///
-    /// An argument with an assignment under way (or queued ahead) is read
-    /// once that is done, as a call on it would be.
+    /// An argument is read as it is when the call runs, without waiting
+    /// for its turn (see [`TensorCap::turns`]): an assignment to it that
+    /// has arrived but not finished may not be seen. Waiting would let
+    /// `x.assign(s, y.add(x))` deadlock, the assignment holding `x`'s turn
+    /// while it waits for its value, and the value for `x`'s turn.
     pub(crate) async fn resolve(&self, client: tensor::Client) -> Result<Arc<Array>, Error> {
-        let cap = self.resolve_cap(client).await?;
-        let _turn = cap.turns.read().await;
-        cap.array()
+        self.resolve_cap(client).await?.array()
     }
 
     /// The array behind a tensor capability of ours and the bytes it holds

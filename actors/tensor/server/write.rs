@@ -66,10 +66,9 @@ impl Write {
     }
 }
 
-/// A tensor argument of an assignment. It is read as it is, without
-/// waiting for its own turn: an assignment holding its write turn never
-/// waits for another's, so two assignments reading each other's targets
-/// cannot deadlock (and `x.assign(s, x)` reads `x` as it was).
+/// A tensor argument of an assignment, read as any argument is (as it
+/// is, without waiting for its turn), so `x.assign(s, x)` reads `x` as it
+/// was and two assignments reading each other's targets cannot deadlock.
 async fn argument(store: &Store, client: tensor::Client) -> Result<Arc<Array>, Error> {
     store.resolve_cap(client).await?.array()
 }
