@@ -82,12 +82,11 @@ impl TensorCap {
         value: tensor::Client,
     ) -> Result<tensor::Client, Error> {
         let store = self.store()?;
-        let (place_specs, place) = match place {
+        let (specs, mask) = match place {
             Place::Slice(specs) => (Some(specs), None),
             Place::Mask(mask) => (None, Some(mask)),
         };
         let mut value = std::pin::pin!(argument(&store, value));
-        let mask = place;
         let mut mask = std::pin::pin!(async {
             match mask {
                 Some(m) => argument(&store, m).await.map(Some),
@@ -110,7 +109,7 @@ impl TensorCap {
             std::task::Poll::Ready(m) => m?,
             std::task::Poll::Pending => mask.await?,
         };
-        let write = match (place_specs, mask) {
+        let write = match (specs, mask) {
             (Some(specs), _) => Write::Slice(specs, value),
             (None, Some(mask)) => Write::Mask(mask, value),
             (None, None) => return Err(Error::internal("assignment without a place")),
