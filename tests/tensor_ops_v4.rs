@@ -289,6 +289,14 @@ fn assignment_is_seen_by_every_holder_and_by_nothing_derived() {
         let third = y.assign(&[], &ones.add(&y));
         assert_eq!(i64s(&third).await, [14, 3, 4]);
 
+        // A large tensor shared with a named copy: the copy is written off
+        // the vat (past 64K elements), the named one keeps its contents.
+        let big = w.full(DType::I64, &[70_000], 1i64);
+        within(LIMIT, w.store("big", &big, None)).await.unwrap();
+        let set = big.assign(&[spec(Some(-10), None, 1)], &w.full(DType::I64, &[], 2i64));
+        assert_eq!(i64s(&set.sum()).await, [70_010]);
+        assert_eq!(i64s(&w.load("big").sum()).await, [70_000]);
+
         // Through a mask, chained on the assignment's result.
         let odd = x.lt_scalar(0i64);
         let zeros = w.full(DType::I64, &[], 0i64);
