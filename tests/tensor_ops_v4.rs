@@ -221,12 +221,15 @@ fn reads_pipelined_after_an_assignment_over_a_connection_see_it() {
         let w = Worker::new(s.client.clone());
         let x = w.arange(DType::I64, 0.0, 6.0, 1.0).reshape(&[2, 3]);
         let before = x.add_scalar(0i64);
-        // The value is itself a pipelined result, so the worker has to
-        // wait for it before it can write.
-        let value = w.tensor(&array![[1i64], [2]].into_dyn()).neg();
+        // The value is itself a pipelined result, computed off the vat (a
+        // sum over 140K elements), so the worker has to wait for it before
+        // it can write.
+        let ones = w.full(DType::I64, &[2, 70_000], 1i64);
+        let value = ones.sum_axis(1, true).neg();
         let done = x.assign(&[spec(None, None, 1), spec(None, None, 2)], &value);
         let after = x.mul_scalar(1i64);
-        let want = [-1, 1, -1, -2, 4, -2];
+        let n = -70_000;
+        let want = [n, 1, n, n, 4, n];
         assert_eq!(i64s(&x).await, want);
         assert_eq!(i64s(&after).await, want);
         assert_eq!(i64s(&before).await, [0, 1, 2, 3, 4, 5]);
