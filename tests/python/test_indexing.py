@@ -113,9 +113,12 @@ def test_assignment_in_e_order_copy_on_write_and_all_or_nothing(worker):
         store = tw.store_request()
         store.name, store.tensor = "before", t
         await store.send()
-        # x[1:, ::2] = -[[1], [2]], the value a pipelined result; the read
-        # is sent at once after it, on the same capability.
-        value = tw.fromData(data=to_wire(np.array([[1], [2]]), "i64")).tensor.unary(op="neg").result
+        # x[1:, ::2] = -[[70000], [70000]], the value a pipelined result the
+        # worker computes off its event loop; the read is sent at once after
+        # it, on the same capability.
+        ones = tw.full(dtype="i64", shape=[2, 70000], value={"int": 1}).tensor
+        value = ones.reduce(op="sum", axis=1, allAxes=False, keepDims=True,
+                            ddof=0).result.unary(op="neg").result
         done = t.assign(specs=[full_slice(1), full_slice(step=2)], value=value)
         after = read(t)
         got = {"after": await after, "result": await read(done.result)}
@@ -138,7 +141,7 @@ def test_assignment_in_e_order_copy_on_write_and_all_or_nothing(worker):
 
     got = run(main())
     want = x.copy()
-    want[1:, ::2] = -np.array([[1], [2]])
+    want[1:, ::2] = -np.array([[70000], [70000]])
     np.testing.assert_array_equal(got["after"], want)
     np.testing.assert_array_equal(got["result"], want)
     np.testing.assert_array_equal(got["derived"], x)
