@@ -15,6 +15,7 @@
 
 mod client;
 mod client_io;
+mod client_shape;
 mod codec;
 mod download;
 mod handle;

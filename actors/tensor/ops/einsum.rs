@@ -145,6 +145,16 @@ fn plan(subscripts: &str, shapes: &[&[usize]]) -> Result<Plan, OpError> {
                 Some((1, _)) => {
                     sizes.insert(l, (d, n));
                 }
+                Some((have, m)) if m == n => {
+                    return Err(invalid(
+                        OP,
+                        format!(
+                            "index {} is repeated over axes of lengths {have} and {d} in operand \
+                             {n} (shape {shape:?})",
+                            label_name(l)
+                        ),
+                    ))
+                }
                 Some((have, m)) => {
                     return Err(invalid(
                         OP,

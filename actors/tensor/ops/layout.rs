@@ -370,7 +370,8 @@ impl Array {
     /// A copy of `a` broadcast to `shape` (NumPy's `broadcast_to`).
     pub fn broadcast_to(a: &Array, shape: &[u64], alloc: &dyn Alloc) -> Result<Array, OpError> {
         const OP: &str = "broadcast_to";
-        let dims = dims_from_u64(shape)?;
+        let dims = dims_from_u64(shape)
+            .map_err(|_| invalid(OP, format!("shape {shape:?} is too large")))?;
         let fits = a.ndim() <= dims.len()
             && (a.shape().iter().rev().zip(dims.iter().rev())).all(|(&s, &d)| s == d || s == 1);
         if !fits {
@@ -390,7 +391,8 @@ impl Array {
     /// shorter of `reps` and the shape is padded with leading ones.
     pub fn tile(a: &Array, reps: &[u64], alloc: &dyn Alloc) -> Result<Array, OpError> {
         const OP: &str = "tile";
-        let reps = dims_from_u64(reps)?;
+        let reps =
+            dims_from_u64(reps).map_err(|_| invalid(OP, format!("reps {reps:?} are too large")))?;
         let n = a.ndim().max(reps.len());
         let pad = |s: &[usize]| -> Vec<usize> {
             let mut v = vec![1; n - s.len()];
