@@ -164,7 +164,9 @@ fn dot_axes(
                 format!("cannot sum over {n} axes of shapes {a:?} and {b:?}"),
             ));
         }
-        return Ok(((a.len() - n..a.len()).collect(), (0..n).collect()));
+        let (xa, xb): (Vec<usize>, Vec<usize>) =
+            ((a.len() - n..a.len()).collect(), (0..n).collect());
+        return same_lengths(a, b, xa, xb);
     };
     if la.len() != lb.len() {
         return Err(invalid(
@@ -174,6 +176,17 @@ fn dot_axes(
     }
     let xa = distinct_axes(OP, la, a.len(), a)?;
     let xb = distinct_axes(OP, lb, b.len(), b)?;
+    same_lengths(a, b, xa, xb)
+}
+
+/// Checks that the paired axes of `a` and `b` have one length each.
+fn same_lengths(
+    a: &[usize],
+    b: &[usize],
+    xa: Vec<usize>,
+    xb: Vec<usize>,
+) -> Result<(Vec<usize>, Vec<usize>), OpError> {
+    const OP: &str = "tensordot";
     for (&i, &j) in xa.iter().zip(&xb) {
         if a[i] != b[j] {
             return Err(invalid(

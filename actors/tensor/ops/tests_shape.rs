@@ -134,6 +134,11 @@ fn tensordot_sums_over_n_axes_or_the_axes_given() {
         e,
         "tensordot: axis 2 of shape [2, 3, 4] (length 4) and axis 1 of shape [4, 3] (length 3) differ"
     );
+    let e = err(Array::tensordot(&a, &a, 1, None, U));
+    assert!(
+        e.contains("axis 2 of shape [2, 3, 4] (length 4) and axis 0 of shape [2, 3, 4] (length 2)"),
+        "{e}"
+    );
     let e = err(Array::tensordot(&a, &c, 3, None, U));
     assert!(
         e.contains("cannot sum over 3 axes of shapes [2, 3, 4] and [4, 3]"),
