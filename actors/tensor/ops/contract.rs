@@ -223,8 +223,14 @@ fn tensordot_num<T: Num>(
     let pa: Vec<usize> = [&free_a[..], &sa].concat();
     let pb: Vec<usize> = [&sb[..], &free_b].concat();
     let xa = x.view().permuted_axes(IxDyn(&pa));
-    let xa = xa.as_standard_layout();
     let yb = y.view().permuted_axes(IxDyn(&pb));
+    // An operand whose summed axes are not already in place is copied.
+    for (v, s) in [(&xa, xs), (&yb, ys)] {
+        if !v.is_standard_layout() {
+            reserve(alloc, OP, s, T::DTYPE)?;
+        }
+    }
+    let xa = xa.as_standard_layout();
     let yb = yb.as_standard_layout();
     let a2: ArrayView2<'_, T> = xa.view().into_shape_with_order((m, k)).map_err(bad)?;
     let b2: ArrayView2<'_, T> = yb.view().into_shape_with_order((k, nn)).map_err(bad)?;

@@ -310,13 +310,24 @@ fn sum_out<'a, T: Num>(
         .filter(|(l, _)| keep.contains(l))
         .map(|(_, &d)| d)
         .collect();
-    reserve(alloc, OP, &dims, T::DTYPE)?;
-    let mut out = array.into_owned();
+    // Folded from the highest axis down, each fold reserved: the first
+    // reads the operand in place.
+    let mut out: Option<ArrayD<T>> = None;
+    let mut shape = array.shape().to_vec();
     for ax in (0..labels.len()).rev() {
-        if !keep.contains(&labels[ax]) {
-            out = out.fold_axis(Axis(ax), T::ZERO, |&s, &v| T::add(s, v));
+        if keep.contains(&labels[ax]) {
+            continue;
         }
+        shape.remove(ax);
+        reserve(alloc, OP, &shape, T::DTYPE)?;
+        let add = |&s: &T, &v: &T| T::add(s, v);
+        out = Some(match &out {
+            Some(o) => o.fold_axis(Axis(ax), T::ZERO, add),
+            None => array.fold_axis(Axis(ax), T::ZERO, add),
+        });
     }
+    let out = out.unwrap_or_else(|| array.into_owned());
+    debug_assert_eq!(out.shape(), &dims[..]);
     Ok(Operand {
         array: out.into(),
         labels: kept,
