@@ -209,6 +209,8 @@ fn shape_ops_pipeline_and_match_numpy() {
         // Bad input fails only its call, naming the op and the shapes.
         let (too_many, _) = v.topk(5, 0, true);
         let bad_parts = a.split(2, 1);
+        let absurd = a.split(1 << 40, 1);
+        assert_eq!(absurd.len(), 1, "one part carries the refusal");
         for (t, words) in [
             (w.einsum("ij,j%", &[&a, &a]), &["einsum:", "'%'"][..]),
             (

@@ -5,8 +5,18 @@ use futures::FutureExt;
 
 use super::client::{RemoteTensor, Worker};
 use super::codec;
-use super::ops::DType;
+use super::ops::{DType, MAX_SPLIT_PARTS};
 use crate::schema::tensor_capnp::tensor;
+
+/// How many parts a split into `sections` gives, as the client counts
+/// them: one (which carries the worker's refusal) for more sections than a
+/// split may make.
+pub(super) fn split_parts(sections: u64) -> usize {
+    match usize::try_from(sections) {
+        Ok(n) if (1..=MAX_SPLIT_PARTS).contains(&n) => n,
+        _ => 1,
+    }
+}
 
 impl RemoteTensor {
     fn next(&self, client: tensor::Client) -> RemoteTensor {
@@ -70,8 +80,7 @@ impl RemoteTensor {
     /// }).unwrap();
     /// ```
     pub fn split(&self, sections: u64, axis: i64) -> Vec<RemoteTensor> {
-        let n = usize::try_from(sections).unwrap_or(0).max(1);
-        self.split_request(axis, sections, &[], n)
+        self.split_request(axis, sections, &[], split_parts(sections))
     }
 
     /// NumPy's `split(self, indices, axis)`: `indices.len() + 1` parts,

@@ -371,7 +371,7 @@ impl Handle<RemoteTensor> {
     /// [`RemoteTensor::split`]: the parts, usable at once (each waits for
     /// the split's answer on the vat).
     pub fn split(&self, sections: u64, axis: i64) -> Vec<TensorHandle> {
-        let n = usize::try_from(sections).unwrap_or(0).max(1);
+        let n = super::client_shape::split_parts(sections);
         self.parts(n, move |t| t.split(sections, axis))
     }
 
