@@ -233,7 +233,7 @@ fn shape_ops_pipeline_and_match_numpy() {
             (too_many, &["topk:", "k (5)", "[4]"][..]),
             (
                 a.broadcast_to(&[3, 3]),
-                &["broadcast_to:", "[2, 3]", "[3, 3]"][..],
+                &["broadcastTo:", "[2, 3]", "[3, 3]"][..],
             ),
             (
                 a.tensordot(&v, 1),

@@ -602,7 +602,7 @@ def shape_bad_input_cases():
             "topk: k (4) is larger than axis 1 of length 3 (shape [2, 3])"),
         bad("broadcastTo a shape that does not fit", {"call": "Tensor.broadcastTo", "on": "a",
                                                       "args": {"shape": [3, 3]}},
-            "broadcast_to: cannot broadcast shape [2, 3] to shape [3, 3]"),
+            "broadcastTo: cannot broadcast shape [2, 3] to shape [3, 3]"),
     ]
 
 

@@ -350,7 +350,7 @@ impl Array {
     /// Inserts length-1 axes at `axes`, positions in the result (NumPy's
     /// `expand_dims`; negative counts from the result's end).
     pub fn expand_dims(a: &Array, axes: &[i64], alloc: &dyn Alloc) -> Result<Array, OpError> {
-        const OP: &str = "expand_dims";
+        const OP: &str = "expandDims";
         let shape = a.shape();
         let ndim = shape.len() + axes.len();
         let new = distinct_axes(OP, axes, ndim, shape)?;
@@ -369,7 +369,7 @@ impl Array {
 
     /// A copy of `a` broadcast to `shape` (NumPy's `broadcast_to`).
     pub fn broadcast_to(a: &Array, shape: &[u64], alloc: &dyn Alloc) -> Result<Array, OpError> {
-        const OP: &str = "broadcast_to";
+        const OP: &str = "broadcastTo";
         let dims = dims_from_u64(shape)
             .map_err(|_| invalid(OP, format!("shape {shape:?} is too large")))?;
         let fits = a.ndim() <= dims.len()
