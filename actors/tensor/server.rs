@@ -185,35 +185,6 @@ impl Store {
         };
         Ok(self.publish(out?, res))
     }
-
-    /// [`Store::compute`] for an op with several results (split, topk),
-    /// each published as its own tensor.
-    pub(crate) async fn compute_many<F>(
-        self: &Rc<Self>,
-        inputs: usize,
-        op: F,
-    ) -> Result<Vec<tensor::Client>, Error>
-    where
-        F: FnOnce(&dyn Alloc) -> Result<Vec<Array>, OpError> + Send + 'static,
-    {
-        let res = Reservation::new(&self.state.quota);
-        let (out, res) = if inputs > OFFLOAD_ELEMENTS {
-            tokio::task::spawn_blocking(move || (op(&res), res))
-                .await
-                .map_err(|e| Error::internal(format_args!("tensor op task failed: {e}")))?
-        } else {
-            (op(&res), res)
-        };
-        // The first `keep` gives back what the op reserved; each keeps its own.
-        let mut held: Vec<_> = out?
-            .into_iter()
-            .map(|a| (res.keep(a.nbytes() as u64), a))
-            .collect();
-        Ok(held
-            .drain(..)
-            .map(|(h, a)| self.publish_held(Stored::Mem(Arc::new(a)), Arc::new(h)))
-            .collect())
-    }
 }
 
 /// A tensor's contents and the bytes they hold in the quotas; `None` once
@@ -321,6 +292,8 @@ macro_rules! result {
         Ok(())
     }};
 }
+
+mod shape;
 
 impl tensor::Server for TensorCap {
     async fn meta(
@@ -628,157 +601,81 @@ impl tensor::Server for TensorCap {
     async fn tensordot(
         self: Rc<Self>,
         params: tensor::TensordotParams,
-        mut results: tensor::TensordotResults,
+        results: tensor::TensordotResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let n = p.get_axes();
-        let la: Vec<i64> = p.get_axes_self()?.iter().collect();
-        let lb: Vec<i64> = p.get_axes_other()?.iter().collect();
-        let other = p.get_other()?;
-        result!(
-            results,
-            self.binary_op(other, move |a, b, m| {
-                let lists = (!la.is_empty() || !lb.is_empty()).then_some((&la[..], &lb[..]));
-                Array::tensordot(a, b, n, lists, m)
-            })
-            .await
-        )
+        shape::tensordot(&self, params, results).await
     }
 
     async fn split(
         self: Rc<Self>,
         params: tensor::SplitParams,
-        mut results: tensor::SplitResults,
+        results: tensor::SplitResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let (axis, sections) = (p.get_axis(), p.get_sections());
-        let indices: Vec<i64> = p.get_indices()?.iter().collect();
-        let a = self.array()?;
-        let parts = self
-            .store()?
-            .compute_many(a.len(), move |m| {
-                Array::split(&a, axis, sections, &indices, m)
-            })
-            .await?;
-        let mut list = results.get().init_parts(codec::list_len(parts.len())?);
-        for (i, t) in parts.into_iter().enumerate() {
-            list.set(i as u32, t.client.hook);
-        }
-        Ok(())
+        shape::split(&self, params, results).await
     }
 
     async fn squeeze(
         self: Rc<Self>,
         params: tensor::SqueezeParams,
-        mut results: tensor::SqueezeResults,
+        results: tensor::SqueezeResults,
     ) -> Result<(), capnp::Error> {
-        let axes: Vec<i64> = params.get()?.get_axes()?.iter().collect();
-        result!(
-            results,
-            self.unary_op(move |a, m| {
-                Array::squeeze(a, (!axes.is_empty()).then_some(&axes[..]), m)
-            })
-            .await
-        )
+        shape::squeeze(&self, params, results).await
     }
 
     async fn expand_dims(
         self: Rc<Self>,
         params: tensor::ExpandDimsParams,
-        mut results: tensor::ExpandDimsResults,
+        results: tensor::ExpandDimsResults,
     ) -> Result<(), capnp::Error> {
-        let axes: Vec<i64> = params.get()?.get_axes()?.iter().collect();
-        result!(
-            results,
-            self.unary_op(move |a, m| Array::expand_dims(a, &axes, m))
-                .await
-        )
+        shape::expand_dims(&self, params, results).await
     }
 
     async fn broadcast_to(
         self: Rc<Self>,
         params: tensor::BroadcastToParams,
-        mut results: tensor::BroadcastToResults,
+        results: tensor::BroadcastToResults,
     ) -> Result<(), capnp::Error> {
-        let shape = codec::shape(params.get()?.get_shape()?);
-        result!(
-            results,
-            self.unary_op(move |a, m| Array::broadcast_to(a, &shape, m))
-                .await
-        )
+        shape::broadcast_to(&self, params, results).await
     }
 
     async fn tile(
         self: Rc<Self>,
         params: tensor::TileParams,
-        mut results: tensor::TileResults,
+        results: tensor::TileResults,
     ) -> Result<(), capnp::Error> {
-        let reps = codec::shape(params.get()?.get_reps()?);
-        result!(
-            results,
-            self.unary_op(move |a, m| Array::tile(a, &reps, m)).await
-        )
+        shape::tile(&self, params, results).await
     }
 
     async fn flip(
         self: Rc<Self>,
         params: tensor::FlipParams,
-        mut results: tensor::FlipResults,
+        results: tensor::FlipResults,
     ) -> Result<(), capnp::Error> {
-        let axes: Vec<i64> = params.get()?.get_axes()?.iter().collect();
-        result!(
-            results,
-            self.unary_op(move |a, m| Array::flip(a, (!axes.is_empty()).then_some(&axes[..]), m))
-                .await
-        )
+        shape::flip(&self, params, results).await
     }
 
     async fn sort(
         self: Rc<Self>,
         params: tensor::SortParams,
-        mut results: tensor::SortResults,
+        results: tensor::SortResults,
     ) -> Result<(), capnp::Error> {
-        let axis = params.get()?.get_axis();
-        result!(
-            results,
-            self.unary_op(move |a, m| Array::sort(a, axis, m)).await
-        )
+        shape::sort(&self, params, results).await
     }
 
     async fn argsort(
         self: Rc<Self>,
         params: tensor::ArgsortParams,
-        mut results: tensor::ArgsortResults,
+        results: tensor::ArgsortResults,
     ) -> Result<(), capnp::Error> {
-        let axis = params.get()?.get_axis();
-        result!(
-            results,
-            self.unary_op(move |a, m| Array::argsort(a, axis, m)).await
-        )
+        shape::argsort(&self, params, results).await
     }
 
     async fn topk(
         self: Rc<Self>,
         params: tensor::TopkParams,
-        mut results: tensor::TopkResults,
+        results: tensor::TopkResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let (k, axis, largest) = (p.get_k(), p.get_axis(), p.get_largest());
-        let a = self.array()?;
-        let mut got = self
-            .store()?
-            .compute_many(a.len(), move |m| {
-                let (v, i) = Array::topk(&a, k, axis, largest, m)?;
-                Ok(vec![v, i])
-            })
-            .await?
-            .into_iter();
-        let mut r = results.get();
-        if let (Some(v), Some(i)) = (got.next(), got.next()) {
-            r.set_values(v);
-            r.set_indices(i);
-        }
-        Ok(())
+        shape::topk(&self, params, results).await
     }
 
     async fn take(
