@@ -482,8 +482,15 @@ fn einsum_num<T: Num>(
         .iter()
         .map(|l| p.sizes.get(l).copied().unwrap_or(1))
         .collect();
+    // A product already in the output's order is the result as it is
+    // (a matmul's, say); anything else is arranged (and copied) once.
+    if last.labels == p.output && last.array.shape() == &dims[..] && !last.array.is_view() {
+        return Ok(T::wrap(last.array.into_owned()));
+    }
     let result = arrange(&last, &p.output, &p.sizes, &dims, alloc)?;
-    reserve(alloc, OP, &dims, T::DTYPE)?;
+    if result.is_view() {
+        reserve(alloc, OP, &dims, T::DTYPE)?;
+    }
     Ok(T::wrap(result.into_owned()))
 }
 

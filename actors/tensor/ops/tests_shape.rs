@@ -400,3 +400,28 @@ fn shape_ops_reserve_their_outputs_before_allocating() {
         assert!(err(r).contains("exceeds the limit of 64 bytes"));
     }
 }
+
+/// Sums every reservation.
+#[derive(Default)]
+struct Total(std::cell::Cell<usize>);
+
+impl Alloc for Total {
+    fn reserve(&self, _op: &'static str, bytes: usize) -> Result<(), OpError> {
+        self.0.set(self.0.get() + bytes);
+        Ok(())
+    }
+}
+
+#[test]
+fn einsum_as_matmul_reserves_and_copies_nothing_but_its_output() {
+    let a = seq(&[8, 4]);
+    let b = seq(&[4, 2]);
+    let t = Total::default();
+    let out = Array::einsum("ij,jk->ik", &[&a, &b], &t).unwrap();
+    assert_eq!(t.0.get(), 8 * 2 * 8);
+    assert_eq!(out, Array::matmul(&a, &b, U).unwrap());
+    // A transposed output is arranged once more.
+    let t = Total::default();
+    Array::einsum("ij,jk->ki", &[&a, &b], &t).unwrap();
+    assert_eq!(t.0.get(), 2 * 8 * 8 * 2);
+}
