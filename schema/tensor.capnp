@@ -82,6 +82,8 @@ enum UnaryOp {
   # Bool result for any dtype, as do `isnan` and `isfinite`.
   isnan @17;
   isfinite @18;
+  erf @19;
+  # The error function (floats only).
 }
 
 enum CompareOp {
@@ -238,6 +240,34 @@ interface Tensor {
   # x[specs] = value, `value` (of this dtype) broadcast to the slice.
   assignMask @25 (mask :Tensor, value :Tensor) -> (result :Tensor);
   # x[mask] = value, `value` broadcast to the selection's shape.
+  tensordot @26 (other :Tensor, axes :UInt32, axesSelf :List(Int64), axesOther :List(Int64))
+      -> (result :Tensor);
+  # NumPy's tensordot: sums over the last `axes` axes of this tensor and
+  # the first `axes` of `other`, or, if the lists are given (of one
+  # length), over `axesSelf` of this one paired with `axesOther`.
+  split @27 (axis :Int64, sections :UInt64, indices :List(Int64)) -> (parts :List(Tensor));
+  # NumPy's split along `axis`: into `sections` equal parts (which must
+  # divide the axis), or, if `sections` is 0, at `indices` (slice
+  # semantics: negative counts from the end, out of range clamps). A list
+  # of capabilities cannot be pipelined on: the parts are usable once the
+  # answer arrives.
+  squeeze @28 (axes :List(Int64)) -> (result :Tensor);
+  # Removes the given length-1 axes, or every one if `axes` is empty.
+  expandDims @29 (axes :List(Int64)) -> (result :Tensor);
+  # Inserts length-1 axes at `axes` (positions in the result).
+  broadcastTo @30 (shape :List(UInt64)) -> (result :Tensor);
+  # NumPy's broadcast_to, as a copy.
+  tile @31 (reps :List(UInt64)) -> (result :Tensor);
+  # NumPy's tile.
+  flip @32 (axes :List(Int64)) -> (result :Tensor);
+  # Reverses the order along `axes`, or along every axis if empty.
+  sort @33 (axis :Int64) -> (result :Tensor);
+  # Sorted along `axis`, stably; NaN last, as NumPy.
+  argsort @34 (axis :Int64) -> (result :Tensor);
+  # The indices (i64) that sort along `axis`, stably; NaN last.
+  topk @35 (k :UInt64, axis :Int64, largest :Bool) -> (values :Tensor, indices :Tensor);
+  # The `k` largest (or smallest) along `axis`, in order, with their
+  # indices (i64); ties keep the lower index first, NaN counts as largest.
 }
 
 interface Sink {
@@ -335,4 +365,21 @@ interface TensorWorker extends(Actor) {
 
   list @12 () -> (objects :List(ObjectInfo));
   # Every named object, sorted by name.
+
+  einsum @13 (subscripts :Text, operands :List(Tensor)) -> (tensor :Tensor);
+  # NumPy's einsum over tensors of this worker: explicit ("ij,jk->ik")
+  # or implicit ("ij,jk") subscripts, letters and "...".
+  stack @14 (tensors :List(Tensor), axis :Int64) -> (tensor :Tensor);
+  # Joins tensors of one shape along a new axis.
+  eye @15 (dtype :DType, n :UInt64, m :UInt64, hasM :Bool, k :Int64) -> (tensor :Tensor);
+  # An n x m (m = n unless `hasM`) array with ones on diagonal `k`.
+  linspace @16 (dtype :DType, start :Float64, stop :Float64, num :UInt64, endpoint :Bool = true)
+      -> (tensor :Tensor);
+  # `num` evenly spaced values from `start` to `stop` (included if
+  # `endpoint`); integer dtypes round toward minus infinity, as NumPy 2.
+  randint @17 (dtype :DType, low :Int64, high :Int64, shape :List(UInt64), seed :UInt64)
+      -> (tensor :Tensor);
+  # Uniform integers in [low, high), deterministic for a given seed.
+  permutation @18 (n :UInt64, seed :UInt64) -> (tensor :Tensor);
+  # 0..n shuffled (i64), deterministic for a given seed.
 }

@@ -122,6 +122,48 @@ fn a_pipelined_chain_through_a_handle_is_one_round_trip() {
 }
 
 #[test]
+fn shape_ops_through_a_handle_pipeline_except_on_split_parts() {
+    let rt = Arc::new(Runtime::builder().vats(2).build().unwrap());
+    let mut opts = VirtualOptions::default();
+    let one_way = Duration::from_millis(40);
+    opts.link.latency = one_way;
+    let w = WorkerHandle::spawn_with(&rt, || TensorWorker::new("w", Quota::new(1 << 20)), opts);
+    let rtt = one_way * 2;
+    tokio_mt().block_on(async {
+        w.zeros(DType::F32, &[1]).sum().item().await.unwrap();
+        let x = w.tensor(array![[1.0f64, 2.0], [3.0, 4.0]].into_dyn());
+        // einsum, topk and a read of one of its results: one round trip.
+        let start = Instant::now();
+        let (values, indices) = w.einsum("ij,jk->ik", &[&x, &x]).flip(&[]).topk(1, 1, true);
+        let got = tokio::spawn(async move { values.to_ndarray::<f64>().await })
+            .await
+            .unwrap();
+        let took = start.elapsed();
+        // x @ x = [[7, 10], [15, 22]], flipped [[22, 15], [10, 7]].
+        assert_eq!(got.unwrap().into_raw_vec_and_offset().0, [22.0, 10.0]);
+        assert!(took < rtt * 2, "took {took:?}: more than one round trip");
+        let at = indices.to_ndarray::<i64>().await.unwrap();
+        assert_eq!(at.into_raw_vec_and_offset().0, [0, 0]);
+        // A split's parts are a list of capabilities: calls on them wait
+        // for its answer, so reading one takes a second round trip.
+        let start = Instant::now();
+        let parts = w.stack(&[&x, &x], 0).split(2, 0);
+        assert_eq!(parts.len(), 2);
+        let sum = parts[1].sum().item().await.unwrap();
+        assert_eq!(sum, 10.0);
+        assert!(start.elapsed() >= rtt * 2, "took {:?}", start.elapsed());
+        let at = w.arange(DType::I64, 0.0, 5.0, 1.0).split_at(&[2], 0);
+        assert_eq!(at[0].to_ndarray::<i64>().await.unwrap().len(), 2);
+        let bad = w.eye(DType::F32, 3, None, 0).split(2, 0);
+        let e = bad[0].shape().await.unwrap_err().to_string();
+        assert!(
+            e.contains("split: 2 sections do not divide axis 0 of length 3"),
+            "{e}"
+        );
+    });
+}
+
+#[test]
 fn handles_work_from_plain_threads_without_any_event_loop() {
     let rt = Runtime::builder().vats(2).build().unwrap();
     let w = WorkerHandle::spawn(&rt, || TensorWorker::new("w", Quota::new(1 << 20)));

@@ -1,7 +1,7 @@
 //! The tensor ops of schema version 4 over every transport, through the
 //! Rust client, pipelined: values checked against hand-computed NumPy
-//! results, and bad input failing only its own call with the op's name.
-
+//! results, and bad input failing only its own call with the op's name
+//! (and, for the shape ops, the offending shapes).
 mod common;
 
 use std::time::Duration;
@@ -379,4 +379,149 @@ fn assignment_copies_under_the_quota_when_the_contents_are_shared() {
         )
         .await;
     });
+}
+
+async fn shaped_i64s(t: &RemoteTensor) -> (Vec<usize>, Vec<i64>) {
+    let a = within(LIMIT, t.to_ndarray::<i64>()).await.unwrap();
+    (a.shape().to_vec(), a.into_raw_vec_and_offset().0)
+}
+
+#[test]
+fn shape_ops_pipeline_and_match_numpy() {
+    each(&ALL, |h| async move {
+        let q = Quota::new(1 << 26);
+        let s = h
+            .spawn::<tensor_worker::Client, _, _>(move || TensorWorker::new("t", q.clone()))
+            .await;
+        let w = Worker::new(s.client.clone());
+        let a = w.tensor(&array![[1.0f64, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn());
+        let v = w.tensor(&array![3i64, 1, 2, 1].into_dyn());
+        // Every call below goes out before any answer: one chain each,
+        // awaited at the end.
+        let mm = w.einsum("ij,kj->ik", &[&a, &a]).sum();
+        let trace = w.einsum("ii", &[&w.eye(DType::F64, 3, None, 0)]);
+        let outer = w.einsum("i,j->ij", &[&v, &v]).sum_axis(0, false);
+        let dot = a.tensordot(&a, 2);
+        let dot_axes = a.tensordot_axes(&a, &[0], &[0]);
+        let stacked = w.stack(&[&a, &a.neg()], 0).squeeze(&[]).expand_dims(&[-1]);
+        let tiled = v.tile(&[2]).flip(&[]);
+        let wide = v.broadcast_to(&[2, 4]).sort(1).cast(DType::F64);
+        let order = v.argsort(0);
+        let (top, top_at) = v.topk(2, 0, true);
+        let erf = a.erf().sum();
+        let lin = w.linspace(DType::F64, 0.0, 1.0, 5, true).sum();
+        let eye = w.eye(DType::I64, 2, Some(3), 1);
+        let ints = w.randint(DType::I64, 0, 10, &[100], 5);
+        let again = w.randint(DType::I64, 0, 10, &[100], 5);
+        let perm = w.permutation(6, 9).sort(0);
+        let parts = a.split(3, 1);
+        let cut = v.split_at(&[1, 3], 0);
+
+        // np.einsum("ij,kj->ik", a, a).sum(): row dots 14, 32, 32, 77.
+        close(&mm, &[14.0 + 32.0 + 32.0 + 77.0]).await;
+        close(&trace, &[3.0]).await;
+        assert_eq!(shaped_i64s(&outer).await.1, [21, 7, 14, 7]);
+        close(&dot, &[91.0]).await;
+        close(
+            &dot_axes,
+            &[17.0, 22.0, 27.0, 22.0, 29.0, 36.0, 27.0, 36.0, 45.0],
+        )
+        .await;
+        let st = f64s(&stacked).await;
+        assert_eq!(st.shape(), [2, 2, 3, 1]);
+        assert_eq!(st.iter().nth(7), Some(&-2.0));
+        assert_eq!(shaped_i64s(&tiled).await.1, [1, 2, 1, 3, 1, 2, 1, 3]);
+        close(&wide, &[1.0, 1.0, 2.0, 3.0, 1.0, 1.0, 2.0, 3.0]).await;
+        assert_eq!(shaped_i64s(&order).await.1, [1, 3, 2, 0]);
+        assert_eq!(shaped_i64s(&top).await.1, [3, 2]);
+        assert_eq!(shaped_i64s(&top_at).await.1, [0, 2]);
+        let erf_sum: f64 = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0]
+            .iter()
+            .map(|&x| erf_approx(x))
+            .sum();
+        let got = within(LIMIT, erf.item()).await.unwrap();
+        assert!((got - erf_sum).abs() < 1e-6, "{got} vs {erf_sum}");
+        close(&lin, &[2.5]).await;
+        assert_eq!(
+            shaped_i64s(&eye).await,
+            (vec![2, 3], vec![0, 1, 0, 0, 0, 1])
+        );
+        let (shape, drawn) = shaped_i64s(&ints).await;
+        assert_eq!(shape, [100]);
+        assert!(drawn.iter().all(|d| (0..10).contains(d)));
+        assert_eq!(
+            shaped_i64s(&again).await.1,
+            drawn,
+            "same seed, same integers"
+        );
+        assert_eq!(shaped_i64s(&perm).await.1, [0, 1, 2, 3, 4, 5]);
+        assert_eq!(parts.len(), 3);
+        close(&parts[2].sum(), &[9.0]).await;
+        assert_eq!(f64s(&parts[0]).await.shape(), [2, 1]);
+        let cut: Vec<Vec<i64>> = futures::future::join_all(cut.iter().map(shaped_i64s))
+            .await
+            .into_iter()
+            .map(|p| p.1)
+            .collect();
+        assert_eq!(cut, [vec![3], vec![1, 2], vec![1]]);
+
+        // Bad input fails only its call, naming the op and the shapes.
+        let (too_many, _) = v.topk(5, 0, true);
+        let bad_parts = a.split(2, 1);
+        let absurd = a.split(1 << 40, 1);
+        assert_eq!(absurd.len(), 1, "one part carries the refusal");
+        for (t, words) in [
+            (w.einsum("ij,j%", &[&a, &a]), &["einsum:", "'%'"][..]),
+            (
+                w.einsum("ij->i", &[&a, &a]),
+                &["einsum:", "1 operands but 2"][..],
+            ),
+            (
+                w.einsum("ij,jk->ik", &[&a, &a]),
+                &["einsum:", "[2, 3]", "length 3", "but 2"][..],
+            ),
+            (
+                bad_parts[0].clone(),
+                &["split:", "2 sections", "[2, 3]"][..],
+            ),
+            (
+                a.squeeze(&[0]),
+                &["squeeze:", "axis 0 of length 2", "[2, 3]"][..],
+            ),
+            (a.flip(&[4]), &["flip:", "axis 4"][..]),
+            (too_many, &["topk:", "k (5)", "[4]"][..]),
+            (
+                a.broadcast_to(&[3, 3]),
+                &["broadcastTo:", "[2, 3]", "[3, 3]"][..],
+            ),
+            (
+                a.tensordot(&v, 1),
+                &["tensordot:", "dtypes f64 and i64"][..],
+            ),
+            (v.erf(), &["erf:", "i64"][..]),
+            (
+                w.randint(DType::F32, 0, 2, &[1], 0),
+                &["randint:", "f32"][..],
+            ),
+        ] {
+            let msg = within(LIMIT, t.to_array()).await.unwrap_err().to_string();
+            for word in words {
+                assert!(msg.contains(word), "{msg:?} should mention {word:?}");
+            }
+        }
+        // The worker goes on serving.
+        close(&a.sum(), &[21.0]).await;
+    });
+}
+
+/// The error function to 1.5e-7 (Abramowitz and Stegun 7.1.26): an
+/// independent check of the worker's.
+fn erf_approx(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+    let y = 1.0
+        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t
+            + 0.254_829_592)
+            * t
+            * (-x * x).exp();
+    y.copysign(x)
 }

@@ -158,6 +158,64 @@ impl Handle<Worker> {
         })
     }
 
+    /// [`Worker::einsum`].
+    pub fn einsum(&self, subscripts: &str, operands: &[&TensorHandle]) -> TensorHandle {
+        let subscripts = subscripts.to_owned();
+        let Some(first) = operands.first() else {
+            return self.make(move |w| w.einsum(&subscripts, &[]));
+        };
+        first.zip_all(&operands[1..], move |head, rest| {
+            let all: Vec<&RemoteTensor> = std::iter::once(head).chain(rest).collect();
+            head.worker().einsum(&subscripts, &all)
+        })
+    }
+
+    /// [`Worker::stack`].
+    pub fn stack(&self, tensors: &[&TensorHandle], axis: i64) -> TensorHandle {
+        let Some(first) = tensors.first() else {
+            return self.make(move |w| w.stack(&[], axis));
+        };
+        first.zip_all(&tensors[1..], move |head, rest| {
+            let all: Vec<&RemoteTensor> = std::iter::once(head).chain(rest).collect();
+            head.worker().stack(&all, axis)
+        })
+    }
+
+    /// [`Worker::eye`].
+    pub fn eye(&self, dtype: DType, n: u64, m: Option<u64>, k: i64) -> TensorHandle {
+        self.make(move |w| w.eye(dtype, n, m, k))
+    }
+
+    /// [`Worker::linspace`].
+    pub fn linspace(
+        &self,
+        dtype: DType,
+        start: f64,
+        stop: f64,
+        num: u64,
+        endpoint: bool,
+    ) -> TensorHandle {
+        self.make(move |w| w.linspace(dtype, start, stop, num, endpoint))
+    }
+
+    /// [`Worker::randint`].
+    pub fn randint(
+        &self,
+        dtype: DType,
+        low: i64,
+        high: i64,
+        shape: &[u64],
+        seed: u64,
+    ) -> TensorHandle {
+        let shape = shape.to_vec();
+        self.make(move |w| w.randint(dtype, low, high, &shape, seed))
+    }
+
+    /// [`Worker::permutation`].
+    pub fn permutation(&self, n: u64, seed: u64) -> TensorHandle {
+        self.make(move |w| w.permutation(n, seed))
+    }
+
     /// A tensor stored under `name` ([`Worker::load`]).
     pub fn load(&self, name: &str) -> TensorHandle {
         let name = name.to_owned();
@@ -292,6 +350,101 @@ impl Handle<RemoteTensor> {
     /// [`RemoteTensor::compare_scalar`].
     pub fn compare_scalar(&self, op: CompareOp, scalar: Scalar) -> TensorHandle {
         self.map(move |t| t.compare_scalar(op, scalar))
+    }
+
+    /// [`RemoteTensor::tensordot`].
+    pub fn tensordot(&self, other: &TensorHandle, axes: u32) -> TensorHandle {
+        self.zip(other, move |a, b| a.tensordot(b, axes))
+    }
+
+    /// [`RemoteTensor::tensordot_axes`].
+    pub fn tensordot_axes(
+        &self,
+        other: &TensorHandle,
+        axes_self: &[i64],
+        axes_other: &[i64],
+    ) -> TensorHandle {
+        let (a, b) = (axes_self.to_vec(), axes_other.to_vec());
+        self.zip(other, move |x, y| x.tensordot_axes(y, &a, &b))
+    }
+
+    /// [`RemoteTensor::split`]: the parts, usable at once (each waits for
+    /// the split's answer on the vat).
+    pub fn split(&self, sections: u64, axis: i64) -> Vec<TensorHandle> {
+        let n = super::client_shape::split_parts(sections);
+        self.parts(n, move |t| t.split(sections, axis))
+    }
+
+    /// [`RemoteTensor::split_at`].
+    pub fn split_at(&self, indices: &[i64], axis: i64) -> Vec<TensorHandle> {
+        let (n, indices) = (indices.len() + 1, indices.to_vec());
+        self.parts(n, move |t| t.split_at(&indices, axis))
+    }
+
+    /// `n` handles to the tensors `f` makes, in one job.
+    fn parts(
+        &self,
+        n: usize,
+        f: impl FnOnce(&RemoteTensor) -> Vec<RemoteTensor> + Send + 'static,
+    ) -> Vec<TensorHandle> {
+        let all: Handle<Vec<RemoteTensor>> = self.derive(f);
+        (0..n)
+            .map(|i| {
+                all.derive(move |parts| match parts.get(i) {
+                    Some(p) => p.clone(),
+                    None => parts[0]
+                        .worker()
+                        .broken(Error::invalid("split: no such part")),
+                })
+            })
+            .collect()
+    }
+
+    /// [`RemoteTensor::squeeze`].
+    pub fn squeeze(&self, axes: &[i64]) -> TensorHandle {
+        let axes = axes.to_vec();
+        self.map(move |t| t.squeeze(&axes))
+    }
+
+    /// [`RemoteTensor::expand_dims`].
+    pub fn expand_dims(&self, axes: &[i64]) -> TensorHandle {
+        let axes = axes.to_vec();
+        self.map(move |t| t.expand_dims(&axes))
+    }
+
+    /// [`RemoteTensor::broadcast_to`].
+    pub fn broadcast_to(&self, shape: &[u64]) -> TensorHandle {
+        let shape = shape.to_vec();
+        self.map(move |t| t.broadcast_to(&shape))
+    }
+
+    /// [`RemoteTensor::tile`].
+    pub fn tile(&self, reps: &[u64]) -> TensorHandle {
+        let reps = reps.to_vec();
+        self.map(move |t| t.tile(&reps))
+    }
+
+    /// [`RemoteTensor::flip`].
+    pub fn flip(&self, axes: &[i64]) -> TensorHandle {
+        let axes = axes.to_vec();
+        self.map(move |t| t.flip(&axes))
+    }
+
+    /// [`RemoteTensor::sort`].
+    pub fn sort(&self, axis: i64) -> TensorHandle {
+        self.map(move |t| t.sort(axis))
+    }
+
+    /// [`RemoteTensor::argsort`].
+    pub fn argsort(&self, axis: i64) -> TensorHandle {
+        self.map(move |t| t.argsort(axis))
+    }
+
+    /// [`RemoteTensor::topk`]: values and indices.
+    pub fn topk(&self, k: u64, axis: i64, largest: bool) -> (TensorHandle, TensorHandle) {
+        let both: Handle<(RemoteTensor, RemoteTensor)> =
+            self.derive(move |t| t.topk(k, axis, largest));
+        (both.derive(|b| b.0.clone()), both.derive(|b| b.1.clone()))
     }
 
     /// [`RemoteTensor::matmul`].
@@ -435,7 +588,7 @@ impl Handle<RemoteTensor> {
             .await
     }
 
-    forward!(unary: neg, abs, exp, log, sqrt, relu, sigmoid, tanh, sum, mean, t);
+    forward!(unary: neg, abs, exp, log, sqrt, relu, sigmoid, tanh, sum, mean, t, erf);
     forward!(binary: add, add_scalar; sub, sub_scalar; mul, mul_scalar; div, div_scalar;
         pow, pow_scalar; maximum, maximum_scalar; minimum, minimum_scalar;
         eq, eq_scalar; ne, ne_scalar; lt, lt_scalar; le, le_scalar; gt, gt_scalar; ge, ge_scalar);

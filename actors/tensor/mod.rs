@@ -16,6 +16,7 @@
 mod client;
 mod client_index;
 mod client_io;
+mod client_shape;
 mod codec;
 mod download;
 mod handle;

@@ -319,6 +319,8 @@ macro_rules! result {
     }};
 }
 
+mod shape;
+
 impl tensor::Server for TensorCap {
     async fn meta(
         self: Rc<Self>,
@@ -699,6 +701,86 @@ impl tensor::Server for TensorCap {
         let p = params.get()?;
         let (mask, value) = (p.get_mask()?, p.get_value()?);
         result!(results, self.write_at(Place::Mask(mask), value).await)
+    }
+
+    async fn tensordot(
+        self: Rc<Self>,
+        params: tensor::TensordotParams,
+        results: tensor::TensordotResults,
+    ) -> Result<(), capnp::Error> {
+        shape::tensordot(&self, params, results).await
+    }
+
+    async fn split(
+        self: Rc<Self>,
+        params: tensor::SplitParams,
+        results: tensor::SplitResults,
+    ) -> Result<(), capnp::Error> {
+        shape::split(&self, params, results).await
+    }
+
+    async fn squeeze(
+        self: Rc<Self>,
+        params: tensor::SqueezeParams,
+        results: tensor::SqueezeResults,
+    ) -> Result<(), capnp::Error> {
+        shape::squeeze(&self, params, results).await
+    }
+
+    async fn expand_dims(
+        self: Rc<Self>,
+        params: tensor::ExpandDimsParams,
+        results: tensor::ExpandDimsResults,
+    ) -> Result<(), capnp::Error> {
+        shape::expand_dims(&self, params, results).await
+    }
+
+    async fn broadcast_to(
+        self: Rc<Self>,
+        params: tensor::BroadcastToParams,
+        results: tensor::BroadcastToResults,
+    ) -> Result<(), capnp::Error> {
+        shape::broadcast_to(&self, params, results).await
+    }
+
+    async fn tile(
+        self: Rc<Self>,
+        params: tensor::TileParams,
+        results: tensor::TileResults,
+    ) -> Result<(), capnp::Error> {
+        shape::tile(&self, params, results).await
+    }
+
+    async fn flip(
+        self: Rc<Self>,
+        params: tensor::FlipParams,
+        results: tensor::FlipResults,
+    ) -> Result<(), capnp::Error> {
+        shape::flip(&self, params, results).await
+    }
+
+    async fn sort(
+        self: Rc<Self>,
+        params: tensor::SortParams,
+        results: tensor::SortResults,
+    ) -> Result<(), capnp::Error> {
+        shape::sort(&self, params, results).await
+    }
+
+    async fn argsort(
+        self: Rc<Self>,
+        params: tensor::ArgsortParams,
+        results: tensor::ArgsortResults,
+    ) -> Result<(), capnp::Error> {
+        shape::argsort(&self, params, results).await
+    }
+
+    async fn topk(
+        self: Rc<Self>,
+        params: tensor::TopkParams,
+        results: tensor::TopkResults,
+    ) -> Result<(), capnp::Error> {
+        shape::topk(&self, params, results).await
     }
 
     async fn take(

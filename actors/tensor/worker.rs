@@ -149,6 +149,30 @@ macro_rules! serve_tensor_worker_via {
                     $crate::schema::tensor_capnp::tensor_worker::ListParams,
                     $crate::schema::tensor_capnp::tensor_worker::ListResults
                 ),
+                einsum(
+                    $crate::schema::tensor_capnp::tensor_worker::EinsumParams,
+                    $crate::schema::tensor_capnp::tensor_worker::EinsumResults
+                ),
+                stack(
+                    $crate::schema::tensor_capnp::tensor_worker::StackParams,
+                    $crate::schema::tensor_capnp::tensor_worker::StackResults
+                ),
+                eye(
+                    $crate::schema::tensor_capnp::tensor_worker::EyeParams,
+                    $crate::schema::tensor_capnp::tensor_worker::EyeResults
+                ),
+                linspace(
+                    $crate::schema::tensor_capnp::tensor_worker::LinspaceParams,
+                    $crate::schema::tensor_capnp::tensor_worker::LinspaceResults
+                ),
+                randint(
+                    $crate::schema::tensor_capnp::tensor_worker::RandintParams,
+                    $crate::schema::tensor_capnp::tensor_worker::RandintResults
+                ),
+                permutation(
+                    $crate::schema::tensor_capnp::tensor_worker::PermutationParams,
+                    $crate::schema::tensor_capnp::tensor_worker::PermutationResults
+                ),
             ]
         );
     };
@@ -552,6 +576,117 @@ impl tensor_worker::Server for TensorWorker {
             e.set_expires_in_millis(o.expires_in.map_or(0, |d| d.as_millis().max(1) as u64));
         }
         Ok(())
+    }
+
+    // Schema version 4: einsum, stack and the makers.
+
+    async fn einsum(
+        self: Rc<Self>,
+        params: tensor_worker::EinsumParams,
+        mut results: tensor_worker::EinsumResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let subscripts = p
+            .get_subscripts()?
+            .to_str()
+            .map_err(|_| Error::invalid("einsum: subscripts are not UTF-8"))?
+            .to_owned();
+        let t = self
+            .over_list(p.get_operands()?, move |xs, m| {
+                Array::einsum(&subscripts, xs, m)
+            })
+            .await?;
+        results.get().set_tensor(t);
+        Ok(())
+    }
+
+    async fn stack(
+        self: Rc<Self>,
+        params: tensor_worker::StackParams,
+        mut results: tensor_worker::StackResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let axis = p.get_axis();
+        let t = self
+            .over_list(p.get_tensors()?, move |xs, m| Array::stack(xs, axis, m))
+            .await?;
+        results.get().set_tensor(t);
+        Ok(())
+    }
+
+    async fn eye(
+        self: Rc<Self>,
+        params: tensor_worker::EyeParams,
+        mut results: tensor_worker::EyeResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let dtype = codec::dtype(p.get_dtype())?;
+        let m_cols = p.get_has_m().then(|| p.get_m());
+        let (n, k) = (p.get_n(), p.get_k());
+        let t = self.make(|m| Array::eye(dtype, n, m_cols, k, m))?;
+        results.get().set_tensor(t);
+        Ok(())
+    }
+
+    async fn linspace(
+        self: Rc<Self>,
+        params: tensor_worker::LinspaceParams,
+        mut results: tensor_worker::LinspaceResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let dtype = codec::dtype(p.get_dtype())?;
+        let (start, stop, num, end) = (p.get_start(), p.get_stop(), p.get_num(), p.get_endpoint());
+        let t = self.make(|m| Array::linspace(dtype, start, stop, num, end, m))?;
+        results.get().set_tensor(t);
+        Ok(())
+    }
+
+    async fn randint(
+        self: Rc<Self>,
+        params: tensor_worker::RandintParams,
+        mut results: tensor_worker::RandintResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let dtype = codec::dtype(p.get_dtype())?;
+        let shape = codec::shape(p.get_shape()?);
+        let (low, high, seed) = (p.get_low(), p.get_high(), p.get_seed());
+        let t = self.make(|m| Array::randint(dtype, low, high, &shape, seed, m))?;
+        results.get().set_tensor(t);
+        Ok(())
+    }
+
+    async fn permutation(
+        self: Rc<Self>,
+        params: tensor_worker::PermutationParams,
+        mut results: tensor_worker::PermutationResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let (n, seed) = (p.get_n(), p.get_seed());
+        let t = self.make(|m| Array::permutation(n, seed, m))?;
+        results.get().set_tensor(t);
+        Ok(())
+    }
+}
+
+impl TensorWorker {
+    /// `TensorWorker.einsum` and `stack`: an op over a list of this
+    /// worker's tensors.
+    async fn over_list<F>(
+        &self,
+        list: capnp::capability_list::Reader<'_, tensor::Client>,
+        op: F,
+    ) -> Result<tensor::Client, Error>
+    where
+        F: FnOnce(&[&Array], &dyn Alloc) -> Result<Array, OpError> + Send + 'static,
+    {
+        let arrays = server::resolve_all(&self.store, list).await?;
+        let n = arrays.iter().map(|a| a.len()).sum();
+        self.store
+            .compute(n, move |m| {
+                let refs: Vec<&Array> = arrays.iter().map(|a| &**a).collect();
+                op(&refs, m)
+            })
+            .await
     }
 }
 

@@ -269,6 +269,7 @@ def ops_cases():
                       {"call": "Tensor.read", "on": "a", "expect": error("failed", "tensor has been moved")}))
     cases += v4_ops_cases()
     cases += index_ops_cases()
+    cases += v4_shape_cases()
     return cases
 
 
@@ -367,6 +368,95 @@ def index_ops_cases():
               "as": {"done2": "result"}},
              read("done2", masked), read("a", masked)),
     ]
+
+
+def v4_shape_cases():
+    """The shape ops of schema version 4 (contractions, layout, order, erf,
+    makers), each against NumPy."""
+    cases = []
+    f = F.astype(np.float64)
+    sq = np.array([[1.0, 2.0, 0.5], [-1.0, 3.0, 2.0], [4.0, 0.0, -2.0]])
+    bx = np.arange(12, dtype=np.float32).reshape(2, 2, 3) - 4
+    by = np.arange(12, dtype=np.float32).reshape(2, 3, 2) / 4
+
+    def worker_call(name, method, args, want, *made):
+        steps = [open_gate()] + [make(n, a) for n, a in made]
+        return case(name, *steps, {"call": method, "on": "worker", "args": args, "as": {"y": "tensor"}},
+                    read("y", want))
+
+    def tensor_call(name, method, args, a, want):
+        return case(name, open_gate(), make("a", a),
+                    {"call": method, "on": "a", "args": args, "as": {"y": "result"}}, read("y", want))
+
+    refs = lambda *names: [{"$ref": n} for n in names]
+    for name, subs, ops in [
+        ("matmul", "ij,kj->ik", [f, f]),
+        ("trace", "ii->", [sq]),
+        ("transpose", "ij->ji", [f]),
+        ("implicit outer", "i,j", [f[0], f[1]]),
+        ("batched", "bij,bjk->bik", [bx, by]),
+    ]:
+        names = [f"x{k}" for k in range(len(ops))]
+        cases.append(worker_call(f"einsum {name}", "TensorWorker.einsum",
+                                 {"subscripts": subs, "operands": refs(*names)},
+                                 np.einsum(subs, *ops), *zip(names, ops)))
+    t3 = np.arange(24, dtype=np.float64).reshape(2, 3, 4) / 3
+    t3b = np.arange(24, dtype=np.float64).reshape(4, 3, 2) - 7
+    cases.append(case("tensordot over one axis", open_gate(), make("a", t3), make("b", t3b),
+                      {"call": "Tensor.tensordot", "on": "a", "args": {"other": {"$ref": "b"}, "axes": 1},
+                       "as": {"y": "result"}}, read("y", np.tensordot(t3, t3b, 1))))
+    cases.append(case("tensordot over axis lists", open_gate(), make("a", t3), make("b", t3b),
+                      {"call": "Tensor.tensordot", "on": "a",
+                       "args": {"other": {"$ref": "b"}, "axesSelf": [1, -1], "axesOther": [1, 0]},
+                       "as": {"y": "result"}}, read("y", np.tensordot(t3, t3b, ([1, -1], [1, 0])))))
+    i = I.astype(np.int64)
+    cases.append(worker_call("stack along a new last axis", "TensorWorker.stack",
+                             {"tensors": refs("p", "q"), "axis": -1}, np.stack([i, i * 2], -1),
+                             ("p", i), ("q", i * 2)))
+    # A list of capabilities cannot be pipelined on (nor read by every
+    # runner): the split itself is checked to succeed.
+    cases.append(case("split into equal sections succeeds", open_gate(), make("a", i),
+                      {"call": "Tensor.split", "on": "a", "args": {"axis": 1, "sections": 3, "indices": []},
+                       "expect": {"ok": True}}))
+    a3 = np.arange(6, dtype=np.int32).reshape(1, 2, 1, 3)
+    cases.append(tensor_call("squeeze every length-1 axis", "Tensor.squeeze", {"axes": []}, a3, a3.squeeze()))
+    cases.append(tensor_call("squeeze one axis", "Tensor.squeeze", {"axes": [-2]}, a3, a3.squeeze(-2)))
+    cases.append(tensor_call("expandDims", "Tensor.expandDims", {"axes": [0, -1]}, i, np.expand_dims(i, (0, -1))))
+    v = np.array([1.5, -2.0, 3.0], np.float32)
+    cases.append(tensor_call("broadcastTo", "Tensor.broadcastTo", {"shape": [2, 3]}, v, np.broadcast_to(v, (2, 3))))
+    cases.append(tensor_call("tile", "Tensor.tile", {"reps": [2, 1, 2]}, i, np.tile(i, (2, 1, 2))))
+    cases.append(tensor_call("flip every axis", "Tensor.flip", {"axes": []}, i, np.flip(i)))
+    cases.append(tensor_call("flip one axis", "Tensor.flip", {"axes": [1]}, i, np.flip(i, 1)))
+    s = np.array([[3.0, np.nan, 1.0, 3.0], [2.0, -1.0, np.nan, 2.0]])
+    cases.append(tensor_call("sort puts NaN last", "Tensor.sort", {"axis": -1}, s, np.sort(s, -1)))
+    cases.append(tensor_call("argsort is stable", "Tensor.argsort", {"axis": 1}, s,
+                             np.argsort(s, 1, kind="stable")))
+    order = np.argsort(-i, 1, kind="stable")[:, :2]
+    cases.append(case("topk gives values and indices", open_gate(), make("a", i),
+                      {"call": "Tensor.topk", "on": "a", "args": {"k": 2, "axis": 1, "largest": True},
+                       "as": {"v": "values", "ix": "indices"}},
+                      read("v", np.take_along_axis(i, order, 1)), read("ix", order)))
+    erf = np.vectorize(__import__("math").erf)
+    cases.append(tensor_call("unary erf f64", "Tensor.unary", {"op": "erf"}, f, erf(f)))
+    cases.append(worker_call("eye with an offset diagonal", "TensorWorker.eye",
+                             {"dtype": "f32", "n": 3, "m": 4, "hasM": True, "k": -1},
+                             np.eye(3, 4, -1, dtype=np.float32)))
+    cases.append(worker_call("linspace with the endpoint", "TensorWorker.linspace",
+                             {"dtype": "f64", "start": -1, "stop": 2, "num": 7}, np.linspace(-1, 2, 7)))
+    cases.append(worker_call("linspace i64 rounds down", "TensorWorker.linspace",
+                             {"dtype": "i64", "start": -1, "stop": 10, "num": 4, "endpoint": True},
+                             np.linspace(-1, 10, 4, dtype=np.int64)))
+    cases.append(case("randint has the asked dtype and shape", open_gate(),
+                      {"call": "TensorWorker.randint", "on": "worker",
+                       "args": {"dtype": "i32", "low": -3, "high": 3, "shape": [4, 5], "seed": 7},
+                       "as": {"y": "tensor"}},
+                      {"call": "Tensor.meta", "on": "y", "expect": {"results": {"dtype": "i32", "shape": [4, 5]}}}))
+    cases.append(case("permutation sorted is a range", open_gate(),
+                      {"call": "TensorWorker.permutation", "on": "worker", "args": {"n": 6, "seed": 3},
+                       "as": {"p": "tensor"}},
+                      {"call": "Tensor.sort", "on": "p", "args": {"axis": 0}, "as": {"y": "result"}},
+                      read("y", np.arange(6, dtype=np.int64))))
+    return cases
 
 
 def gate_cases():
@@ -553,6 +643,40 @@ def bad_input_cases():
              {"call": "Tensor.meta", "on": "y",
               "expect": error("failed", "assign: could not broadcast a value of shape [2] into the slice of shape [2, 3]")},
              {"call": "Tensor.read", "on": "a", "expect": expect_tensor(F)}),
+    ] + shape_bad_input_cases()
+
+
+def shape_bad_input_cases():
+    """Bad input to the shape ops of schema version 4: each fails its own
+    call, naming the op and the offending shapes."""
+    a = np.arange(6, dtype=np.float64).reshape(2, 3)
+
+    def bad(name, call, prefix, contains=None):
+        return case(name, open_gate(), make("a", a), dict(call, expect=error("failed", prefix, contains)))
+
+    def einsum(subs, n):
+        return {"call": "TensorWorker.einsum", "on": "worker",
+                "args": {"subscripts": subs, "operands": [{"$ref": "a"}] * n}}
+
+    return [
+        bad("einsum with a bad character", einsum("ij,j%", 2), "einsum: invalid character '%'"),
+        bad("einsum with too few operands", einsum("ij,jk->ik", 1), "einsum:",
+            "name 2 operands but 1 were given"),
+        bad("einsum with mismatched lengths", einsum("ij,jk->ik", 2), "einsum:",
+            "length 3 in operand 0 (shape [2, 3]) but 2 in operand 1"),
+        bad("split that does not divide", {"call": "Tensor.split", "on": "a",
+                                            "args": {"axis": 1, "sections": 2, "indices": []}},
+            "split: 2 sections do not divide axis 1 of length 3 (shape [2, 3])"),
+        bad("squeeze of an axis longer than 1", {"call": "Tensor.squeeze", "on": "a", "args": {"axes": [0]}},
+            "squeeze: cannot remove axis 0 of length 2 from shape [2, 3]"),
+        bad("flip of an axis out of range", {"call": "Tensor.flip", "on": "a", "args": {"axes": [-3]}},
+            "flip: axis -3 is out of range for shape [2, 3]"),
+        bad("topk with k over the axis length", {"call": "Tensor.topk", "on": "a",
+                                                  "args": {"k": 4, "axis": -1, "largest": True}},
+            "topk: k (4) is larger than axis 1 of length 3 (shape [2, 3])"),
+        bad("broadcastTo a shape that does not fit", {"call": "Tensor.broadcastTo", "on": "a",
+                                                      "args": {"shape": [3, 3]}},
+            "broadcastTo: cannot broadcast shape [2, 3] to shape [3, 3]"),
     ]
 
 

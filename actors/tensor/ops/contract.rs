@@ -1,12 +1,13 @@
-//! Contractions: matmul.
+//! Contractions: matmul and tensordot (einsum is in `einsum.rs`).
 
 use ndarray::{ArrayBase, ArrayD, ArrayView2, ArrayViewMut2, Axis, Dimension, Ix2, IxDyn, RawData};
 use rayon::prelude::*;
 
 use super::alloc::{reserve, Alloc};
-use super::dtype::{Array, DType, Num};
+use super::dtype::{dispatch, Array, DType, Num};
 use super::elementwise::same;
 use super::error::{invalid, OpError};
+use super::layout::distinct_axes;
 use super::parallel;
 use super::shape::broadcast_shape;
 
@@ -104,7 +105,11 @@ const GEMM_PARALLEL_WORK: usize = 1 << 20;
 
 /// `c = a · b`: a large product split by rows of `a` and `c` over the
 /// compute pool, each block one single-threaded GEMM.
-fn gemm<T: Num>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, c: &mut ArrayViewMut2<'_, T>) {
+pub(super) fn gemm<T: Num>(
+    a: &ArrayView2<'_, T>,
+    b: &ArrayView2<'_, T>,
+    c: &mut ArrayViewMut2<'_, T>,
+) {
     let (m, k) = a.dim();
     let n = b.ncols();
     let work = m.saturating_mul(k).saturating_mul(n);
@@ -139,5 +144,118 @@ impl Array {
                 dtype: DType::Bool,
             }),
         }
+    }
+}
+
+/// The axes `tensordot` sums over: the last `n` of `a` with the first `n`
+/// of `b`, or the lists given.
+fn dot_axes(
+    a: &[usize],
+    b: &[usize],
+    n: u32,
+    lists: Option<(&[i64], &[i64])>,
+) -> Result<(Vec<usize>, Vec<usize>), OpError> {
+    const OP: &str = "tensordot";
+    let Some((la, lb)) = lists else {
+        let n = n as usize;
+        if n > a.len() || n > b.len() {
+            return Err(invalid(
+                OP,
+                format!("cannot sum over {n} axes of shapes {a:?} and {b:?}"),
+            ));
+        }
+        let (xa, xb): (Vec<usize>, Vec<usize>) =
+            ((a.len() - n..a.len()).collect(), (0..n).collect());
+        return same_lengths(a, b, xa, xb);
+    };
+    if la.len() != lb.len() {
+        return Err(invalid(
+            OP,
+            format!("axes {la:?} and {lb:?} differ in length"),
+        ));
+    }
+    let xa = distinct_axes(OP, la, a.len(), a)?;
+    let xb = distinct_axes(OP, lb, b.len(), b)?;
+    same_lengths(a, b, xa, xb)
+}
+
+/// Checks that the paired axes of `a` and `b` have one length each.
+fn same_lengths(
+    a: &[usize],
+    b: &[usize],
+    xa: Vec<usize>,
+    xb: Vec<usize>,
+) -> Result<(Vec<usize>, Vec<usize>), OpError> {
+    const OP: &str = "tensordot";
+    for (&i, &j) in xa.iter().zip(&xb) {
+        if a[i] != b[j] {
+            return Err(invalid(
+                OP,
+                format!(
+                    "axis {i} of shape {a:?} (length {}) and axis {j} of shape {b:?} (length {}) differ",
+                    a[i], b[j]
+                ),
+            ));
+        }
+    }
+    Ok((xa, xb))
+}
+
+fn tensordot_num<T: Num>(
+    x: &ArrayD<T>,
+    y: &ArrayD<T>,
+    n: u32,
+    lists: Option<(&[i64], &[i64])>,
+    alloc: &dyn Alloc,
+) -> Result<Array, OpError> {
+    const OP: &str = "tensordot";
+    let (xs, ys) = (x.shape(), y.shape());
+    let (sa, sb) = dot_axes(xs, ys, n, lists)?;
+    let free_a: Vec<usize> = (0..xs.len()).filter(|i| !sa.contains(i)).collect();
+    let free_b: Vec<usize> = (0..ys.len()).filter(|i| !sb.contains(i)).collect();
+    let len = |s: &[usize], axes: &[usize]| -> usize { axes.iter().map(|&i| s[i]).product() };
+    let (m, k, nn) = (len(xs, &free_a), len(xs, &sa), len(ys, &free_b));
+    let shape: Vec<usize> = (free_a.iter().map(|&i| xs[i]))
+        .chain(free_b.iter().map(|&i| ys[i]))
+        .collect();
+    reserve(alloc, OP, &shape, T::DTYPE)?;
+    let bad = |_| invalid(OP, "inconsistent operand shape");
+    let pa: Vec<usize> = [&free_a[..], &sa].concat();
+    let pb: Vec<usize> = [&sb[..], &free_b].concat();
+    let xa = x.view().permuted_axes(IxDyn(&pa));
+    let yb = y.view().permuted_axes(IxDyn(&pb));
+    // An operand whose summed axes are not already in place is copied.
+    for (v, s) in [(&xa, xs), (&yb, ys)] {
+        if !v.is_standard_layout() {
+            reserve(alloc, OP, s, T::DTYPE)?;
+        }
+    }
+    let xa = xa.as_standard_layout();
+    let yb = yb.as_standard_layout();
+    let a2: ArrayView2<'_, T> = xa.view().into_shape_with_order((m, k)).map_err(bad)?;
+    let b2: ArrayView2<'_, T> = yb.view().into_shape_with_order((k, nn)).map_err(bad)?;
+    let mut out = ndarray::Array2::from_elem((m, nn), T::ZERO);
+    if k > 0 {
+        gemm(&a2, &b2, &mut out.view_mut());
+    }
+    let out = out.into_shape_with_order(IxDyn(&shape)).map_err(bad)?;
+    Ok(T::wrap(out))
+}
+
+impl Array {
+    /// NumPy's `tensordot`: sums products over the last `n` axes of `a`
+    /// and the first `n` of `b`, or, with `lists`, over the axes of `a`
+    /// paired with those of `b` (negative count from the end). The result
+    /// has `a`'s remaining axes, then `b`'s. One GEMM.
+    pub fn tensordot(
+        a: &Array,
+        b: &Array,
+        n: u32,
+        lists: Option<(&[i64], &[i64])>,
+        alloc: &dyn Alloc,
+    ) -> Result<Array, OpError> {
+        const OP: &str = "tensordot";
+        dispatch!(a, x => tensordot_num(x, same(OP, x, b)?, n, lists, alloc),
+            bool _b => Err(OpError::Unsupported { op: OP, dtype: DType::Bool }))
     }
 }

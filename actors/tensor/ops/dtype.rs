@@ -243,6 +243,11 @@ pub(super) trait Float: Num {
     fn modulo(a: Self, b: Self) -> Self;
     /// NumPy's `floor_divide`.
     fn floor_divide(a: Self, b: Self) -> Self;
+    /// The error function, computed in f64 (libm's `erf`); a dtype that
+    /// has a narrower one overrides it.
+    fn erf(a: Self) -> Self {
+        Self::from_f64(libm::erf(a.to_f64()))
+    }
 }
 
 fn write_bytes<const N: usize>(bytes: [u8; N], out: &mut [u8]) {

@@ -303,7 +303,8 @@ pub(super) fn unary_num<T: Num>(
         | UnaryOp::Cos
         | UnaryOp::Tan
         | UnaryOp::Log1p
-        | UnaryOp::Expm1 => Err(OpError::Unsupported {
+        | UnaryOp::Expm1
+        | UnaryOp::Erf => Err(OpError::Unsupported {
             op: name,
             dtype: T::DTYPE,
         }),
@@ -331,6 +332,7 @@ pub(super) fn unary_float<T: Float>(
         UnaryOp::Tan => map_std(name, x, alloc, T::tan),
         UnaryOp::Log1p => map_std(name, x, alloc, T::log1p),
         UnaryOp::Expm1 => map_std(name, x, alloc, T::expm1),
+        UnaryOp::Erf => map_std(name, x, alloc, T::erf),
         UnaryOp::Neg
         | UnaryOp::Abs
         | UnaryOp::Relu

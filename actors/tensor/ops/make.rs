@@ -1,7 +1,9 @@
-//! Makers: filled arrays, ranges, seeded random arrays.
+//! Makers: filled arrays, ranges, identity matrices, seeded random
+//! arrays, integers and permutations.
 
 use ndarray::{ArrayD, IxDyn};
 use rand::distr::{Distribution, Uniform};
+use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_distr::Normal;
 use rand_pcg::Pcg64;
@@ -193,5 +195,143 @@ impl Array {
             }
             DType::I32 | DType::I64 | DType::Bool => Err(OpError::Unsupported { op: OP, dtype }),
         }
+    }
+}
+
+impl Array {
+    /// An `n × m` array (`m` = `n` if `None`) with ones on diagonal `k`
+    /// (0 the main one, positive above it, negative below) and zeros
+    /// elsewhere, NumPy's `eye`; `true`/`false` for bool.
+    pub fn eye(
+        dtype: DType,
+        n: u64,
+        m: Option<u64>,
+        k: i64,
+        alloc: &dyn Alloc,
+    ) -> Result<Array, OpError> {
+        let dims = dims_from_u64(&[n, m.unwrap_or(n)])?;
+        reserve(alloc, "eye", &dims, dtype)?;
+        with_dtype!(dtype, T => {
+            let mut out = ArrayD::from_elem(IxDyn(&dims), T::ZERO);
+            for (i, mut row) in out.outer_iter_mut().enumerate() {
+                let j = i as i128 + i128::from(k);
+                if let Some(v) = usize::try_from(j).ok().and_then(|j| row.get_mut(j)) {
+                    *v = T::ONE;
+                }
+            }
+            Ok(T::wrap(out))
+        })
+    }
+
+    /// `num` evenly spaced values from `start` to `stop`, `stop` included
+    /// if `endpoint` (NumPy's `linspace`). Computed in f64: integer dtypes
+    /// round toward minus infinity (as NumPy 2) and must hold every value;
+    /// bool is unsupported.
+    pub fn linspace(
+        dtype: DType,
+        start: f64,
+        stop: f64,
+        num: u64,
+        endpoint: bool,
+        alloc: &dyn Alloc,
+    ) -> Result<Array, OpError> {
+        const OP: &str = "linspace";
+        if dtype == DType::Bool {
+            return Err(OpError::Unsupported { op: OP, dtype });
+        }
+        if !(start.is_finite() && stop.is_finite()) {
+            return Err(invalid(OP, "start and stop must be finite"));
+        }
+        let dims = dims_from_u64(&[num])?;
+        let n = dims[0];
+        let div = if endpoint { n.saturating_sub(1) } else { n };
+        let step = if div > 0 {
+            (stop - start) / div as f64
+        } else {
+            0.0
+        };
+        let value = |i: usize| {
+            if endpoint && n > 1 && i == n - 1 {
+                stop
+            } else {
+                start + i as f64 * step
+            }
+        };
+        if let Some((lo, hi)) = dtype.int_range() {
+            for i in [0, n.saturating_sub(1)].into_iter().filter(|_| n > 0) {
+                let v = value(i).floor();
+                if !(lo..hi).contains(&v) {
+                    return Err(invalid(
+                        OP,
+                        format!("value {v} at index {i} does not fit dtype {dtype}"),
+                    ));
+                }
+            }
+        }
+        reserve(alloc, OP, &dims, dtype)?;
+        let int = dtype.int_range().is_some();
+        with_dtype!(dtype, T => {
+            let data: Vec<T> = (0..n)
+                .map(|i| {
+                    let v = value(i);
+                    T::from_f64(if int { v.floor() } else { v })
+                })
+                .collect();
+            Ok(T::wrap(from_vec(&dims, data)?))
+        })
+    }
+
+    /// Integers drawn uniformly from `[low, high)`, deterministic for a
+    /// given `seed` (PCG64; the same seed gives the same array on every
+    /// platform, but not NumPy's numbers). Integer dtypes only; `low` and
+    /// `high - 1` must fit the dtype.
+    pub fn randint(
+        dtype: DType,
+        low: i64,
+        high: i64,
+        shape: &[u64],
+        seed: u64,
+        alloc: &dyn Alloc,
+    ) -> Result<Array, OpError> {
+        const OP: &str = "randint";
+        if dtype.int_range().is_none() {
+            return Err(OpError::Unsupported { op: OP, dtype });
+        }
+        if low >= high {
+            return Err(invalid(
+                OP,
+                format!("low ({low}) must be less than high ({high})"),
+            ));
+        }
+        let dims = dims_from_u64(shape)?;
+        with_dtype!(dtype, T => {
+            for v in [low, high - 1] {
+                scalar_to::<T>(OP, Scalar::Int(v)).map_err(|_| {
+                    invalid(OP, format!("bounds [{low}, {high}) do not fit dtype {dtype}"))
+                })?;
+            }
+            let dist = Uniform::new(low, high)
+                .map_err(|_| invalid(OP, format!("low ({low}) must be less than high ({high})")))?;
+            reserve(alloc, OP, &dims, T::DTYPE)?;
+            let n = checked_len(&dims).unwrap_or(0);
+            let mut rng = Pcg64::seed_from_u64(seed);
+            let data: Vec<T> = (0..n).map(|_| T::from_i64(dist.sample(&mut rng))).collect();
+            Ok(T::wrap(from_vec(&dims, data)?))
+        })
+    }
+
+    /// `0..n` (I64) in an order shuffled by `seed` (PCG64 Fisher-Yates;
+    /// the same seed gives the same permutation, not NumPy's).
+    pub fn permutation(n: u64, seed: u64, alloc: &dyn Alloc) -> Result<Array, OpError> {
+        const OP: &str = "permutation";
+        let dims = dims_from_u64(&[n])?;
+        if n > i64::MAX as u64 {
+            return Err(OpError::ShapeOverflow { shape: vec![n] });
+        }
+        reserve(alloc, OP, &dims, DType::I64)?;
+        let mut data: Vec<i64> = (0..n as i64).collect();
+        let mut rng = Pcg64::seed_from_u64(seed);
+        data.shuffle(&mut rng);
+        Ok(Array::I64(from_vec(&dims, data)?))
     }
 }

@@ -19,15 +19,17 @@
 //! [`DType`] and the element traits (`dtype.rs`), [`OpError`]
 //! (`error.rs`), shape arithmetic (`shape.rs`), allocation under the quota
 //! (`alloc.rs`), the op table (`table.rs`), then the ops: elementwise,
-//! reductions, contractions, indexing (slices in `index.rs`, tensor
-//! indices and masks in `gather.rs`, assignment in `assign.rs`), layout,
-//! makers and the byte layout.
+//! reductions, contractions (`contract.rs`, `einsum.rs`), indexing (slices
+//! in `index.rs`, tensor indices and masks in `gather.rs`, assignment in
+//! `assign.rs`), layout, order (sort, argsort, topk), makers and the byte
+//! layout.
 
 mod alloc;
 mod assign;
 mod bytes;
 mod contract;
 mod dtype;
+mod einsum;
 mod elementwise;
 mod error;
 mod gather;
@@ -36,18 +38,22 @@ mod index;
 mod index_tests;
 mod layout;
 mod make;
+mod order;
 mod parallel;
 mod reduce;
 mod shape;
 mod table;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_shape;
 
 pub(crate) use alloc::reserve;
 pub use alloc::{Alloc, MaxBytes, Unlimited};
 pub use dtype::{Array, DType, Scalar};
 pub use error::OpError;
 pub use index::SliceSpec;
+pub use layout::MAX_SPLIT_PARTS;
 pub use parallel::{compute_threads, set_compute_threads, PoolError, PAR_ELEMENTS};
 pub(crate) use shape::dims_from_u64;
 pub(crate) use table::op_table;

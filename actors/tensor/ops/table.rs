@@ -86,6 +86,8 @@ macro_rules! op_table {
                 Isnan "isnan" [isnan];
                 /// Whether neither NaN nor infinite, as bool (any dtype).
                 Isfinite "isfinite" [isfinite];
+                /// The error function (floats only).
+                Erf "erf" [erf];
             }
             compare: {
                 /// Elementwise comparisons, see [`Array::compare`](crate::actors::tensor::Array::compare).

@@ -61,7 +61,7 @@ fn struct_schema(t: Type) -> StructSchema {
 }
 
 macro_rules! methods {
-    ($($name:literal => $iface:ident, $ord:literal, $p:ident, $r:ident;)*) => {
+    ($($name:literal => $iface:ident, $ord:expr, $p:ident, $r:ident;)*) => {
         fn lookup(name: &str) -> Option<Method> {
             match name {
                 $($name => Some(Method {
@@ -111,6 +111,34 @@ methods! {
     "Tensor.scatter" => tensor, 23, scatter_params, scatter_results;
     "Tensor.assign" => tensor, 24, assign_params, assign_results;
     "Tensor.assignMask" => tensor, 25, assign_mask_params, assign_mask_results;
+    // Ordinals looked up by name in the compiled-in schema (the lead
+    // renumbers methods appended in parallel at merge).
+    "Tensor.tensordot" => tensor, ordinal::<tensor::Client>("tensordot"), tensordot_params, tensordot_results;
+    "Tensor.split" => tensor, ordinal::<tensor::Client>("split"), split_params, split_results;
+    "Tensor.squeeze" => tensor, ordinal::<tensor::Client>("squeeze"), squeeze_params, squeeze_results;
+    "Tensor.expandDims" => tensor, ordinal::<tensor::Client>("expandDims"), expand_dims_params, expand_dims_results;
+    "Tensor.broadcastTo" => tensor, ordinal::<tensor::Client>("broadcastTo"), broadcast_to_params, broadcast_to_results;
+    "Tensor.tile" => tensor, ordinal::<tensor::Client>("tile"), tile_params, tile_results;
+    "Tensor.flip" => tensor, ordinal::<tensor::Client>("flip"), flip_params, flip_results;
+    "Tensor.sort" => tensor, ordinal::<tensor::Client>("sort"), sort_params, sort_results;
+    "Tensor.argsort" => tensor, ordinal::<tensor::Client>("argsort"), argsort_params, argsort_results;
+    "Tensor.topk" => tensor, ordinal::<tensor::Client>("topk"), topk_params, topk_results;
+    "TensorWorker.einsum" => tensor_worker, ordinal::<tensor_worker::Client>("einsum"), einsum_params, einsum_results;
+    "TensorWorker.stack" => tensor_worker, ordinal::<tensor_worker::Client>("stack"), stack_params, stack_results;
+    "TensorWorker.eye" => tensor_worker, ordinal::<tensor_worker::Client>("eye"), eye_params, eye_results;
+    "TensorWorker.linspace" => tensor_worker, ordinal::<tensor_worker::Client>("linspace"), linspace_params, linspace_results;
+    "TensorWorker.randint" => tensor_worker, ordinal::<tensor_worker::Client>("randint"), randint_params, randint_results;
+    "TensorWorker.permutation" => tensor_worker, ordinal::<tensor_worker::Client>("permutation"), permutation_params, permutation_results;
+}
+
+/// The ordinal of method `name` of interface `I`, from the schema nodes
+/// compiled into capactor.
+fn ordinal<I: HasTypeId>(name: &str) -> u16 {
+    capactor::catalog::Catalog::builtin()
+        .interface(I::TYPE_ID)
+        .and_then(|i| i.methods.iter().find(|m| m.name == name))
+        .map(|m| m.ordinal)
+        .unwrap_or_else(|| panic!("the schema has no method {name}"))
 }
 
 fn type_id(name: &str) -> Option<u64> {
