@@ -4,8 +4,8 @@ use ndarray::{ArrayBase, ArrayD, ArrayView2, ArrayViewMut2, Axis, Dimension, Ix2
 use rayon::prelude::*;
 
 use super::alloc::{reserve, Alloc};
-use super::dtype::{Array, DType, Num};
-use super::elementwise::same;
+use super::dtype::{dispatch, Array, DType, Num};
+use super::elementwise::{promoted, same};
 use super::error::{invalid, OpError};
 use super::parallel;
 use super::shape::broadcast_shape;
@@ -129,15 +129,10 @@ impl Array {
     /// matrixmultiply's GEMM; integers wrap. Bool is unsupported; rank-0
     /// operands are rejected.
     pub fn matmul(a: &Array, b: &Array, alloc: &dyn Alloc) -> Result<Array, OpError> {
-        match a {
-            Array::F32(x) => matmul_num(x, same("matmul", x, b)?, alloc),
-            Array::F64(x) => matmul_num(x, same("matmul", x, b)?, alloc),
-            Array::I32(x) => matmul_num(x, same("matmul", x, b)?, alloc),
-            Array::I64(x) => matmul_num(x, same("matmul", x, b)?, alloc),
-            Array::Bool(_) => Err(OpError::Unsupported {
-                op: "matmul",
-                dtype: DType::Bool,
-            }),
-        }
+        let (a, b) = promoted("matmul", a, b, alloc)?;
+        dispatch!(&*a, x => matmul_num(x, same("matmul", x, &b)?, alloc), bool _x => Err(OpError::Unsupported {
+            op: "matmul",
+            dtype: DType::Bool,
+        }))
     }
 }

@@ -4,7 +4,7 @@ use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 use super::alloc::{reserve, Alloc};
 use super::dtype::{dispatch, Array, Elem};
-use super::elementwise::{same, std_owned};
+use super::elementwise::{convert, same, std_owned};
 use super::error::{invalid, OpError};
 use super::shape::{checked_len, from_vec, norm_axis};
 
@@ -154,12 +154,20 @@ impl Array {
         Ok(dispatch!(a, x => std_owned(x.view().permuted_axes(IxDyn(&perm)))))
     }
 
-    /// Joins arrays along an existing axis. All must share the dtype, the
-    /// rank (at least 1) and every dimension except `axis`.
+    /// Joins arrays along an existing axis. All must share the rank (at
+    /// least 1) and every dimension except `axis`; their dtypes promote to
+    /// a common one ([`DType::promote`](super::DType::promote)), as
+    /// `np.concatenate` does.
     pub fn concat(arrays: &[&Array], axis: i64, alloc: &dyn Alloc) -> Result<Array, OpError> {
+        const OP: &str = "concat";
         let Some(first) = arrays.first() else {
-            return Err(invalid("concat", "need at least one array"));
+            return Err(invalid(OP, "need at least one array"));
         };
-        dispatch!(first, x => concat_typed(x, arrays, axis, alloc))
+        let to = (arrays.iter()).fold(first.dtype(), |d, a| d.promote(a.dtype()));
+        let converted = (arrays.iter())
+            .map(|a| convert(OP, a, to, alloc))
+            .collect::<Result<Vec<_>, _>>()?;
+        let arrays: Vec<&Array> = converted.iter().map(|a| &**a).collect();
+        dispatch!(arrays[0], x => concat_typed(x, &arrays, axis, alloc))
     }
 }

@@ -25,6 +25,7 @@ mod alloc;
 mod bytes;
 mod contract;
 mod dtype;
+mod elem;
 mod elementwise;
 mod error;
 mod index;
@@ -39,7 +40,8 @@ mod tests;
 
 pub(crate) use alloc::reserve;
 pub use alloc::{Alloc, MaxBytes, Unlimited};
-pub use dtype::{Array, DType, Scalar};
+pub(crate) use bytes::LeCursor;
+pub use dtype::{Array, DType, Kind, Scalar};
 pub use error::OpError;
 pub use index::SliceSpec;
 pub use parallel::{compute_threads, set_compute_threads, PoolError, PAR_ELEMENTS};
