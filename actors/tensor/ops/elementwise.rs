@@ -57,9 +57,11 @@ pub(super) fn scalar_to<T: Elem>(op: &'static str, s: Scalar) -> Result<T, OpErr
             scalar_to(op, Scalar::Int(f as i64))
         }
         (d, Scalar::Int(i)) => {
-            let v = T::from_i64(i);
-            if v.cast::<i64>() == i {
-                Ok(v)
+            let fits = d
+                .int_bounds()
+                .is_some_and(|(lo, hi)| (lo..=hi).contains(&i128::from(i)));
+            if fits {
+                Ok(T::from_i64(i))
             } else {
                 Err(invalid(op, format!("scalar {i} does not fit in {d}")))
             }
