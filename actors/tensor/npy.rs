@@ -214,8 +214,8 @@ fn npz_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::invalid(format!("npz: cannot {what}: {e}"))
 }
 
-/// Reads every array of a `.npz` archive (as `np.savez` writes, compressed
-/// or not), with its name (without `.npy`), in the archive's order.
+/// Reads every array of a `.npz` archive (as `np.savez` or
+/// `np.savez_compressed` writes it), with its name (without `.npy`), in the archive's order.
 ///
 /// # Errors
 ///
@@ -420,6 +420,29 @@ mod tests {
             read_npy(io::Cursor::new(file)).unwrap(),
             Array::U16(ArrayD::from_shape_vec(vec![2], vec![258, 3]).unwrap())
         );
+    }
+
+    #[test]
+    fn an_npz_numpy_wrote_compressed_loads_with_every_member() {
+        // np.savez_compressed(half=f16 2x2, bytes=u8 2x3 Fortran order,
+        // big=>i2, mask=bool, wide=u64 max), by NumPy 2.4.
+        let file = include_bytes!("testdata/numpy_dtypes.npz");
+        let got = read_npz(io::Cursor::new(&file[..])).unwrap();
+        let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["half", "bytes", "big", "mask", "wide"]);
+        let half: Vec<f16> = [0.5, -2.0, 65504.0, f32::INFINITY]
+            .map(f16::from_f32)
+            .into();
+        let want = [
+            Array::F16(ArrayD::from_shape_vec(vec![2, 2], half).unwrap()),
+            Array::U8(ArrayD::from_shape_vec(vec![2, 3], (0..6).collect()).unwrap()),
+            Array::I16(ArrayD::from_shape_vec(vec![2], vec![-300, 7]).unwrap()),
+            Array::Bool(ArrayD::from_shape_vec(vec![2], vec![true, false]).unwrap()),
+            Array::U64(ArrayD::from_shape_vec(vec![1], vec![u64::MAX]).unwrap()),
+        ];
+        for ((name, a), w) in got.iter().zip(&want) {
+            assert_eq!(a, w, "{name}");
+        }
     }
 
     #[test]
