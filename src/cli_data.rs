@@ -493,6 +493,12 @@ mod tests {
             Array::I32(ArrayD::from_shape_fn(vec![2, 2, 2], |d| d[2] as i32 - 7)),
             Array::I64(ArrayD::from_shape_fn(vec![0, 3], |_| 1)),
             Array::Bool(ArrayD::from_shape_fn(vec![4], |d| d[0] % 2 == 0)),
+            Array::U8(ArrayD::from_shape_fn(vec![2, 3], |d| (d[1] * 100) as u8)),
+            Array::F16(ArrayD::from_shape_fn(vec![3], |d| {
+                capactor::actors::tensor::f16::from_f32(d[0] as f32 / 3.0)
+            })),
+            Array::U64(ArrayD::from_shape_fn(vec![1], |_| u64::MAX)),
+            Array::I8(ArrayD::from_shape_fn(vec![2], |d| -(d[0] as i8))),
         ];
         for a in arrays {
             write_npy(&path, &a).unwrap();
