@@ -21,6 +21,16 @@ enum DType {
   i32 @2;
   i64 @3;
   bool @4;
+  f16 @5;
+  # The rest since schema version 4: IEEE half float (NumPy's float16),
+  # bfloat16 (no NumPy dtype), and the other integers, all little-endian.
+  bf16 @6;
+  u8 @7;
+  i8 @8;
+  i16 @9;
+  u16 @10;
+  u32 @11;
+  u64 @12;
 }
 
 struct TensorData {
@@ -157,7 +167,8 @@ interface Tensor {
   # The contents. Bounded by the connection's message size limit.
 
   binary @2 (op :BinaryOp, other :Tensor) -> (result :Tensor);
-  # Elementwise with NumPy broadcasting; both operands of one dtype.
+  # Elementwise with NumPy broadcasting. Since schema version 4 operands
+  # of different dtypes promote as NumPy's `result_type` (docs/TENSOR_OPS.md).
   binaryScalar @3 (op :BinaryOp, scalar :Scalar, scalarOnLeft :Bool) -> (result :Tensor);
   unary @4 (op :UnaryOp) -> (result :Tensor);
   compare @5 (op :CompareOp, other :Tensor) -> (result :Tensor);

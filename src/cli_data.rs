@@ -14,19 +14,17 @@
 //! terminal) and a one-line summary after; `--quiet` turns both off.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Seek};
+use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use capactor::actors::tensor::{
-    Array, DataOptions, Download, ObjectInfo, Quota, Spill, Upload, Worker, WorkerState,
+    npy, Array, DataOptions, Download, ObjectInfo, Quota, Spill, Upload, Worker, WorkerState,
 };
 use capactor::schema::tensor_capnp::tensor_worker;
 use capactor::{Connection, Error, Result};
 use indicatif::{BinaryBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ndarray::ArrayD;
-use ndarray_npy::{ReadNpyError, ReadNpyExt, ReadableElement, WriteNpyExt};
 
 // `super`, not `crate`: tests/deploy_manifests.rs compiles main.rs as a module.
 use super::{client_token, ClientTlsArgs};
@@ -54,7 +52,8 @@ pub(crate) struct Show {
 pub(crate) struct Put {
     /// The worker's address.
     addr: String,
-    /// The `.npy` file to send (f32, f64, i32, i64 or bool).
+    /// The `.npy` file to send (any dtype a worker holds but bf16, which
+    /// `.npy` lacks).
     file: PathBuf,
     /// The name to store it under on the worker.
     #[arg(long)]
@@ -449,33 +448,7 @@ fn read_npy(path: &Path) -> Result<Array> {
     let cannot =
         |e: &dyn std::fmt::Display| Error::invalid(format!("cannot read {}: {e}", path.display()));
     let file = File::open(path).map_err(|e| cannot(&e))?;
-    let mut reader = BufReader::new(file);
-    // Each attempt fails on the header's dtype before reading any data.
-    macro_rules! try_as {
-        ($($t:ty => $v:ident),*) => {
-            $(match read_as::<$t>(&mut reader) {
-                Ok(a) => return Ok(Array::$v(a)),
-                Err(ReadNpyError::WrongDescriptor(_)) => {}
-                Err(e) => return Err(cannot(&e)),
-            })*
-        };
-    }
-    try_as!(f32 => F32, f64 => F64, i32 => I32, i64 => I64, bool => Bool);
-    reader.rewind().map_err(|e| cannot(&e))?;
-    let header =
-        ndarray_npy::npy::header::Header::from_reader(&mut reader).map_err(|e| cannot(&e))?;
-    Err(Error::invalid(format!(
-        "{} holds dtype {}; a worker holds f32, f64, i32, i64 and bool",
-        path.display(),
-        header.type_descriptor
-    )))
-}
-
-fn read_as<T: ReadableElement>(
-    reader: &mut BufReader<File>,
-) -> std::result::Result<ArrayD<T>, ReadNpyError> {
-    reader.rewind()?;
-    ArrayD::<T>::read_npy(reader)
+    npy::read_npy(BufReader::new(file)).map_err(|e| cannot(&e))
 }
 
 /// Writes `array` to `path` through a temporary file beside it, so that
@@ -492,14 +465,7 @@ fn write_npy(path: &Path, array: &Array) -> Result<()> {
     let tmp = path.with_file_name(tmp_name);
     let written = (|| {
         let mut w = BufWriter::new(File::create(&tmp).map_err(|e| cannot(&e))?);
-        let r = match array {
-            Array::F32(a) => a.write_npy(&mut w),
-            Array::F64(a) => a.write_npy(&mut w),
-            Array::I32(a) => a.write_npy(&mut w),
-            Array::I64(a) => a.write_npy(&mut w),
-            Array::Bool(a) => a.write_npy(&mut w),
-        };
-        r.map_err(|e| cannot(&e))?;
+        npy::write_npy(&mut w, array).map_err(|e| cannot(&e))?;
         let file = w.into_inner().map_err(|e| cannot(e.error()))?;
         file.sync_all().map_err(|e| cannot(&e))?;
         std::fs::rename(&tmp, path).map_err(|e| cannot(&e))
@@ -513,6 +479,7 @@ fn write_npy(path: &Path, array: &Array) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::ArrayD;
 
     #[test]
     fn npy_files_of_every_dtype_read_back_as_written() {
@@ -526,6 +493,12 @@ mod tests {
             Array::I32(ArrayD::from_shape_fn(vec![2, 2, 2], |d| d[2] as i32 - 7)),
             Array::I64(ArrayD::from_shape_fn(vec![0, 3], |_| 1)),
             Array::Bool(ArrayD::from_shape_fn(vec![4], |d| d[0] % 2 == 0)),
+            Array::U8(ArrayD::from_shape_fn(vec![2, 3], |d| (d[1] * 100) as u8)),
+            Array::F16(ArrayD::from_shape_fn(vec![3], |d| {
+                capactor::actors::tensor::f16::from_f32(d[0] as f32 / 3.0)
+            })),
+            Array::U64(ArrayD::from_shape_fn(vec![1], |_| u64::MAX)),
+            Array::I8(ArrayD::from_shape_fn(vec![2], |d| -(d[0] as i8))),
         ];
         for a in arrays {
             write_npy(&path, &a).unwrap();
@@ -541,10 +514,19 @@ mod tests {
     #[test]
     fn an_npy_of_another_dtype_is_refused_naming_it() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("u16.npy");
-        ndarray_npy::write_npy(&path, &ndarray::arr1(&[1u16, 2])).unwrap();
+        let path = dir.path().join("c8.npy");
+        let mut file = Vec::new();
+        ndarray_npy::npy::header::Header {
+            type_descriptor: py_literal::Value::String("<c8".into()),
+            layout: ndarray_npy::npy::header::Layout::Standard,
+            shape: vec![1],
+        }
+        .write(&mut file)
+        .unwrap();
+        file.extend_from_slice(&[0; 8]);
+        std::fs::write(&path, file).unwrap();
         let e = read_npy(&path).unwrap_err().to_string();
-        assert!(e.contains("<u2") && e.contains("f32, f64"), "{e}");
+        assert!(e.contains("<c8") && e.contains("f32, f64"), "{e}");
         std::fs::write(&path, b"not an npy file").unwrap();
         let e = read_npy(&path).unwrap_err().to_string();
         assert!(e.contains("cannot read"), "{e}");

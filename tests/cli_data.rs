@@ -238,14 +238,24 @@ fn a_missing_name_a_taken_name_and_a_bad_file_fail_with_a_clear_message() {
         "{taken}"
     );
 
-    let unsupported = dir.path().join("u8.npy");
-    write(&unsupported, &ArrayD::<u8>::zeros(vec![4]));
+    // complex64: a dtype no worker holds (every int and float is one).
+    let unsupported = dir.path().join("c8.npy");
+    let mut c8 = Vec::new();
+    ndarray_npy::npy::header::Header {
+        type_descriptor: py_literal::Value::String("<c8".into()),
+        layout: ndarray_npy::npy::header::Layout::Standard,
+        shape: vec![1],
+    }
+    .write(&mut c8)
+    .unwrap();
+    c8.extend_from_slice(&[0; 8]);
+    std::fs::write(&unsupported, c8).unwrap();
     let refused = fails(&run(&with(
-        &["put", &w.addr, path(&unsupported), "--name", "u8"],
+        &["put", &w.addr, path(&unsupported), "--name", "c8"],
         f,
     )));
     assert!(
-        refused.contains("holds dtype") && refused.contains("f32, f64, i32, i64 and bool"),
+        refused.contains("dtype '<c8'") && refused.contains("f32, f64, i32, i64, bool, f16"),
         "{refused}"
     );
     let absent = dir.path().join("absent.npy");

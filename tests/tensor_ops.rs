@@ -384,3 +384,40 @@ fn creation_ops_match_local_results() {
         );
     });
 }
+
+#[test]
+fn every_dtype_travels_promotes_and_casts_over_every_transport() {
+    use capactor::actors::tensor::{bf16, f16, npy, DType};
+    each(&ALL, |h| async move {
+        let (_s, w, _q) = worker(&h).await;
+        // Typed in, typed out: small in one message, large streamed.
+        let bytes = w.tensor(&array![[0u8, 1, 255], [7, 8, 9]]);
+        let got: ArrayD<u8> = within(LIMIT, bytes.to_ndarray()).await.unwrap();
+        assert_eq!(got, array![[0u8, 1, 255], [7, 8, 9]].into_dyn());
+        let big = ArrayD::from_shape_fn(vec![1 << 20], |d| f16::from_f32((d[0] % 2048) as f32));
+        let back: ArrayD<f16> = within(LIMIT, w.tensor(&big).to_ndarray()).await.unwrap();
+        assert_eq!(back, big, "2 MiB of f16, streamed");
+        let b: ArrayD<bf16> = within(LIMIT, w.tensor(&array![bf16::ONE]).to_ndarray())
+            .await
+            .unwrap();
+        assert_eq!(b, array![bf16::ONE].into_dyn());
+        // Mixed dtypes promote as np.result_type: u8 + i8 is i16.
+        let sum = bytes.add(&w.tensor(&array![[-1i8, 0, 1]]));
+        let s: ArrayD<i16> = within(LIMIT, sum.to_ndarray()).await.unwrap();
+        assert_eq!(s, array![[-1i16, 1, 256], [6, 8, 10]].into_dyn());
+        // Casts, pipelined on the promoted result.
+        let wrapped: ArrayD<u8> = within(LIMIT, sum.cast(DType::U8).to_ndarray())
+            .await
+            .unwrap();
+        assert_eq!(wrapped, array![[255u8, 1, 0], [6, 8, 10]].into_dyn());
+        let e = within(LIMIT, bytes.to_ndarray::<i8>()).await.unwrap_err();
+        assert!(e.to_string().contains("tensor has dtype u8, not i8"), "{e}");
+        // A .npy file goes up as what it holds.
+        let mut file = Vec::new();
+        npy::write_npy(&mut file, &Array::U64(array![u64::MAX, 3].into_dyn())).unwrap();
+        let loaded = npy::read_npy(std::io::Cursor::new(file)).unwrap();
+        let max = w.from_array(&loaded).reduce(ReduceOp::Max, None, false);
+        let m: ArrayD<u64> = within(LIMIT, max.to_ndarray()).await.unwrap();
+        assert_eq!(m, ndarray::arr0(u64::MAX).into_dyn());
+    });
+}

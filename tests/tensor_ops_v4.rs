@@ -117,7 +117,12 @@ fn schema_v4_ops_pipeline_and_match_numpy() {
                 i.clip(Some(Scalar::Float(0.5)), None),
                 &["clip:", "0.5"][..],
             ),
-            (x.floor_divide(&i), &["floorDivide:", "f64", "i64"][..]),
+            // f64 with i64 promotes (to f64) and fails on the shapes.
+            (x.floor_divide(&i), &["floorDivide:", "[2, 3]", "[4]"][..]),
+            (
+                x.cast(DType::Bool).floor_divide(&x.cast(DType::Bool)),
+                &["floorDivide:", "bool"][..],
+            ),
         ] {
             let msg = within(LIMIT, t.to_array()).await.unwrap_err().to_string();
             for word in words {
@@ -494,10 +499,7 @@ fn shape_ops_pipeline_and_match_numpy() {
                 a.broadcast_to(&[3, 3]),
                 &["broadcastTo:", "[2, 3]", "[3, 3]"][..],
             ),
-            (
-                a.tensordot(&v, 1),
-                &["tensordot:", "dtypes f64 and i64"][..],
-            ),
+            (a.tensordot(&v, 1), &["tensordot:", "[2, 3]", "[4]"][..]),
             (v.erf(), &["erf:", "i64"][..]),
             (
                 w.randint(DType::F32, 0, 2, &[1], 0),

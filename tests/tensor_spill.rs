@@ -40,7 +40,11 @@ fn uploads_past_the_memory_limit_are_held_and_served_from_spill_files() {
             .spawn::<tensor_worker::Client, _, _>(move || TensorWorker::with_state("w", s.clone()))
             .await;
         let w = Worker::new(w.client.clone());
-        let (a, b, c) = (tensor(1), tensor(2), tensor(3));
+        // The third, spilled, is f16: the spill path is dtype-generic.
+        let c = Array::F16(ArrayD::from_shape_fn(vec![(6 * MIB) as usize], |i| {
+            capactor::actors::tensor::f16::from_f32((i[0] % 1000) as f32)
+        }));
+        let (a, b) = (tensor(1), tensor(2));
         let (ta, tb, tc) = (w.from_array(&a), w.from_array(&b), w.from_array(&c));
         for (t, x) in [(&ta, &a), (&tb, &b), (&tc, &c)] {
             assert_eq!(within(LIMIT, t.to_array()).await.unwrap(), *x);

@@ -105,6 +105,14 @@ element!(f64, F64);
 element!(i32, I32);
 element!(i64, I64);
 element!(bool, Bool);
+element!(half::f16, F16);
+element!(half::bf16, Bf16);
+element!(u8, U8);
+element!(i8, I8);
+element!(i16, I16);
+element!(u16, U16);
+element!(u32, U32);
+element!(u64, U64);
 
 impl Worker {
     /// Wraps a tensor worker's capability.
@@ -880,7 +888,29 @@ macro_rules! into_scalar {
     )*};
 }
 
-into_scalar!(f32 => Float as f64, f64 => Float as f64, i32 => Int as i64, i64 => Int as i64);
+into_scalar!(
+    f32 => Float as f64,
+    f64 => Float as f64,
+    i32 => Int as i64,
+    i64 => Int as i64,
+    i8 => Int as i64,
+    i16 => Int as i64,
+    u8 => Int as i64,
+    u16 => Int as i64,
+    u32 => Int as i64
+);
+
+impl From<half::f16> for Scalar {
+    fn from(x: half::f16) -> Scalar {
+        Scalar::Float(x.to_f64())
+    }
+}
+
+impl From<half::bf16> for Scalar {
+    fn from(x: half::bf16) -> Scalar {
+        Scalar::Float(x.to_f64())
+    }
+}
 
 impl From<bool> for Scalar {
     fn from(b: bool) -> Scalar {

@@ -21,25 +21,24 @@ impl From<OpError> for Error {
     }
 }
 
-pub(crate) fn dtype(d: Result<wire::DType, NotInSchema>) -> Result<DType, Error> {
-    Ok(match tag("dtype", d)? {
-        wire::DType::F32 => DType::F32,
-        wire::DType::F64 => DType::F64,
-        wire::DType::I32 => DType::I32,
-        wire::DType::I64 => DType::I64,
-        wire::DType::Bool => DType::Bool,
-    })
+/// Every dtype with its wire enumerant, once.
+macro_rules! dtypes {
+    ($($v:ident),*) => {
+        pub(crate) fn dtype(d: Result<wire::DType, NotInSchema>) -> Result<DType, Error> {
+            Ok(match tag("dtype", d)? {
+                $(wire::DType::$v => DType::$v,)*
+            })
+        }
+
+        pub(crate) fn to_wire(d: DType) -> wire::DType {
+            match d {
+                $(DType::$v => wire::DType::$v,)*
+            }
+        }
+    };
 }
 
-pub(crate) fn to_wire(d: DType) -> wire::DType {
-    match d {
-        DType::F32 => wire::DType::F32,
-        DType::F64 => wire::DType::F64,
-        DType::I32 => wire::DType::I32,
-        DType::I64 => wire::DType::I64,
-        DType::Bool => wire::DType::Bool,
-    }
-}
+dtypes!(F32, F64, I32, I64, Bool, F16, Bf16, U8, I8, I16, U16, U32, U64);
 
 /// Reads an enum field, naming the field in the error for an unknown tag.
 pub(crate) fn tag<T>(what: &str, v: Result<T, NotInSchema>) -> Result<T, Error> {

@@ -3,6 +3,7 @@
 //!
 //! - [`ops`]: the compute layer (dtype-dynamic arrays, broadcasting, every
 //!   op). No networking.
+//! - [`npy`]: NumPy's `.npy` and `.npz` files, to and from [`Array`]s.
 //! - [`TensorWorker`]: the actor of `schema/tensor.capnp`, serving
 //!   `TensorWorker` and the `Tensor` capabilities it hands out.
 //! - [`RemoteTensor`] and [`Worker`]: the client API. Every op returns a
@@ -21,6 +22,7 @@ mod codec;
 mod download;
 mod handle;
 mod handoff;
+pub mod npy;
 pub mod ops;
 mod quota;
 mod server;
@@ -33,8 +35,9 @@ mod worker;
 pub use crate::Quota;
 pub use client::{Memory, RemoteTensor, TensorElement, Worker};
 pub use client_io::{Download, Upload};
+pub use half::{bf16, f16};
 pub use handle::{TensorHandle, WorkerHandle};
-pub use ops::{Array, DType, OpError, Scalar};
+pub use ops::{Array, DType, Kind, OpError, Scalar};
 pub use spill::Spill;
 pub use state::{DataOptions, ObjectInfo, WorkerState};
 pub use worker::{TensorWorker, TENSOR_WORKER};

@@ -13,7 +13,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use std::sync::Arc;
 
-use super::ops::{self, Alloc, Array, DType, OpError};
+use super::ops::{self, Alloc, Array, DType, LeCursor, OpError};
 use super::spill::{MappedFile, Spill, Spilled, Stored};
 use crate::Error;
 
@@ -77,10 +77,8 @@ pub(crate) struct Incoming {
 /// Zeroed at allocation, so its pages are only touched as chunks arrive.
 #[derive(Debug)]
 enum Buf {
-    F32(Vec<f32>),
-    F64(Vec<f64>),
-    I32(Vec<i32>),
-    I64(Vec<i64>),
+    /// Any dtype but bool: the array itself, its memory written in place.
+    Mem(Array),
     /// Bytes checked to be 0 or 1 as they arrive; becomes `Vec<bool>`.
     Bool(Vec<u8>),
     /// A file in the worker's spill directory.
@@ -95,11 +93,8 @@ impl Incoming {
         ops::reserve(alloc, "upload", &dims, dtype)?;
         let n: usize = dims.iter().product();
         let buf = match dtype {
-            DType::F32 => Buf::F32(vec![0.0; n]),
-            DType::F64 => Buf::F64(vec![0.0; n]),
-            DType::I32 => Buf::I32(vec![0; n]),
-            DType::I64 => Buf::I64(vec![0; n]),
             DType::Bool => Buf::Bool(vec![0; n]),
+            _ => Buf::Mem(Array::zeroed(dtype, &dims)?),
         };
         Ok(Incoming {
             dtype,
@@ -152,10 +147,7 @@ impl Incoming {
 
     fn bytes_ref(&self) -> &[u8] {
         match &self.buf {
-            Buf::F32(v) => bytemuck::cast_slice(v),
-            Buf::F64(v) => bytemuck::cast_slice(v),
-            Buf::I32(v) => bytemuck::cast_slice(v),
-            Buf::I64(v) => bytemuck::cast_slice(v),
+            Buf::Mem(a) => a.memory().unwrap_or_default(),
             Buf::Bool(v) => v,
             Buf::Mapped(f) => f.bytes(),
         }
@@ -163,10 +155,7 @@ impl Incoming {
 
     fn bytes_mut(&mut self) -> &mut [u8] {
         match &mut self.buf {
-            Buf::F32(v) => bytemuck::cast_slice_mut(v),
-            Buf::F64(v) => bytemuck::cast_slice_mut(v),
-            Buf::I32(v) => bytemuck::cast_slice_mut(v),
-            Buf::I64(v) => bytemuck::cast_slice_mut(v),
+            Buf::Mem(a) => a.memory_mut().unwrap_or_default(),
             Buf::Bool(v) => v,
             Buf::Mapped(f) => f.bytes_mut(),
         }
@@ -253,10 +242,14 @@ impl Incoming {
         // The buffer was allocated for exactly these dims: this cannot fail.
         let bad = |e: ndarray::ShapeError| Error::internal(format_args!("transfer buffer: {e}"));
         Ok(match self.buf {
-            Buf::F32(v) => Array::F32(from_le(shape, v).map_err(bad)?),
-            Buf::F64(v) => Array::F64(from_le(shape, v).map_err(bad)?),
-            Buf::I32(v) => Array::I32(from_le(shape, v).map_err(bad)?),
-            Buf::I64(v) => Array::I64(from_le(shape, v).map_err(bad)?),
+            // The bytes arrived little-endian; a big-endian host reorders.
+            Buf::Mem(a) if cfg!(target_endian = "big") => Array::from_le_bytes(
+                self.dtype,
+                &shape_u64(&self.dims),
+                a.memory().unwrap_or_default(),
+                &ops::Unlimited,
+            )?,
+            Buf::Mem(a) => a,
             Buf::Bool(v) => Array::Bool(ArrayD::from_shape_vec(shape, bool_vec(v)).map_err(bad)?),
             Buf::Mapped(f) => Array::from_le_bytes(
                 self.dtype,
@@ -268,17 +261,6 @@ impl Incoming {
     }
 }
 
-/// The elements as they arrived (little-endian bytes), in native order.
-fn from_le<T: bytemuck::Pod + LeSwap>(
-    shape: IxDyn,
-    mut v: Vec<T>,
-) -> Result<ArrayD<T>, ndarray::ShapeError> {
-    if cfg!(target_endian = "big") {
-        v.iter_mut().for_each(|x| *x = x.swap_le());
-    }
-    ArrayD::from_shape_vec(shape, v)
-}
-
 /// Reinterprets bytes that were each checked to be 0 or 1 as `bool`s.
 fn bool_vec(v: Vec<u8>) -> Vec<bool> {
     debug_assert!(v.iter().all(|&b| b <= 1));
@@ -288,34 +270,6 @@ fn bool_vec(v: Vec<u8>) -> Vec<bool> {
     // checked to be 0 or 1 (`Incoming::write`) before it was stored, so each
     // is a valid `bool`; the allocation is handed over whole.
     unsafe { Vec::from_raw_parts(ptr.cast::<bool>(), len, cap) }
-}
-
-/// Byte order conversion for a big-endian host (a no-op on little-endian).
-trait LeSwap: Copy {
-    fn swap_le(self) -> Self;
-}
-
-macro_rules! le_swap_int {
-    ($($t:ty),*) => {$(
-        impl LeSwap for $t {
-            fn swap_le(self) -> Self {
-                <$t>::from_le(self)
-            }
-        }
-    )*};
-}
-le_swap_int!(i32, i64);
-
-impl LeSwap for f32 {
-    fn swap_le(self) -> Self {
-        f32::from_bits(u32::from_le(self.to_bits()))
-    }
-}
-
-impl LeSwap for f64 {
-    fn swap_le(self) -> Self {
-        f64::from_bits(u64::from_le(self.to_bits()))
-    }
 }
 
 /// A cursor over an array's little-endian bytes, read chunk by chunk in
@@ -330,15 +284,7 @@ enum Source<'a> {
     /// Standard layout on a little-endian host: the array's own memory.
     Bytes(&'a [u8]),
     /// Anything else: element by element, in logical order.
-    Elements(Elements<'a>),
-}
-
-enum Elements<'a> {
-    F32(ndarray::iter::Iter<'a, f32, IxDyn>),
-    F64(ndarray::iter::Iter<'a, f64, IxDyn>),
-    I32(ndarray::iter::Iter<'a, i32, IxDyn>),
-    I64(ndarray::iter::Iter<'a, i64, IxDyn>),
-    Bool(ndarray::iter::Iter<'a, bool, IxDyn>),
+    Elements(Box<dyn LeCursor + 'a>),
 }
 
 impl std::fmt::Debug for Chunks<'_> {
@@ -347,14 +293,6 @@ impl std::fmt::Debug for Chunks<'_> {
             .field("total", &self.total)
             .field("at", &self.at)
             .finish_non_exhaustive()
-    }
-}
-
-fn contiguous<T: bytemuck::Pod>(x: &ArrayD<T>) -> Option<&[u8]> {
-    if cfg!(target_endian = "little") {
-        x.as_slice().map(bytemuck::cast_slice)
-    } else {
-        None
     }
 }
 
@@ -371,24 +309,9 @@ impl<'a> Chunks<'a> {
             )));
         }
         let at = offset as usize;
-        let source = match a {
-            Array::F32(x) => {
-                contiguous(x).map_or_else(|| Elements::F32(x.iter()).into(), Source::Bytes)
-            }
-            Array::F64(x) => {
-                contiguous(x).map_or_else(|| Elements::F64(x.iter()).into(), Source::Bytes)
-            }
-            Array::I32(x) => {
-                contiguous(x).map_or_else(|| Elements::I32(x.iter()).into(), Source::Bytes)
-            }
-            Array::I64(x) => {
-                contiguous(x).map_or_else(|| Elements::I64(x.iter()).into(), Source::Bytes)
-            }
-            Array::Bool(x) => match x.as_slice() {
-                // SAFETY-free view: a `bool` is one byte, 0 or 1.
-                Some(s) => Source::Bytes(bool_bytes(s)),
-                None => Elements::Bool(x.iter()).into(),
-            },
+        let source = match a.le_memory() {
+            Some(bytes) => Source::Bytes(bytes),
+            None => Source::Elements(a.le_cursor()),
         };
         let mut chunks = Chunks {
             source,
@@ -428,9 +351,7 @@ impl<'a> Chunks<'a> {
     fn skip(&mut self, bytes: usize) {
         if let Source::Elements(e) = &mut self.source {
             let n = bytes / e.size();
-            if n > 0 {
-                e.nth(n - 1);
-            }
+            e.skip(n);
         }
         self.at += bytes;
     }
@@ -445,58 +366,6 @@ impl<'a> Chunks<'a> {
             Source::Elements(e) => e.fill(out),
         }
         self.at += n;
-    }
-}
-
-impl<'a> From<Elements<'a>> for Source<'a> {
-    fn from(e: Elements<'a>) -> Self {
-        Source::Elements(e)
-    }
-}
-
-fn bool_bytes(s: &[bool]) -> &[u8] {
-    // SAFETY: `bool` has the size and alignment of `u8` and every `bool` is
-    // a valid `u8` (0 or 1).
-    unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<u8>(), s.len()) }
-}
-
-impl Elements<'_> {
-    fn size(&self) -> usize {
-        match self {
-            Elements::F32(_) | Elements::I32(_) => 4,
-            Elements::F64(_) | Elements::I64(_) => 8,
-            Elements::Bool(_) => 1,
-        }
-    }
-
-    fn nth(&mut self, n: usize) {
-        match self {
-            Elements::F32(i) => drop(i.nth(n)),
-            Elements::F64(i) => drop(i.nth(n)),
-            Elements::I32(i) => drop(i.nth(n)),
-            Elements::I64(i) => drop(i.nth(n)),
-            Elements::Bool(i) => drop(i.nth(n)),
-        }
-    }
-
-    fn fill(&mut self, out: &mut [u8]) {
-        match self {
-            Elements::F32(i) => fill_le(i, out, |v| v.to_le_bytes()),
-            Elements::F64(i) => fill_le(i, out, |v| v.to_le_bytes()),
-            Elements::I32(i) => fill_le(i, out, |v| v.to_le_bytes()),
-            Elements::I64(i) => fill_le(i, out, |v| v.to_le_bytes()),
-            Elements::Bool(i) => fill_le(i, out, |v| [u8::from(v)]),
-        }
-    }
-}
-
-fn fill_le<'a, T: Copy + 'a, const N: usize>(
-    it: &mut impl Iterator<Item = &'a T>,
-    out: &mut [u8],
-    le: impl Fn(T) -> [u8; N],
-) {
-    for (o, v) in out.chunks_exact_mut(N).zip(it) {
-        o.copy_from_slice(&le(*v));
     }
 }
 
@@ -531,12 +400,28 @@ mod tests {
             Array::I32(array![[i32::MIN, 0], [7, i32::MAX]].into_dyn()),
             Array::I64(array![i64::MIN, -1, i64::MAX].into_dyn()),
             Array::Bool(array![true, false, true, true].into_dyn()),
+            Array::F16(array![half::f16::MIN, half::f16::NAN, half::f16::ONE].into_dyn()),
+            Array::Bf16(array![[half::bf16::MAX, half::bf16::ZERO]].into_dyn()),
+            Array::U8(array![0u8, 255, 7].into_dyn()),
+            Array::I8(array![i8::MIN, i8::MAX].into_dyn()),
+            Array::I16(array![i16::MIN, 3, i16::MAX].into_dyn()),
+            Array::U16(array![u16::MAX, 1].into_dyn()),
+            Array::U32(array![u32::MAX, 0, 9].into_dyn()),
+            Array::U64(array![u64::MAX, 1].into_dyn()),
+            // Not contiguous: read element by element.
+            Array::U16(array![[1u16, 2, 3], [4, 5, 6]].reversed_axes().into_dyn()),
         ];
         for a in &arrays {
             for chunk in [1, 8, 16, 1000] {
                 let inc = stream(a, chunk.max(a.dtype().size()));
                 let crc = crc32c(&a.to_le_bytes());
-                assert_eq!(&inc.finish(crc).unwrap(), a);
+                let back = inc.finish(crc).unwrap();
+                // Bytes, not `==`: NaN stays NaN.
+                assert_eq!(
+                    (back.shape(), back.to_le_bytes()),
+                    (a.shape(), a.to_le_bytes())
+                );
+                assert_eq!(back.dtype(), a.dtype());
             }
         }
     }

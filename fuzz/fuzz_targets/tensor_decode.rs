@@ -97,12 +97,20 @@ struct Described {
     data: Vec<u8>,
 }
 
-const DTYPES: [(DType, usize); 5] = [
+const DTYPES: [(DType, usize); 13] = [
     (DType::F32, 4),
     (DType::F64, 8),
     (DType::I32, 4),
     (DType::I64, 8),
     (DType::Bool, 1),
+    (DType::F16, 2),
+    (DType::Bf16, 2),
+    (DType::U8, 1),
+    (DType::I8, 1),
+    (DType::I16, 2),
+    (DType::U16, 2),
+    (DType::U32, 4),
+    (DType::U64, 8),
 ];
 
 fn structured(bytes: &[u8]) -> Option<capnp::message::Builder<capnp::message::HeapAllocator>> {

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 
 OUT = Path(__file__).resolve().parent / "cases"
-NP = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64, "bool": np.bool_}
-TOL = {"f32": 1e-5, "f64": 1e-12}
+NP = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64, "bool": np.bool_,
+      "f16": np.float16, "u8": np.uint8, "i8": np.int8, "i16": np.int16, "u16": np.uint16,
+      "u32": np.uint32, "u64": np.uint64}
+TOL = {"f32": 1e-5, "f64": 1e-12, "f16": 1e-3}
 
 
 def dtype_name(a):
@@ -229,7 +231,7 @@ def ops_cases():
            "i32": np.array([3, -2, 0], np.int32), "i64": np.array([3, -2, 0], np.int64),
            "bool": np.array([True, False, True])}
     for s, sv in src.items():
-        for d in NP:
+        for d in src:  # the new dtypes' casts are in dtypes.json
             if s == d:
                 continue
             cases.append(case(f"cast {s} to {d}", open_gate(), make("a", sv),
@@ -459,6 +461,64 @@ def v4_shape_cases():
     return cases
 
 
+def bf16(values, shape):
+    """A bf16 TensorData (NumPy has no bf16): values exact in bf16."""
+    return {"dtype": "bf16", "shape": list(shape), "values": list(values)}
+
+
+def dtypes_cases():
+    """The dtypes schema version 4 added, NumPy's promotion and casts."""
+    cases = []
+    edge = {
+        "f16": np.array([[0.5, -2.0, 65504.0], [-65504.0, -0.0, 1 / 3]], np.float16),
+        "u8": np.array([0, 1, 255], np.uint8), "i8": np.array([-128, 0, 127], np.int8),
+        "i16": np.array([-32768, 7, 32767], np.int16), "u16": np.array([0, 65535], np.uint16),
+        "u32": np.array([4294967295, 3], np.uint32),
+        "u64": np.array([18446744073709551615, 0], np.uint64),
+    }
+    for dt, a in edge.items():
+        cases.append(case(f"{dt} round-trips with its edge values", open_gate(), make("a", a),
+                          read("a", a)))
+    b = bf16([1.0, -0.5, 2.0 ** 127, 256.0], [2, 2])
+    cases.append(case("bf16 round-trips", open_gate(),
+                      {"call": "TensorWorker.fromData", "on": "worker", "args": {"data": b},
+                       "as": {"a": "tensor"}},
+                      {"call": "Tensor.read", "on": "a", "expect": {"results": {"data": b}}}))
+
+    def binary(name, op, x, y, fn=None):
+        want = (fn or {"add": np.add, "mul": np.multiply, "sub": np.subtract}[op])(x, y)
+        return case(name, open_gate(), make("a", x), make("b", y),
+                    {"call": "Tensor.binary", "on": "a", "args": {"op": op, "other": {"$ref": "b"}},
+                     "as": {"y": "result"}}, read("y", want))
+
+    u8, i8 = np.array([200, 100], np.uint8), np.array([-1, 100], np.int8)
+    cases.append(binary("u8 + i8 promotes to i16 as np.result_type", "add", u8, i8))
+    cases.append(binary("f16 * i16 promotes to f32", "mul", np.array([0.5, 1.5], np.float16),
+                        np.array([3, -2], np.int16)))
+    cases.append(binary("i64 - u64 promotes to f64", "sub", np.array([-5, 2], np.int64),
+                        np.array([1, 18446744073709551615], np.uint64)))
+    cases.append(binary("f16 arithmetic rounds to f16 as NumPy", "add",
+                        np.array([2048, 0.1, 1], np.float16), np.array([1, 0.2, 1 / 3], np.float16)))
+    cases.append(case("compare u8 with i8 in their promoted dtype", open_gate(), make("a", u8), make("b", i8),
+                      {"call": "Tensor.compare", "on": "a", "args": {"op": "lt", "other": {"$ref": "b"}},
+                       "as": {"y": "result"}}, read("y", u8 < i8)))
+    ints = np.array([300, -1, 2049], np.int64)  # 2049 rounds to 2048 in f16
+    for dt in ["u8", "i8", "u16", "f16"]:
+        cases.append(case(f"cast i64 to {dt} as astype", open_gate(), make("a", ints),
+                          {"call": "Tensor.cast", "on": "a", "args": {"dtype": dt}, "as": {"y": "result"}},
+                          read("y", ints.astype(NP[dt]))))
+    cases.append(case("a scalar that does not fit u8 is refused naming it", open_gate(), make("a", u8),
+                      {"call": "Tensor.binaryScalar", "on": "a",
+                       "args": {"op": "add", "scalar": {"int": 256}, "scalarOnLeft": False},
+                       "as": {"y": "result"}},
+                      {"call": "Tensor.meta", "on": "y", "expect": error("failed", "add: scalar 256 does not fit in u8")}))
+    cases.append(case("sum of u16 keeps u16 and wraps", open_gate(), make("a", np.array([65535, 2], np.uint16)),
+                      {"call": "Tensor.reduce", "on": "a", "args": {"op": "sum", "axis": 0, "allAxes": True,
+                                                                   "keepDims": False},
+                       "as": {"y": "result"}}, read("y", np.array(1, np.uint16))))
+    return cases
+
+
 def gate_cases():
     return [
         case("open with the good token gives an actor that answers ping", open_gate("a"),
@@ -566,9 +626,12 @@ def errors_cases():
         case("shapes that do not broadcast", open_gate(), make("a", f32), make("b", np.ones((3, 2), np.float32)),
              {"call": "Tensor.binary", "on": "a", "args": {"op": "add", "other": {"$ref": "b"}}, "as": {"y": "result"}},
              {"call": "Tensor.meta", "on": "y", "expect": error("failed", "add: cannot broadcast shapes [2, 3] and [3, 2]")}),
-        case("mismatched dtypes", open_gate(), make("a", f32), make("b", f64),
-             {"call": "Tensor.binary", "on": "a", "args": {"op": "add", "other": {"$ref": "b"}}, "as": {"y": "result"}},
-             {"call": "Tensor.meta", "on": "y", "expect": error("failed", "add: dtypes f32 and f64 do not match")}),
+        # Since schema version 4 mixed dtypes promote (dtypes.json); bool
+        # arithmetic other than or/and is refused, as NumPy's.
+        case("bool subtraction is refused naming the op and dtype", open_gate(),
+             make("a", np.array([True, False])), make("b", np.array([False, False])),
+             {"call": "Tensor.binary", "on": "a", "args": {"op": "sub", "other": {"$ref": "b"}}, "as": {"y": "result"}},
+             {"call": "Tensor.meta", "on": "y", "expect": error("failed", "sub: not supported for dtype bool")}),
         case("integer division by zero", open_gate(), make("a", I.astype(np.int32)),
              make("z", np.zeros((2, 3), np.int32)),
              {"call": "Tensor.binary", "on": "a", "args": {"op": "div", "other": {"$ref": "z"}}, "as": {"y": "result"}},
@@ -740,6 +803,7 @@ FILES = {
     "gate": gate_cases, "actor": actor_cases, "schema": schema_cases, "ops": ops_cases,
     "pipelining": pipelining_cases, "errors": errors_cases, "bad_input": bad_input_cases,
     "lifetime": lifetime_cases, "transfer": transfer_cases, "quota": quota_cases,
+    "dtypes": dtypes_cases,
 }
 
 

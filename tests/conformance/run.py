@@ -33,7 +33,8 @@ INTERFACES = {
     "Gate": actor_capnp.Gate, "Actor": actor_capnp.Actor,
     "TensorWorker": tensor_capnp.TensorWorker, "Tensor": tensor_capnp.Tensor,
 }
-PACK = {"f32": "<f", "f64": "<d", "i32": "<i", "i64": "<q", "bool": "<?"}
+PACK = {"f32": "<f", "f64": "<d", "i32": "<i", "i64": "<q", "bool": "<?",
+        "f16": "<e", "u8": "<B", "i8": "<b", "i16": "<h", "u16": "<H", "u32": "<I", "u64": "<Q"}
 BAD_TOKEN = b"not-the-token"
 RETRY_SECONDS = 10.0
 CALL_SECONDS = 30.0
@@ -66,11 +67,15 @@ def number(v):
 
 
 def pack(dtype, values):
+    if dtype == "bf16":  # f32's upper half (the cases' values are exact)
+        return b"".join(struct.pack("<f", number(v))[2:] for v in values)
     fmt = PACK[dtype]
     return b"".join(struct.pack(fmt, number(v)) for v in values)
 
 
 def unpack(dtype, data):
+    if dtype == "bf16":
+        return [struct.unpack("<f", b"\0\0" + data[i:i + 2])[0] for i in range(0, len(data), 2)]
     fmt = PACK[dtype]
     size = struct.calcsize(fmt)
     return [struct.unpack(fmt, data[i:i + size])[0] for i in range(0, len(data), size)]

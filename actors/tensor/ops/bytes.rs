@@ -80,3 +80,80 @@ impl Array {
         })
     }
 }
+
+/// An array's elements as little-endian bytes, element by element in
+/// logical order: how a non-contiguous array (or any array on a
+/// big-endian host) is streamed without copying it whole.
+pub(crate) trait LeCursor: Send {
+    /// Size of one element in bytes.
+    fn size(&self) -> usize;
+    /// Skips `n` elements.
+    fn skip(&mut self, n: usize);
+    /// Fills `out` (a multiple of the element size) with the next elements.
+    fn fill(&mut self, out: &mut [u8]);
+}
+
+struct Cursor<'a, T: Elem>(ndarray::iter::Iter<'a, T, ndarray::IxDyn>);
+
+impl<T: Elem> LeCursor for Cursor<'_, T> {
+    fn size(&self) -> usize {
+        T::DTYPE.size()
+    }
+    fn skip(&mut self, n: usize) {
+        if n > 0 {
+            self.0.nth(n - 1);
+        }
+    }
+    fn fill(&mut self, out: &mut [u8]) {
+        for (o, v) in out.chunks_exact_mut(T::DTYPE.size()).zip(&mut self.0) {
+            v.write_le(o);
+        }
+    }
+}
+
+impl Array {
+    /// A zeroed array of `dtype` and `dims` (a streamed tensor's buffer),
+    /// allocated zeroed, so its pages are touched only as bytes arrive.
+    /// The caller has reserved its size.
+    pub(crate) fn zeroed(dtype: DType, dims: &[usize]) -> Result<Array, OpError> {
+        let n = checked_bytes(dims, dtype).ok_or_else(|| OpError::ShapeOverflow {
+            shape: dims.iter().map(|&d| d as u64).collect(),
+        })? / dtype.size();
+        with_dtype!(dtype, T => Ok(T::wrap(from_vec(dims, T::zeroed_vec(n))?)))
+    }
+
+    /// The elements' memory, if it is row-major and contiguous and the host
+    /// little-endian: then it is the wire's byte layout.
+    pub(crate) fn le_memory(&self) -> Option<&[u8]> {
+        if cfg!(target_endian = "big") {
+            return None;
+        }
+        self.memory()
+    }
+
+    /// The elements' memory in the host's byte order, if it is row-major
+    /// and contiguous.
+    pub(crate) fn memory(&self) -> Option<&[u8]> {
+        fn of<T: Elem>(x: &ArrayD<T>) -> Option<&[u8]> {
+            x.as_slice().map(T::slice_bytes)
+        }
+        dispatch!(self, x => of(x))
+    }
+
+    /// The same, writable, for any dtype but bool (whose bytes must stay
+    /// 0 or 1); in the host's byte order.
+    pub(crate) fn memory_mut(&mut self) -> Option<&mut [u8]> {
+        fn of<T: Elem>(x: &mut ArrayD<T>) -> Option<&mut [u8]> {
+            x.as_slice_mut().and_then(T::slice_bytes_mut)
+        }
+        dispatch!(self, x => of(x))
+    }
+
+    /// A cursor over the elements' little-endian bytes in logical order.
+    pub(crate) fn le_cursor(&self) -> Box<dyn LeCursor + '_> {
+        fn of<T: Elem>(x: &ArrayD<T>) -> Box<dyn LeCursor + '_> {
+            Box::new(Cursor(x.iter()))
+        }
+        dispatch!(self, x => of(x))
+    }
+}

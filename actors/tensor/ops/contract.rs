@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use super::alloc::{reserve, Alloc};
 use super::dtype::{dispatch, Array, DType, Num};
-use super::elementwise::same;
+use super::elementwise::{promoted, same};
 use super::error::{invalid, OpError};
 use super::layout::distinct_axes;
 use super::parallel;
@@ -134,16 +134,11 @@ impl Array {
     /// matrixmultiply's GEMM; integers wrap. Bool is unsupported; rank-0
     /// operands are rejected.
     pub fn matmul(a: &Array, b: &Array, alloc: &dyn Alloc) -> Result<Array, OpError> {
-        match a {
-            Array::F32(x) => matmul_num(x, same("matmul", x, b)?, alloc),
-            Array::F64(x) => matmul_num(x, same("matmul", x, b)?, alloc),
-            Array::I32(x) => matmul_num(x, same("matmul", x, b)?, alloc),
-            Array::I64(x) => matmul_num(x, same("matmul", x, b)?, alloc),
-            Array::Bool(_) => Err(OpError::Unsupported {
-                op: "matmul",
-                dtype: DType::Bool,
-            }),
-        }
+        let (a, b) = promoted("matmul", a, b, alloc)?;
+        dispatch!(&*a, x => matmul_num(x, same("matmul", x, &b)?, alloc), bool _x => Err(OpError::Unsupported {
+            op: "matmul",
+            dtype: DType::Bool,
+        }))
     }
 }
 
@@ -255,7 +250,8 @@ impl Array {
         alloc: &dyn Alloc,
     ) -> Result<Array, OpError> {
         const OP: &str = "tensordot";
-        dispatch!(a, x => tensordot_num(x, same(OP, x, b)?, n, lists, alloc),
+        let (a, b) = promoted(OP, a, b, alloc)?;
+        dispatch!(&*a, x => tensordot_num(x, same(OP, x, &b)?, n, lists, alloc),
             bool _b => Err(OpError::Unsupported { op: OP, dtype: DType::Bool }))
     }
 }

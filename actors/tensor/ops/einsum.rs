@@ -10,6 +10,7 @@ use super::contract::gemm;
 use super::dtype::{dispatch, Array, DType, Num};
 use super::elementwise::same;
 use super::error::{invalid, OpError};
+use super::layout::promote_all;
 
 const OP: &str = "einsum";
 
@@ -501,7 +502,8 @@ impl Array {
     /// must name). Repeated letters in one operand take its diagonal
     /// (`"ii->"` is the trace); letters missing from the output are summed.
     /// Operands are contracted left to right, two at a time, each pair as
-    /// one batched GEMM. All operands share one numeric dtype.
+    /// one batched GEMM. Operands of different dtypes promote as
+    /// `np.result_type` first.
     pub fn einsum(
         subscripts: &str,
         operands: &[&Array],
@@ -510,6 +512,8 @@ impl Array {
         let Some(first) = operands.first() else {
             return Err(invalid(OP, "need at least one operand"));
         };
+        let converted = promote_all(OP, first, operands, alloc)?;
+        let operands: Vec<&Array> = converted.iter().map(|a| &**a).collect();
         macro_rules! num {
             ($x:expr) => {{
                 let xs = operands
@@ -519,7 +523,7 @@ impl Array {
                 einsum_num(subscripts, &xs, alloc)
             }};
         }
-        dispatch!(first, x => num!(x), bool _b => Err(OpError::Unsupported {
+        dispatch!(operands[0], x => num!(x), bool _b => Err(OpError::Unsupported {
             op: OP,
             dtype: DType::Bool,
         }))

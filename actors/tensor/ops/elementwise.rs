@@ -1,6 +1,8 @@
 //! Elementwise ops: binary (with broadcasting and scalars), unary,
 //! comparisons, select and cast.
 
+use std::borrow::Cow;
+
 use ndarray::{ArrayD, ArrayViewD, IxDyn, Zip};
 
 use super::alloc::{reserve, Alloc};
@@ -55,13 +57,42 @@ pub(super) fn scalar_to<T: Elem>(op: &'static str, s: Scalar) -> Result<T, OpErr
             scalar_to(op, Scalar::Int(f as i64))
         }
         (d, Scalar::Int(i)) => {
-            let v = T::from_i64(i);
-            if v.cast::<i64>() == i {
-                Ok(v)
+            let fits = d
+                .int_bounds()
+                .is_some_and(|(lo, hi)| (lo..=hi).contains(&i128::from(i)));
+            if fits {
+                Ok(T::from_i64(i))
             } else {
                 Err(invalid(op, format!("scalar {i} does not fit in {d}")))
             }
         }
+    }
+}
+
+/// `a` and `b` converted to the dtype NumPy's promotion table gives them
+/// ([`DType::promote`]); an operand already of that dtype is borrowed, not
+/// copied. The conversion is reserved under `op`'s name.
+pub(super) fn promoted<'a>(
+    op: &'static str,
+    a: &'a Array,
+    b: &'a Array,
+    alloc: &dyn Alloc,
+) -> Result<(Cow<'a, Array>, Cow<'a, Array>), OpError> {
+    let to = a.dtype().promote(b.dtype());
+    Ok((convert(op, a, to, alloc)?, convert(op, b, to, alloc)?))
+}
+
+/// `a` as `to`, borrowed if it is already.
+pub(super) fn convert<'a>(
+    op: &'static str,
+    a: &'a Array,
+    to: DType,
+    alloc: &dyn Alloc,
+) -> Result<Cow<'a, Array>, OpError> {
+    if a.dtype() == to {
+        Ok(Cow::Borrowed(a))
+    } else {
+        Ok(Cow::Owned(Array::cast_as(op, a, to, alloc)?))
     }
 }
 
@@ -231,37 +262,18 @@ fn binary_typed(op: BinaryOp, a: &Array, b: &Array, alloc: &dyn Alloc) -> Result
     ) {
         return dispatch!(a, x => logical(op, x, same(name, x, b)?, alloc));
     }
-    match a {
-        Array::F32(x) => binary_num(
-            op,
-            x,
-            same(name, x, b)?,
-            alloc,
-            (f32::modulo, f32::floor_divide),
-        ),
-        Array::F64(x) => binary_num(
-            op,
-            x,
-            same(name, x, b)?,
-            alloc,
-            (f64::modulo, f64::floor_divide),
-        ),
-        Array::I32(x) => binary_num(
-            op,
-            x,
-            same(name, x, b)?,
-            alloc,
-            (<i32 as IntDiv>::modulo, <i32 as IntDiv>::floor_divide),
-        ),
-        Array::I64(x) => binary_num(
-            op,
-            x,
-            same(name, x, b)?,
-            alloc,
-            (<i64 as IntDiv>::modulo, <i64 as IntDiv>::floor_divide),
-        ),
-        Array::Bool(x) => binary_bool(op, x, same(name, x, b)?, alloc),
+    fn floats<T: Float>(x: &ArrayD<T>) -> DivOps<T> {
+        let _ = x;
+        (T::modulo, T::floor_divide)
     }
+    fn ints<T: IntDiv>(x: &ArrayD<T>) -> DivOps<T> {
+        let _ = x;
+        (T::modulo, T::floor_divide)
+    }
+    dispatch!(a,
+        float x => binary_num(op, x, same(name, x, b)?, alloc, floats(x)),
+        int x => binary_num(op, x, same(name, x, b)?, alloc, ints(x)),
+        bool x => binary_bool(op, x, same(name, x, b)?, alloc))
 }
 
 /// The unary ops that give bool for any dtype.
@@ -363,11 +375,12 @@ pub(super) fn compare_typed<T: Elem>(
 }
 
 pub(super) fn cast_typed<S: Elem>(
+    op: &'static str,
     x: &ArrayD<S>,
     dtype: DType,
     alloc: &dyn Alloc,
 ) -> Result<Array, OpError> {
-    with_dtype!(dtype, D => Ok(D::wrap(map_std("cast", x, alloc, S::cast::<D>)?)))
+    with_dtype!(dtype, D => Ok(D::wrap(map_std(op, x, alloc, S::cast::<D>)?)))
 }
 
 pub(super) fn where_typed<T: Elem>(
@@ -402,13 +415,15 @@ pub(super) fn where_typed<T: Elem>(
 impl Array {
     /// Elementwise `a op b` with NumPy broadcasting.
     ///
-    /// Both operands must have the same dtype ([`OpError::DTypeMismatch`]).
+    /// Operands of different dtypes are first converted to the dtype
+    /// NumPy's `np.result_type` gives them ([`DType::promote`]).
     /// Integers wrap on overflow, divide truncating toward zero
     /// ([`OpError::DivisionByZero`] if any divisor is zero) and reject
     /// negative exponents. Bool supports only Add/Maximum (or) and
     /// Mul/Minimum (and). Float maximum/minimum propagate NaN.
     pub fn binary(op: BinaryOp, a: &Array, b: &Array, alloc: &dyn Alloc) -> Result<Array, OpError> {
-        binary_typed(op, a, b, alloc)
+        let (a, b) = promoted(op.name(), a, b, alloc)?;
+        binary_typed(op, &a, &b, alloc)
     }
 
     /// Elementwise `a op s` (or `s op a` when `scalar_on_left`), with the
@@ -433,32 +448,32 @@ impl Array {
     /// dtype; Neg and Abs wrap on integers; bool supports none of them
     /// ([`OpError::Unsupported`]).
     pub fn unary(op: UnaryOp, a: &Array, alloc: &dyn Alloc) -> Result<Array, OpError> {
-        match a {
-            Array::F32(x) => unary_float(op, x, alloc),
-            Array::F64(x) => unary_float(op, x, alloc),
-            Array::I32(x) => unary_num(op, x, alloc),
-            Array::I64(x) => unary_num(op, x, alloc),
-            Array::Bool(x) => match op {
-                UnaryOp::LogicalNot | UnaryOp::Isnan | UnaryOp::Isfinite => {
-                    unary_predicate(op, x, alloc)
-                }
-                _ => Err(OpError::Unsupported {
-                    op: op.name(),
-                    dtype: DType::Bool,
-                }),
-            },
-        }
+        dispatch!(a,
+        float x => unary_float(op, x, alloc),
+        int x => unary_num(op, x, alloc),
+        bool x => match op {
+            UnaryOp::LogicalNot | UnaryOp::Isnan | UnaryOp::Isfinite => {
+                unary_predicate(op, x, alloc)
+            }
+            _ => Err(OpError::Unsupported {
+                op: op.name(),
+                dtype: DType::Bool,
+            }),
+        })
     }
 
     /// Elementwise comparison with broadcasting, giving a bool array. NaN
-    /// compares unequal to everything; `false < true`.
+    /// compares unequal to everything; `false < true`. Operands of
+    /// different dtypes are compared in their promoted dtype
+    /// ([`DType::promote`]).
     pub fn compare(
         op: CompareOp,
         a: &Array,
         b: &Array,
         alloc: &dyn Alloc,
     ) -> Result<Array, OpError> {
-        dispatch!(a, x => compare_typed(op, x, same(op.name(), x, b)?, alloc))
+        let (a, b) = promoted(op.name(), a, b, alloc)?;
+        dispatch!(&*a, x => compare_typed(op, x, same(op.name(), x, &b)?, alloc))
     }
 
     /// Elementwise `a op s`, with the scalar converted as described on
@@ -475,15 +490,30 @@ impl Array {
         })
     }
 
-    /// Converts to `dtype` with Rust `as` semantics (float to int truncates
-    /// and saturates, NaN becomes 0); bool converts to 0/1 and a number to
-    /// bool as `!= 0`.
+    /// Converts to `dtype`, NumPy's `astype`: between integers the value
+    /// wraps (two's complement, as NumPy); an integer or float becomes the
+    /// nearest float (overflowing to infinity, as NumPy); a float becomes
+    /// an integer truncated toward zero, and one out of the integer's range
+    /// saturates to its minimum or maximum, NaN giving 0 (NumPy leaves
+    /// both undefined); bool converts to 0/1 and a number to bool as `!= 0`
+    /// (NaN is true).
     pub fn cast(a: &Array, dtype: DType, alloc: &dyn Alloc) -> Result<Array, OpError> {
-        dispatch!(a, x => cast_typed(x, dtype, alloc))
+        Array::cast_as("cast", a, dtype, alloc)
+    }
+
+    /// [`Array::cast`] for the op `op`, whose name an error carries.
+    pub(crate) fn cast_as(
+        op: &'static str,
+        a: &Array,
+        dtype: DType,
+        alloc: &dyn Alloc,
+    ) -> Result<Array, OpError> {
+        dispatch!(a, x => cast_typed(op, x, dtype, alloc))
     }
 
     /// Elementwise `if cond { a } else { b }` with broadcasting of all three;
-    /// `cond` must be bool and `a`, `b` must share a dtype.
+    /// `cond` must be bool; `a` and `b` are promoted to a common dtype
+    /// ([`DType::promote`]), as `np.where` does.
     pub fn where_(cond: &Array, a: &Array, b: &Array, alloc: &dyn Alloc) -> Result<Array, OpError> {
         let Array::Bool(c) = cond else {
             return Err(OpError::DTypeMismatch {
@@ -492,7 +522,8 @@ impl Array {
                 rhs: cond.dtype(),
             });
         };
-        dispatch!(a, x => where_typed(c, x, same("select", x, b)?, alloc))
+        let (a, b) = promoted("select", a, b, alloc)?;
+        dispatch!(&*a, x => where_typed(c, x, same("select", x, &b)?, alloc))
     }
 }
 
@@ -524,15 +555,9 @@ impl Array {
         max: Option<Scalar>,
         alloc: &dyn Alloc,
     ) -> Result<Array, OpError> {
-        match a {
-            Array::F32(x) => clip_typed(x, min, max, alloc),
-            Array::F64(x) => clip_typed(x, min, max, alloc),
-            Array::I32(x) => clip_typed(x, min, max, alloc),
-            Array::I64(x) => clip_typed(x, min, max, alloc),
-            Array::Bool(_) => Err(OpError::Unsupported {
-                op: "clip",
-                dtype: DType::Bool,
-            }),
-        }
+        dispatch!(a, x => clip_typed(x, min, max, alloc), bool _x => Err(OpError::Unsupported {
+            op: "clip",
+            dtype: DType::Bool,
+        }))
     }
 }

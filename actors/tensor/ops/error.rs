@@ -18,7 +18,9 @@ pub enum OpError {
         /// Shape of the second (right) operand, or the requested shape.
         rhs: Vec<usize>,
     },
-    /// The operands have different dtypes; there is no implicit promotion.
+    /// An operand has a dtype the op does not convert (a bool scalar for a
+    /// number, a condition that is not bool); tensor operands of different
+    /// dtypes promote instead ([`DType::promote`]).
     #[error("{op}: dtypes {lhs} and {rhs} do not match (cast one operand first)")]
     DTypeMismatch {
         /// The op that failed.

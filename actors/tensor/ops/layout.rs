@@ -5,9 +5,21 @@ use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 use super::alloc::{reserve, Alloc};
 use super::dtype::{dispatch, Array, Elem};
-use super::elementwise::{same, std_owned};
+use super::elementwise::{convert, same, std_owned};
 use super::error::{invalid, OpError};
 use super::shape::{broadcast_view, checked_len, dims_from_u64, from_vec, norm_axis};
+
+/// `arrays` converted to the dtype they promote to together
+/// (`np.result_type`), each borrowed if it has it already.
+pub(super) fn promote_all<'a>(
+    op: &'static str,
+    first: &Array,
+    arrays: &[&'a Array],
+    alloc: &dyn Alloc,
+) -> Result<Vec<std::borrow::Cow<'a, Array>>, OpError> {
+    let to = (arrays.iter()).fold(first.dtype(), |d, a| d.promote(a.dtype()));
+    (arrays.iter()).map(|a| convert(op, a, to, alloc)).collect()
+}
 
 pub(super) fn concat_typed<T: Elem>(
     first: &ArrayD<T>,
@@ -155,13 +167,18 @@ impl Array {
         Ok(dispatch!(a, x => std_owned(x.view().permuted_axes(IxDyn(&perm)))))
     }
 
-    /// Joins arrays along an existing axis. All must share the dtype, the
-    /// rank (at least 1) and every dimension except `axis`.
+    /// Joins arrays along an existing axis. All must share the rank (at
+    /// least 1) and every dimension except `axis`; their dtypes promote to
+    /// a common one ([`DType::promote`](super::DType::promote)), as
+    /// `np.concatenate` does.
     pub fn concat(arrays: &[&Array], axis: i64, alloc: &dyn Alloc) -> Result<Array, OpError> {
+        const OP: &str = "concat";
         let Some(first) = arrays.first() else {
-            return Err(invalid("concat", "need at least one array"));
+            return Err(invalid(OP, "need at least one array"));
         };
-        dispatch!(first, x => concat_typed(x, arrays, axis, alloc))
+        let converted = promote_all(OP, first, arrays, alloc)?;
+        let arrays: Vec<&Array> = converted.iter().map(|a| &**a).collect();
+        dispatch!(arrays[0], x => concat_typed(x, &arrays, axis, alloc))
     }
 }
 
@@ -284,7 +301,9 @@ impl Array {
         let Some(first) = arrays.first() else {
             return Err(invalid("stack", "need at least one array"));
         };
-        dispatch!(first, x => stack_typed(x, arrays, axis, alloc))
+        let converted = promote_all("stack", first, arrays, alloc)?;
+        let arrays: Vec<&Array> = converted.iter().map(|a| &**a).collect();
+        dispatch!(arrays[0], x => stack_typed(x, &arrays, axis, alloc))
     }
 
     /// NumPy's `split` along `axis`: into `sections` equal parts (which

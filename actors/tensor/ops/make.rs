@@ -157,9 +157,17 @@ impl Array {
                 let dist = Uniform::new(low, high).map_err(bounds)?;
                 sample::<f64, _>(OP, &dims, dist, seed, alloc)
             }
-            DType::I32 => uniform_int::<i32>(&dims, low, high, seed, alloc),
-            DType::I64 => uniform_int::<i64>(&dims, low, high, seed, alloc),
             DType::Bool => Err(OpError::Unsupported { op: OP, dtype }),
+            // Drawn in f32 and rounded: a draw may round up to `high`.
+            DType::F16 | DType::Bf16 => {
+                let dist = Uniform::new(low as f32, high as f32).map_err(bounds)?;
+                let a = sample::<f32, _>(OP, &dims, dist, seed, alloc)?;
+                Array::cast_as(OP, &a, dtype, alloc)
+            }
+            _ => with_dtype!(dtype,
+                float _T => Err(OpError::Unsupported { op: OP, dtype }),
+                int T => uniform_int::<T>(&dims, low, high, seed, alloc),
+                bool => Err(OpError::Unsupported { op: OP, dtype })),
         }
     }
 
@@ -193,7 +201,12 @@ impl Array {
                 let dist = Normal::new(mean, std).map_err(|_| bad())?;
                 sample::<f64, _>(OP, &dims, dist, seed, alloc)
             }
-            DType::I32 | DType::I64 | DType::Bool => Err(OpError::Unsupported { op: OP, dtype }),
+            DType::F16 | DType::Bf16 => {
+                let dist = Normal::new(mean as f32, std as f32).map_err(|_| bad())?;
+                let a = sample::<f32, _>(OP, &dims, dist, seed, alloc)?;
+                Array::cast_as(OP, &a, dtype, alloc)
+            }
+            _ => Err(OpError::Unsupported { op: OP, dtype }),
         }
     }
 }

@@ -10,10 +10,11 @@
 //!   anything is allocated. Shape arithmetic is checked, so an absurd shape
 //!   yields [`OpError::ShapeOverflow`] rather than a huge allocation.
 //! * No op panics on any input: every failure is an [`OpError`].
-//! * Semantics follow NumPy, except: there is no implicit dtype promotion
-//!   (operands must share a dtype), integer arithmetic wraps on overflow, and
-//!   integer division truncates toward zero (Rust semantics, not NumPy's
-//!   floor division).
+//! * Semantics follow NumPy, except: integer arithmetic wraps on overflow,
+//!   and integer division truncates toward zero (Rust semantics, not
+//!   NumPy's floor division). Operands of different dtypes promote as
+//!   NumPy's `np.result_type` ([`DType::promote`]); a scalar takes the
+//!   array's dtype (NumPy 2's weak scalars).
 //!
 //! One file per family, none importing back up into this one:
 //! [`DType`] and the element traits (`dtype.rs`), [`OpError`]
@@ -29,7 +30,10 @@ mod assign;
 mod bytes;
 mod contract;
 mod dtype;
+#[cfg(test)]
+mod dtype_tests;
 mod einsum;
+mod elem;
 mod elementwise;
 mod error;
 mod gather;
@@ -50,7 +54,8 @@ mod tests_shape;
 
 pub(crate) use alloc::reserve;
 pub use alloc::{Alloc, MaxBytes, Unlimited};
-pub use dtype::{Array, DType, Scalar};
+pub(crate) use bytes::LeCursor;
+pub use dtype::{Array, DType, Kind, Scalar};
 pub use error::OpError;
 pub use index::SliceSpec;
 pub use layout::MAX_SPLIT_PARTS;

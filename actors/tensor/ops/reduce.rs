@@ -411,13 +411,9 @@ impl Array {
     /// (`log_softmax`), computed stably. Float dtypes only.
     pub fn softmax(a: &Array, axis: i64, log: bool, alloc: &dyn Alloc) -> Result<Array, OpError> {
         let op = "softmax";
-        match a {
-            Array::F32(x) => softmax_typed(x, axis, log, alloc),
-            Array::F64(x) => softmax_typed(x, axis, log, alloc),
-            _ => Err(OpError::Unsupported {
-                op,
-                dtype: a.dtype(),
-            }),
-        }
+        dispatch!(a,
+            float x => softmax_typed(x, axis, log, alloc),
+            int _x => Err(OpError::Unsupported { op, dtype: a.dtype() }),
+            bool _x => Err(OpError::Unsupported { op, dtype: a.dtype() }))
     }
 }

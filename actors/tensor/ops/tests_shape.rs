@@ -425,3 +425,18 @@ fn einsum_as_matmul_reserves_and_copies_nothing_but_its_output() {
     Array::einsum("ij,jk->ki", &[&a, &b], &t).unwrap();
     assert_eq!(t.0.get(), 2 * 8 * 8 * 2);
 }
+
+#[test]
+fn einsum_tensordot_and_stack_promote_mixed_dtypes_as_numpy() {
+    // np.result_type(np.int32, np.float32) is float64; (uint8, int8) int16.
+    let f = arr::<f32>(&[2, 2], &[1.0, 2.0, 3.0, 4.0]);
+    let i = arr::<i32>(&[2, 2], &[1, 0, 0, 1]);
+    let mm = Array::einsum("ij,jk->ik", &[&f, &i], U).unwrap();
+    assert_eq!(vals::<f64>(&mm), (vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]));
+    let td = Array::tensordot(&i, &f, 1, None, U).unwrap();
+    assert_eq!(vals::<f64>(&td).1, [1.0, 2.0, 3.0, 4.0]);
+    let u = arr::<u8>(&[2], &[200, 1]);
+    let s = arr::<i8>(&[2], &[-1, 2]);
+    let st = Array::stack(&[&u, &s], 0, U).unwrap();
+    assert_eq!(vals::<i16>(&st), (vec![2, 2], vec![200, 1, -1, 2]));
+}

@@ -87,10 +87,38 @@ double number(const json& v) {
 }
 
 size_t elemSize(const std::string& dtype) {
-  if (dtype == "f32" || dtype == "i32") return 4;
-  if (dtype == "f64" || dtype == "i64") return 8;
-  if (dtype == "bool") return 1;
+  if (dtype == "f32" || dtype == "i32" || dtype == "u32") return 4;
+  if (dtype == "f64" || dtype == "i64" || dtype == "u64") return 8;
+  if (dtype == "f16" || dtype == "bf16" || dtype == "i16" || dtype == "u16") return 2;
+  if (dtype == "bool" || dtype == "u8" || dtype == "i8") return 1;
   fail("unknown dtype " + dtype);
+}
+
+// IEEE half <-> float, for the values the cases hold (round to nearest even).
+float halfToFloat(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+  float f;
+  if (exp == 0) f = std::ldexp((float)man, -24);
+  else if (exp == 31) f = man ? NAN : INFINITY;
+  else f = std::ldexp((float)(man | 0x400), (int)exp - 25);
+  uint32_t bits;
+  memcpy(&bits, &f, 4);
+  bits |= sign;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t floatToHalf(double v) {
+  uint16_t sign = std::signbit(v) ? 0x8000 : 0;
+  double a = std::fabs(v);
+  if (std::isnan(v)) return 0x7e00;
+  if (a >= 65520.0) return sign | 0x7c00;
+  if (a < std::ldexp(1.0, -14)) return sign | (uint16_t)std::nearbyint(a * std::ldexp(1.0, 24));
+  int e;
+  double m = std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
+  uint32_t man = (uint32_t)std::nearbyint(m * 2048.0);  // 11 bits with the implicit one
+  if (man == 2048) { man = 1024; e += 1; }
+  return sign | (uint16_t)(((e + 14) << 10) | (man - 1024));
 }
 
 std::string pack(const std::string& dtype, const json& values) {
@@ -101,6 +129,19 @@ std::string pack(const std::string& dtype, const json& values) {
     else if (dtype == "f64") { double x = number(v); memcpy(buf, &x, 8); }
     else if (dtype == "i32") { int32_t x = v.get<int32_t>(); memcpy(buf, &x, 4); }
     else if (dtype == "i64") { int64_t x = v.get<int64_t>(); memcpy(buf, &x, 8); }
+    else if (dtype == "u64") { uint64_t x = v.get<uint64_t>(); memcpy(buf, &x, 8); }
+    else if (dtype == "u8" || dtype == "i8" || dtype == "i16" || dtype == "u16" || dtype == "u32") {
+      int64_t x = v.get<int64_t>();  // little-endian: the low bytes
+      memcpy(buf, &x, elemSize(dtype));
+    }
+    else if (dtype == "f16") { uint16_t x = floatToHalf(number(v)); memcpy(buf, &x, 2); }
+    else if (dtype == "bf16") {
+      float f = number(v);
+      uint32_t bits;
+      memcpy(&bits, &f, 4);
+      uint16_t x = bits >> 16;  // the cases' values are exact in bf16
+      memcpy(buf, &x, 2);
+    }
     else { buf[0] = v.get<bool>() ? 1 : 0; }
     out.append(buf, elemSize(dtype));
   }
@@ -112,6 +153,20 @@ double unpackAt(const std::string& dtype, const kj::byte* p) {
   if (dtype == "f64") { double x; memcpy(&x, p, 8); return x; }
   if (dtype == "i32") { int32_t x; memcpy(&x, p, 4); return x; }
   if (dtype == "i64") { int64_t x; memcpy(&x, p, 8); return (double)x; }
+  if (dtype == "u64") { uint64_t x; memcpy(&x, p, 8); return (double)x; }
+  if (dtype == "u32") { uint32_t x; memcpy(&x, p, 4); return x; }
+  if (dtype == "i16") { int16_t x; memcpy(&x, p, 2); return x; }
+  if (dtype == "u16") { uint16_t x; memcpy(&x, p, 2); return x; }
+  if (dtype == "i8") { int8_t x; memcpy(&x, p, 1); return x; }
+  if (dtype == "f16") { uint16_t x; memcpy(&x, p, 2); return halfToFloat(x); }
+  if (dtype == "bf16") {
+    uint16_t x;
+    memcpy(&x, p, 2);
+    uint32_t bits = (uint32_t)x << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+  }
   return p[0];
 }
 
@@ -446,6 +501,10 @@ class Case {
         int64_t gi;
         memcpy(&gi, data.begin() + i * sz, 8);
         ok = gi == wv.get<int64_t>();
+      } else if (dt == "u64") {
+        uint64_t gu;
+        memcpy(&gu, data.begin() + i * sz, 8);
+        ok = gu == wv.get<uint64_t>();
       } else if (wv.is_boolean()) {
         ok = (g != 0) == wv.get<bool>();
       } else {

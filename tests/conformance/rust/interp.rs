@@ -724,11 +724,12 @@ impl Case<'_> {
         let tol = want.get("tol").and_then(Json::as_f64).unwrap_or(0.0);
         for (i, (w, g)) in vals.iter().zip(data.chunks(size)).enumerate() {
             let ok = match dt {
-                "f32" | "f64" => {
-                    let g = if dt == "f32" {
-                        f32::from_le_bytes(g.try_into().unwrap()) as f64
-                    } else {
-                        f64::from_le_bytes(g.try_into().unwrap())
+                "f32" | "f64" | "f16" | "bf16" => {
+                    let g = match dt {
+                        "f32" => f32::from_le_bytes(g.try_into().unwrap()) as f64,
+                        "f16" => half::f16::from_le_bytes(g.try_into().unwrap()).to_f64(),
+                        "bf16" => half::bf16::from_le_bytes(g.try_into().unwrap()).to_f64(),
+                        _ => f64::from_le_bytes(g.try_into().unwrap()),
                     };
                     let w = w.as_f64().unwrap_or(f64::NAN);
                     if w.is_nan() {
@@ -741,6 +742,16 @@ impl Case<'_> {
                 }
                 "i32" => Some(i32::from_le_bytes(g.try_into().unwrap()) as i128) == w.as_i128(),
                 "i64" => Some(i64::from_le_bytes(g.try_into().unwrap()) as i128) == w.as_i128(),
+                "u8" | "u16" | "u32" | "u64" => {
+                    let mut b = [0u8; 16];
+                    b[..g.len()].copy_from_slice(g);
+                    Some(i128::from_le_bytes(b)) == w.as_i128()
+                }
+                "i8" | "i16" => {
+                    let mut b = [if g[g.len() - 1] & 0x80 != 0 { 0xff } else { 0 }; 16];
+                    b[..g.len()].copy_from_slice(g);
+                    Some(i128::from_le_bytes(b)) == w.as_i128()
+                }
                 _ => (g[0] != 0) == matches!(w, Json::Bool(true)),
             };
             if !ok {

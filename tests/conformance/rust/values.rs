@@ -79,9 +79,10 @@ pub fn kind_name(k: capnp::ErrorKind) -> &'static str {
 
 pub fn elem_size(dtype: &str) -> Result<usize, String> {
     Ok(match dtype {
-        "f32" | "i32" => 4,
-        "f64" | "i64" => 8,
-        "bool" => 1,
+        "f32" | "i32" | "u32" => 4,
+        "f64" | "i64" | "u64" => 8,
+        "f16" | "bf16" | "i16" | "u16" => 2,
+        "bool" | "u8" | "i8" => 1,
         _ => return Err(format!("unknown dtype {dtype}")),
     })
 }
@@ -95,6 +96,13 @@ pub fn pack(dtype: &str, values: &[Json]) -> Result<Vec<u8>, String> {
             "f64" => out.extend(v.as_f64().ok_or_else(bad)?.to_le_bytes()),
             "i32" => out.extend((v.as_i128().ok_or_else(bad)? as i32).to_le_bytes()),
             "i64" => out.extend((v.as_i128().ok_or_else(bad)? as i64).to_le_bytes()),
+            "f16" => out.extend(half::f16::from_f64(v.as_f64().ok_or_else(bad)?).to_le_bytes()),
+            "bf16" => out.extend(half::bf16::from_f64(v.as_f64().ok_or_else(bad)?).to_le_bytes()),
+            "u8" | "i8" | "i16" | "u16" | "u32" | "u64" => {
+                // Little-endian two's complement: the low bytes of the i128.
+                let n = v.as_i128().ok_or_else(bad)?;
+                out.extend(&n.to_le_bytes()[..elem_size(dtype)?]);
+            }
             _ => out.push(matches!(v, Json::Bool(true)) as u8),
         }
     }
