@@ -17,9 +17,12 @@ use super::spill::Stored;
 use super::state::{Named, WorkerState};
 use crate::schema::tensor_capnp::tensor;
 use crate::Error;
-use capnp::capability::DynClientHook;
-use write::Place;
 
+use argument::{bounded, probe, settle};
+use grant::Granted;
+
+mod argument;
+mod grant;
 mod write;
 
 /// Ops whose inputs hold more elements than this run on tokio's blocking
@@ -31,55 +34,6 @@ const OFFLOAD_ELEMENTS: usize = 1 << 16;
 /// caller's own connection resolves within a round trip; one that never does
 /// fails the call after this long instead of holding it for ever.
 pub(crate) const ARGUMENT_RESOLVE_LIMIT: Duration = Duration::from_secs(300);
-
-/// `Tensor.meta`'s method number: the harmless call that tells a broken
-/// capability from someone else's tensor.
-const META: u16 = 0;
-
-fn foreign() -> Error {
-    Error::invalid("tensor argument lives on another worker; bring it here with fetch first")
-}
-
-/// Bounds a wait on a tensor argument: by the call's deadline when the
-/// worker has one (the guard then fails the whole call), else by
-/// [`ARGUMENT_RESOLVE_LIMIT`].
-async fn bounded<T>(f: impl std::future::Future<Output = T>) -> Result<T, Error> {
-    match crate::call::Guard::current().deadline() {
-        Some(_) => Ok(f.await),
-        None => tokio::time::timeout(ARGUMENT_RESOLVE_LIMIT, f)
-            .await
-            .map_err(|_| Error::DeadlineExceeded(ARGUMENT_RESOLVE_LIMIT)),
-    }
-}
-
-/// Calls `meta` on a capability that is not one of ours: the error of a
-/// broken one (the first failure of a pipeline) is the argument's error;
-/// anything that answers is a tensor held elsewhere.
-async fn probe(hook: Box<DynClientHook>) -> Result<Rc<TensorCap>, Error> {
-    use capnp::traits::HasTypeId;
-    let probe = hook.new_call(tensor::Client::TYPE_ID, META, None);
-    match probe.send().promise.await {
-        Err(e) if e.kind != capnp::ErrorKind::Unimplemented => Err(e.into()),
-        _ => Err(foreign()),
-    }
-}
-
-/// Follows `hook` through every promise until it settles, and surfaces the
-/// error of a promise that broke (an error earlier in a pipeline, or a
-/// `Resolve` to an exception).
-async fn settle(mut hook: Box<DynClientHook>) -> Result<Box<DynClientHook>, Error> {
-    loop {
-        while let Some(next) = hook.get_resolved() {
-            hook = next;
-        }
-        match hook.when_more_resolved() {
-            Some(next) => hook = next.await?,
-            None => break,
-        }
-    }
-    hook.when_resolved().await?;
-    Ok(hook)
-}
 
 /// The tensors of one worker instance (one vat).
 #[derive(Debug)]
@@ -319,6 +273,7 @@ macro_rules! result {
     }};
 }
 
+mod index;
 mod shape;
 
 impl tensor::Server for TensorCap {
@@ -624,83 +579,49 @@ impl tensor::Server for TensorCap {
     async fn take_along_axis(
         self: Rc<Self>,
         params: tensor::TakeAlongAxisParams,
-        mut results: tensor::TakeAlongAxisResults,
+        results: tensor::TakeAlongAxisResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let axis = p.get_axis();
-        result!(
-            results,
-            self.binary_op(p.get_indices()?, move |a, i, m| {
-                Array::take_along_axis(a, i, axis, m)
-            })
-            .await
-        )
+        index::take_along_axis(&self, params, results).await
     }
 
     async fn index_select(
         self: Rc<Self>,
         params: tensor::IndexSelectParams,
-        mut results: tensor::IndexSelectResults,
+        results: tensor::IndexSelectResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let axis = p.get_axis();
-        result!(
-            results,
-            self.binary_op(p.get_indices()?, move |a, i, m| {
-                Array::index_select(a, i, axis, m)
-            })
-            .await
-        )
+        index::index_select(&self, params, results).await
     }
 
     async fn mask_select(
         self: Rc<Self>,
         params: tensor::MaskSelectParams,
-        mut results: tensor::MaskSelectResults,
+        results: tensor::MaskSelectResults,
     ) -> Result<(), capnp::Error> {
-        let mask = params.get()?.get_mask()?;
-        result!(results, self.binary_op(mask, Array::mask_select).await)
+        index::mask_select(&self, params, results).await
     }
 
     async fn scatter(
         self: Rc<Self>,
         params: tensor::ScatterParams,
-        mut results: tensor::ScatterResults,
+        results: tensor::ScatterResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let (axis, acc) = (p.get_axis(), p.get_accumulate());
-        let store = self.store()?;
-        let a = self.current().await?;
-        let i = store.resolve(p.get_indices()?).await?;
-        let v = store.resolve(p.get_values()?).await?;
-        let n = a.len() + i.len() + v.len();
-        result!(
-            results,
-            store
-                .compute(n, move |m| Array::scatter(&a, &i, &v, axis, acc, m))
-                .await
-        )
+        index::scatter(&self, params, results).await
     }
 
     async fn assign(
         self: Rc<Self>,
         params: tensor::AssignParams,
-        mut results: tensor::AssignResults,
+        results: tensor::AssignResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let specs = slice_specs(p.get_specs()?);
-        let value = p.get_value()?;
-        result!(results, self.write_at(Place::Slice(specs), value).await)
+        index::assign(&self, params, results).await
     }
 
     async fn assign_mask(
         self: Rc<Self>,
         params: tensor::AssignMaskParams,
-        mut results: tensor::AssignMaskResults,
+        results: tensor::AssignMaskResults,
     ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let (mask, value) = (p.get_mask()?, p.get_value()?);
-        result!(results, self.write_at(Place::Mask(mask), value).await)
+        index::assign_mask(&self, params, results).await
     }
 
     async fn tensordot(
@@ -817,49 +738,6 @@ fn write_meta(a: &Stored, mut results: tensor::MetaResults) {
     let mut r = results.get();
     r.set_dtype(codec::to_wire(a.dtype()));
     codec::set_shape(r.init_shape(a.shape().len() as u32), a.shape());
-}
-
-/// What a transfer ticket grants another worker: one streamed read of a
-/// tensor (and its `meta`), nothing else. With `move`, the source tensor
-/// is emptied once the reader has accepted every byte.
-struct Granted {
-    value: RefCell<Option<(Stored, Arc<Held>)>>,
-    moved: Option<Slot>,
-}
-
-impl Granted {
-    fn stored(&self) -> Result<Stored, Error> {
-        match &*self.value.borrow() {
-            Some((a, _)) => Ok(a.clone()),
-            None => Err(Error::invalid("this transfer ticket has been used")),
-        }
-    }
-}
-
-impl tensor::Server for Granted {
-    async fn meta(
-        self: Rc<Self>,
-        _: tensor::MetaParams,
-        results: tensor::MetaResults,
-    ) -> Result<(), capnp::Error> {
-        write_meta(&self.stored()?, results);
-        Ok(())
-    }
-
-    async fn read_to(
-        self: Rc<Self>,
-        params: tensor::ReadToParams,
-        results: tensor::ReadToResults,
-    ) -> Result<(), capnp::Error> {
-        let req = ReadTo::from_params(params.get()?)?;
-        let a = self.stored()?;
-        download::send(&a, req, results).await?;
-        if let Some(source) = &self.moved {
-            super::state::lock(source).take();
-        }
-        self.value.borrow_mut().take();
-        Ok(())
-    }
 }
 
 /// Reads a list of tensor capabilities and resolves them against `store`.
