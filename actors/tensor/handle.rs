@@ -11,7 +11,8 @@ use std::future::Future;
 
 use ndarray::ArrayD;
 
-use super::client::{Memory, RemoteTensor, TensorElement, Worker};
+use super::client::{Memory, RemoteTensor, Worker};
+use super::client_element::TensorElement;
 use super::ops::{Array, BinaryOp, CompareOp, DType, ReduceOp, Scalar, SliceSpec, UnaryOp};
 use super::ObjectInfo;
 use crate::schema::tensor_capnp::tensor_worker;

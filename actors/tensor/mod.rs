@@ -15,6 +15,7 @@
 //!   (docs/EXTENDING.md).
 
 mod client;
+mod client_element;
 mod client_index;
 mod client_io;
 mod client_shape;
@@ -33,7 +34,8 @@ mod upload;
 mod worker;
 
 pub use crate::Quota;
-pub use client::{Memory, RemoteTensor, TensorElement, Worker};
+pub use client::{Memory, RemoteTensor, Worker};
+pub use client_element::TensorElement;
 pub use client_io::{Download, Upload};
 pub use half::{bf16, f16};
 pub use handle::{TensorHandle, WorkerHandle};
