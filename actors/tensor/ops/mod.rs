@@ -50,6 +50,10 @@ mod table;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_layout;
+#[cfg(test)]
+mod tests_reduce;
+#[cfg(test)]
 mod tests_shape;
 
 pub(crate) use alloc::reserve;
