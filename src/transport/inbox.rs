@@ -22,7 +22,7 @@ use capnp::message::{ReaderOptions, ReaderSegments};
 use capnp::traits::FromPointerReader;
 use capnp::Word;
 
-use super::Limits;
+use super::options::Limits;
 use crate::Error;
 
 /// Most segments a message we accept may have.

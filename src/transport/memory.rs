@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::PollSemaphore;
 
-use super::tcp::ServeOptions;
+use super::options::ServeOptions;
 use super::ConnectOptions;
 
 /// How a virtual link behaves, in each direction.

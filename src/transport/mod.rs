@@ -13,6 +13,7 @@ mod heap;
 mod inbox;
 mod link;
 pub(crate) mod memory;
+mod options;
 mod preauth;
 pub(crate) mod preauth_pool;
 pub(crate) mod reconnect;
@@ -42,105 +43,11 @@ pub(crate) use gate_policy::{GatePolicy, Peer};
 pub(crate) use gatekeeper::Gate;
 pub(crate) use link::{Link, LinkConfig};
 pub use memory::{LinkConditions, VirtualOptions};
+pub use options::Limits;
+pub(crate) use options::Redacted;
+pub(crate) use options::ServeOptions;
 use preauth::GateSignal;
 pub(crate) use preauth_pool::{PreauthPool, PreauthTicket};
-
-/// Limits on what one connection may send us.
-///
-/// # Examples
-///
-/// ```
-/// let mut limits = capactor::Limits::default();
-/// limits.max_message_bytes = 16 << 20;
-/// ```
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct Limits {
-    /// The largest message a peer may send, in bytes. A larger one is
-    /// refused before it is allocated and the connection is closed (the
-    /// protocol cannot resynchronise after a refused frame). Default 64 MiB.
-    pub max_message_bytes: usize,
-    /// How deeply structs and lists may nest in a message. Default 64.
-    pub max_nesting: i32,
-    /// Flow-control window of each `-> stream` method, in bytes.
-    /// Default 1 MiB.
-    pub stream_window: usize,
-    /// Calls the peer may have in flight on the actors this side serves;
-    /// one more fails with `calls in flight limit exceeded`. Default 1024.
-    pub max_calls_in_flight: u32,
-    /// Memory the objects created through this connection may hold (a
-    /// tensor worker's tensors, say), on top of the actor's own quota.
-    /// Default `None` (only the actor's quota applies).
-    pub max_connection_memory: Option<u64>,
-    /// Reply bytes this side may have queued for a peer that is not reading
-    /// them; a large reply past it fails with `outgoing queue limit
-    /// exceeded`. Default 256 MiB.
-    pub max_outgoing_bytes: u64,
-    /// Close the connection if the peer has read nothing of what this side
-    /// is trying to send for this long. Default 60 s.
-    pub write_stall_timeout: Option<Duration>,
-    /// The largest message a peer may send before its credential is
-    /// accepted, in bytes; a larger one is refused from its frame header
-    /// and the connection closed. Applies to the serving side of a gated
-    /// connection. Default 64 KiB.
-    pub max_preauth_message_bytes: usize,
-    /// Bytes a peer may send in all before its credential is accepted;
-    /// the frame that would go past it is refused and the connection
-    /// closed. Default 256 KiB.
-    pub max_preauth_bytes: u64,
-    /// Questions (`Bootstrap`s and calls) a peer may have asked and not yet
-    /// finished (capnp-rpc keeps each answer until the peer's `Finish`)
-    /// before its credential is accepted; it gets one answered at a time in
-    /// any case, and one `Bootstrap`. One more closes the connection.
-    /// Default 16.
-    pub max_preauth_questions: u32,
-    /// Bytes of received messages held at once, being received or in use,
-    /// by every connection served (or made) with these limits and their
-    /// clones: one worker's connections share this budget across its vats.
-    /// A frame that would take it past the limit is refused with
-    /// `receive buffers limit exceeded` and its connection closed. Memory
-    /// is counted as it is allocated, which is as the bytes arrive, never
-    /// from a frame header's claim. Default 1 GiB.
-    pub max_buffered_bytes: u64,
-    /// What `max_buffered_bytes` counts (shared by clones).
-    buffered: inbox::Buffered,
-}
-
-impl Limits {
-    /// Bytes of received messages held now by the connections that share
-    /// these limits (see [`Limits::max_buffered_bytes`]).
-    pub fn buffered_bytes(&self) -> u64 {
-        self.buffered.used()
-    }
-
-    /// How capnp reads what a peer sends under these limits.
-    pub(crate) fn reader_options(&self) -> capnp::message::ReaderOptions {
-        let mut options = capnp::message::ReaderOptions::new();
-        options
-            .traversal_limit_in_words(Some(self.max_message_bytes.div_ceil(8)))
-            .nesting_limit(self.max_nesting);
-        options
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_message_bytes: 64 << 20,
-            max_nesting: 64,
-            stream_window: 1 << 20,
-            max_calls_in_flight: 1024,
-            max_connection_memory: None,
-            max_outgoing_bytes: 256 << 20,
-            write_stall_timeout: Some(Duration::from_secs(60)),
-            max_preauth_message_bytes: 64 << 10,
-            max_preauth_bytes: 256 << 10,
-            max_preauth_questions: 16,
-            max_buffered_bytes: 1 << 30,
-            buffered: inbox::Buffered::default(),
-        }
-    }
-}
 
 /// Heartbeats on a client connection: how a dead or half-open peer is
 /// noticed (capnp-rpc itself never times anything out).
@@ -201,15 +108,6 @@ pub struct ConnectOptions {
 }
 
 // --- Debug without the token (issue 16) ---
-/// How a token appears in `Debug` output: its length only.
-pub(crate) struct Redacted(pub(crate) usize);
-
-impl fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<redacted, {} bytes>", self.0)
-    }
-}
-
 impl fmt::Debug for ConnectOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectOptions")
@@ -432,7 +330,7 @@ impl ServeSite {
     pub(crate) fn new(
         actor: ActorMint,
         calls: Arc<ActorCalls>,
-        opts: &tcp::ServeOptions,
+        opts: &ServeOptions,
         policy: Arc<GatePolicy>,
     ) -> Self {
         heap::give_large_frees_back();

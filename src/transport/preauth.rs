@@ -35,7 +35,7 @@ use capnp_rpc::rpc_capnp::message;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::inbox::{FrameCap, Incoming};
-use super::Limits;
+use super::options::Limits;
 use crate::Error;
 
 /// How the gate of a connection reports to its wire: `opened` turns true

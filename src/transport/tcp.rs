@@ -1,7 +1,6 @@
 //! The TCP transport: a listener that spreads connections over the vats,
 //! and the client side.
 
-use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -22,171 +21,12 @@ use tokio_util::task::TaskTracker;
 use super::tls::ServerTls;
 use super::{
     ActorMint, Arrival, ConnectOptions, Connection, GatePolicy, Limits, Peer, PreauthPool,
-    Redacted, ServeSite,
+    ServeSite,
 };
+// Where these lived before the options moved to their own file.
+pub use super::options::{ServeOptions, MIN_TOKEN_BYTES};
 use crate::call::ActorCalls;
 use crate::{Error, Result, Runtime};
-
-/// How a TCP worker serves.
-///
-/// The defaults are safe ones: serving needs a token of at least
-/// [`MIN_TOKEN_BYTES`] bytes, or the explicit opt-in
-/// [`insecure_no_auth`](Self::insecure_no_auth), which is refused off
-/// loopback. `Debug` shows the token's length, never its bytes.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-///
-/// let mut opts = capactor::ServeOptions::default();
-/// opts.token = Some(b"a token of at least 16 bytes".to_vec());
-/// opts.max_connections = 64;
-/// opts.call_deadline = Some(Duration::from_secs(60));
-/// assert!(!format!("{opts:?}").contains("at least 16"));
-/// ```
-#[derive(Clone)]
-#[non_exhaustive]
-pub struct ServeOptions {
-    /// The token a client must offer the gate, at least
-    /// [`MIN_TOKEN_BYTES`] long. `None` serves without authentication,
-    /// which TCP allows only with [`insecure_no_auth`](Self::insecure_no_auth).
-    pub token: Option<Vec<u8>>,
-    /// Also accept tokens signed by a fleet registry's key (see
-    /// [`crate::fleet`]): a worker with a `trust` needs no static token.
-    /// Default `None`.
-    pub trust: Option<crate::fleet::Trust>,
-    /// Serve TCP without a token: refused unless every address the listener
-    /// binds is a loopback address. Default `false` (serving TCP without a
-    /// token fails). Virtual actors need no opt-in.
-    pub insecure_no_auth: bool,
-    /// Limits on what a client may send.
-    pub limits: Limits,
-    /// Connections served at once, authenticated or not; one more is
-    /// answered with a `connections limit exceeded` error and closed (unless
-    /// an unauthenticated connection can be closed to make room). The
-    /// process's open-file limit is raised to fit it, and serving fails if
-    /// it cannot be. Default 1024.
-    pub max_connections: usize,
-    /// Connections that have not yet opened the gate, across the worker; a
-    /// new one over it closes the oldest of them. Default 256.
-    pub max_unauthenticated: usize,
-    /// Connections from one address (IPv6: one /64) that have not yet
-    /// opened the gate; a new one over it closes that address's oldest.
-    /// Default 64.
-    pub max_unauthenticated_per_address: usize,
-    /// Failed `Gate.open` attempts the worker evaluates per second across
-    /// all its connections (on top of each address's own back-off); later
-    /// attempts wait for their turn. 0 for no worker-wide limit. Default 20.
-    pub gate_failures_per_second: u32,
-    /// Close a connection whose peer has sent nothing for this long.
-    /// Default `None` (clients that heartbeat are never idle that long
-    /// anyway; TCP keepalive catches dead hosts).
-    pub idle_timeout: Option<Duration>,
-    /// TCP keepalive idle time; the kernel then probes every third of it
-    /// and gives up after three misses. Default 30 s.
-    pub keepalive: Option<Duration>,
-    /// Serve TLS with this identity; `None` for plain TCP.
-    pub tls: Option<ServerTls>,
-    /// How long a new connection has, from its arrival, to finish its TLS
-    /// handshake (if any) and open the gate, before it is closed.
-    /// Default 5 s.
-    pub handshake_timeout: Option<Duration>,
-    /// Longest a single call may run before it fails with
-    /// `call exceeded its deadline`. Default 5 minutes; `None` for no limit.
-    pub call_deadline: Option<Duration>,
-    /// Show every caller worker-wide totals in `Actor.info` and
-    /// `TensorWorker.memory` (other connections' activity included).
-    /// Default `false`: each caller sees its own connection's.
-    pub report_worker_totals: bool,
-    /// Record every call's duration, and the connections, in these
-    /// metrics (see [`crate::metrics`]). Default `None`.
-    pub metrics: Option<crate::metrics::Metrics>,
-}
-
-/// The shortest token a worker accepts to serve with.
-pub const MIN_TOKEN_BYTES: usize = 16;
-
-impl Default for ServeOptions {
-    fn default() -> Self {
-        ServeOptions {
-            token: None,
-            trust: None,
-            insecure_no_auth: false,
-            limits: Limits::default(),
-            max_connections: 1024,
-            max_unauthenticated: 256,
-            max_unauthenticated_per_address: 64,
-            gate_failures_per_second: 20,
-            idle_timeout: None,
-            keepalive: Some(Duration::from_secs(30)),
-            handshake_timeout: Some(Duration::from_secs(5)),
-            tls: None,
-            call_deadline: Some(Duration::from_secs(300)),
-            report_worker_totals: false,
-            metrics: None,
-        }
-    }
-}
-
-impl ServeOptions {
-    /// The defaults, without authentication: for serving on a loopback
-    /// address (tests, a worker only local processes reach).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let opts = capactor::ServeOptions::insecure_loopback();
-    /// assert!(opts.insecure_no_auth && opts.token.is_none());
-    /// ```
-    pub fn insecure_loopback() -> Self {
-        ServeOptions {
-            insecure_no_auth: true,
-            ..ServeOptions::default()
-        }
-    }
-
-    /// Checks the token before anything is bound.
-    fn check_token(&self) -> Result<()> {
-        match &self.token {
-            Some(t) if t.len() < MIN_TOKEN_BYTES => Err(Error::invalid(format!(
-                "the token is {} bytes long; a token must have at least {MIN_TOKEN_BYTES}",
-                t.len()
-            ))),
-            Some(_) => Ok(()),
-            None if self.insecure_no_auth || self.trust.is_some() => Ok(()),
-            None => Err(Error::invalid(
-                "serving TCP without a token needs ServeOptions::insecure_no_auth \
-                 (allowed on loopback addresses only)",
-            )),
-        }
-    }
-}
-
-impl fmt::Debug for ServeOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServeOptions")
-            .field("token", &self.token.as_ref().map(|t| Redacted(t.len())))
-            .field("trust", &self.trust)
-            .field("insecure_no_auth", &self.insecure_no_auth)
-            .field("limits", &self.limits)
-            .field("max_connections", &self.max_connections)
-            .field("max_unauthenticated", &self.max_unauthenticated)
-            .field(
-                "max_unauthenticated_per_address",
-                &self.max_unauthenticated_per_address,
-            )
-            .field("gate_failures_per_second", &self.gate_failures_per_second)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("keepalive", &self.keepalive)
-            .field("tls", &self.tls)
-            .field("handshake_timeout", &self.handshake_timeout)
-            .field("call_deadline", &self.call_deadline)
-            .field("report_worker_totals", &self.report_worker_totals)
-            .field("metrics", &self.metrics.is_some())
-            .finish()
-    }
-}
 
 /// A running TCP worker. Dropping it stops accepting and closes every
 /// connection at once; [`TcpServer::shutdown`] does it gracefully.

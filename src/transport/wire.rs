@@ -35,9 +35,9 @@ use capnp_rpc::rpc_twoparty_capnp::Side;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::inbox::{FrameCap, Inbox, BUFFER};
+use super::options::Limits;
 use super::preauth::{GateSignal, Preauth};
 use super::window::{FlowController, Window};
-use super::Limits;
 
 /// Words in the first segment of a message we send, at most.
 const FIRST_SEGMENT_WORDS: u32 = 64;
