@@ -188,24 +188,31 @@ impl ServeData {
 impl DataPlane {
     /// Where clients and other workers reach this worker: the advertised
     /// address, else `listening`.
-    pub(crate) fn advertised(&self, listening: std::net::SocketAddr) -> String {
-        self.advertise
-            .clone()
-            .unwrap_or_else(|| listening.to_string())
+    pub(crate) fn advertised(&self, listening: &capactor::Address) -> String {
+        // TCP and TLS workers register as host:port, as they always have.
+        self.advertise.clone().unwrap_or_else(|| {
+            listening
+                .host_port()
+                .map_or_else(|| listening.to_string(), str::to_string)
+        })
     }
 
     /// Tells the state where other workers reach this one: the advertised
     /// address, else `listening`, with the TLS certificate they must pin.
     pub(crate) fn set_endpoint(
         &self,
-        listening: std::net::SocketAddr,
+        listening: &capactor::Address,
         tls: Option<&capactor::tls::ServerTls>,
     ) {
         let address = self
             .advertise
             .clone()
             .unwrap_or_else(|| listening.to_string());
-        if self.advertise.is_none() && listening.ip().is_unspecified() {
+        let unspecified = listening
+            .host_port()
+            .and_then(|h| h.parse::<std::net::SocketAddr>().ok())
+            .is_some_and(|a| a.ip().is_unspecified());
+        if self.advertise.is_none() && unspecified {
             tracing::warn!(
                 "listening on {listening}: other workers may not reach this one for direct \
                  copies; give --advertise ADDR"
@@ -224,7 +231,7 @@ async fn connect(
     let mut opts = capactor::ConnectOptions::default();
     opts.token = client_token(token_file)?.unwrap_or_default();
     opts.tls = tls;
-    let conn: Connection<tensor_worker::Client> = capactor::connect_tcp(addr, &opts).await?;
+    let conn: Connection<tensor_worker::Client> = capactor::connect(addr, &opts).await?;
     let worker = Worker::new(conn.client().clone());
     Ok((conn, worker))
 }

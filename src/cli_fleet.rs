@@ -194,7 +194,7 @@ pub(crate) fn registry(args: RegistryArgs) -> Result<()> {
     }
     let mut opts = capactor::ServeOptions::default();
     let mut token_file = None;
-    let gate_token = match super::serve_token(&args.listen, &args.auth)? {
+    let gate_token = match super::serve_token(&args.listen.parse()?, &args.auth)? {
         super::Token::None => {
             opts.insecure_no_auth = true;
             None
@@ -327,8 +327,8 @@ impl JoinArgs {
 /// report.
 ///
 /// Holds the server weakly: shutting down needs it back.
-pub(crate) fn health_of(
-    server: &Rc<capactor::TcpServer>,
+pub(crate) fn health_of<A: 'static>(
+    server: &Rc<capactor::Server<A>>,
     quota: std::sync::Arc<capactor::Quota>,
 ) -> impl Fn() -> Health {
     let server = Rc::downgrade(server);

@@ -71,9 +71,12 @@ pub use runtime::{block_on, run_local, spawn_local, Builder, Runtime};
 pub use transport::reconnect::Reconnect;
 pub use transport::tcp::{ServeOptions, TcpServer, MIN_TOKEN_BYTES};
 pub use transport::tls;
+pub use transport::{Address, Server, ToAddress, MAX_UNIX_PATH};
 pub use transport::{
     ConnectOptions, Connection, Heartbeat, Limits, LinkConditions, LinkHandle, VirtualOptions,
 };
+#[cfg(unix)]
+pub use transport::{PeerCredentials, UnixOptions, UnixServer};
 
 /// Connects to the actor a capactor worker serves at `addr`, as the
 /// interface `C`.
@@ -106,6 +109,38 @@ pub async fn connect_tcp<C: capnp::capability::FromClientHook>(
     opts: &ConnectOptions,
 ) -> Result<Connection<C>> {
     transport::tcp::connect(addr, opts).await
+}
+
+/// Connects to the actor a capactor worker serves at `addr`, over the
+/// transport the address names: `tcp://host:port` or a bare `host:port`,
+/// `tls://host:port` (with [`ConnectOptions::tls`]), or `unix:/path`.
+///
+/// As [`connect_tcp`] otherwise: the gate is opened with `opts.token`, the
+/// call pipelines, and it must run on a thread with a tokio `LocalSet`.
+///
+/// # Errors
+///
+/// A malformed address, or a connection that cannot be made within
+/// `opts.connect_timeout`. A rejected token shows up on the first call.
+///
+/// # Examples
+///
+/// ```no_run
+/// use capactor::schema::actor_capnp::actor;
+///
+/// capactor::block_on(async {
+///     let opts = capactor::ConnectOptions::default();
+///     let worker: capactor::Connection<actor::Client> =
+///         capactor::connect("unix:/run/capactor/w1.sock", &opts).await?;
+///     worker.ping_request().send().promise.await?;
+///     Ok::<_, capactor::Error>(())
+/// }).unwrap();
+/// ```
+pub async fn connect<C: capnp::capability::FromClientHook>(
+    addr: impl ToAddress,
+    opts: &ConnectOptions,
+) -> Result<Connection<C>> {
+    transport::endpoint::connect(&addr.to_address()?, opts).await
 }
 
 /// What the exported macros need, under paths that do not depend on the

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! capactor worker --listen 127.0.0.1:7001 --name w1
+//! capactor worker --listen unix:/run/capactor/w2.sock --name w2
 //! capactor info 127.0.0.1:7001
 //! capactor describe 127.0.0.1:7001
 //! capactor health 127.0.0.1:7001
@@ -32,11 +33,12 @@ pub(crate) struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve a tensor worker over TCP until SIGINT or SIGTERM.
+    /// Serve a tensor worker over TCP, TLS or a Unix socket until SIGINT or SIGTERM.
     Worker {
-        /// Address to listen on; port 0 picks a free port.
+        /// Address to listen on: host:port (port 0 picks a free one),
+        /// tcp://host:port, tls://host:port or unix:/path/to.sock.
         #[arg(long, default_value = "127.0.0.1:7001")]
-        listen: String,
+        listen: capactor::Address,
         /// The worker's name, as reported by `info`.
         #[arg(long, default_value = "worker")]
         name: String,
@@ -438,7 +440,7 @@ fn main() -> ExitCode {
 
 #[allow(clippy::too_many_arguments)]
 fn worker(
-    listen: &str,
+    listen: &capactor::Address,
     name: String,
     vats: Option<usize>,
     grace: Duration,
@@ -490,20 +492,20 @@ fn worker(
         let state = data.state.clone();
         let worker_name = name.clone();
         let server = rt
-            .serve_tcp::<tensor_worker::Client, _, _>(
+            .serve::<tensor_worker::Client, _, _>(
                 listen,
                 move || TensorWorker::with_state(name.clone(), state.clone()),
                 opts.clone(),
             )
             .await?;
-        data.set_endpoint(server.local_addr(), opts.tls.as_ref());
+        data.set_endpoint(server.address(), opts.tls.as_ref());
         if let Some(file) = &token_file {
             eprintln!("token written to {}", file.path.display());
         }
-        println!("listening on {}", server.local_addr());
+        println!("listening on {}", server.address());
         let server = std::rc::Rc::new(server);
         let health = cli_fleet::health_of(&server, data.state.quota().clone());
-        let joiner = fleet.join(&worker_name, data.advertised(server.local_addr()), health)?;
+        let joiner = fleet.join(&worker_name, data.advertised(server.address()), health)?;
         MetricsArgs::announce(&metrics);
         shutdown.await;
         // Leave the registry first: clients stop being routed here.
@@ -542,9 +544,14 @@ enum Token {
     Generate,
 }
 
-fn serve_token(listen: &str, auth: &ServeAuth) -> capactor::Result<Token> {
+fn serve_token(listen: &capactor::Address, auth: &ServeAuth) -> capactor::Result<Token> {
     if auth.insecure_no_auth {
-        let addrs: Vec<_> = listen.to_socket_addrs()?.collect();
+        // A Unix socket is local by nature (and its file mode 0600).
+        let Some(host) = listen.host_port() else {
+            tracing::warn!("serving without authentication (Unix socket)");
+            return Ok(Token::None);
+        };
+        let addrs: Vec<_> = host.to_socket_addrs()?.collect();
         if addrs.is_empty() || !addrs.iter().all(|a| a.ip().is_loopback()) {
             return Err(capactor::Error::invalid(format!(
                 "--insecure-no-auth is only allowed on a loopback address, not {listen}"
@@ -665,7 +672,7 @@ fn info(
         let mut opts = capactor::ConnectOptions::default();
         opts.token = token;
         opts.tls = tls;
-        let conn: capactor::Connection<actor::Client> = capactor::connect_tcp(addr, &opts).await?;
+        let conn: capactor::Connection<actor::Client> = capactor::connect(addr, &opts).await?;
         // Any actor answers, extended ones included: it lists its own
         // interfaces first.
         println!("{}", capactor::describe(conn.client()).await?);

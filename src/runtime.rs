@@ -273,6 +273,75 @@ impl Runtime {
         transport::tcp::serve::<C, S, F>(self, addr, make, opts).await
     }
 
+    /// Serves actors made by `make` at `addr`: `tcp://host:port` or a bare
+    /// `host:port`, `tls://host:port` (with [`ServeOptions::tls`](crate::ServeOptions::tls)),
+    /// or `unix:/path` (see [`Runtime::serve_unix`]). The worker is served
+    /// the same way whatever the transport; [`Server::address`](crate::Server::address)
+    /// says where clients reach it.
+    ///
+    /// # Errors
+    ///
+    /// A malformed address, or one that cannot be served (see
+    /// [`Runtime::serve_tcp`] and [`Runtime::serve_unix`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use capactor::actors::Probe;
+    /// use capactor::schema::probe_capnp::probe;
+    ///
+    /// let rt = capactor::Runtime::new().unwrap();
+    /// capactor::block_on(async {
+    ///     let opts = capactor::ServeOptions::insecure_loopback();
+    ///     let server = rt.serve::<probe::Client, _, _>("unix:/tmp/p.sock", || Probe::new("p"), opts).await?;
+    ///     println!("listening on {}", server.address());
+    ///     Ok::<_, capactor::Error>(())
+    /// }).unwrap();
+    /// ```
+    pub async fn serve<C, S, F>(
+        &self,
+        addr: impl crate::ToAddress,
+        make: F,
+        opts: crate::ServeOptions,
+    ) -> Result<crate::Server<crate::Address>>
+    where
+        C: FromClientHook + FromServer<S>,
+        S: 'static,
+        F: Fn() -> S + Send + Sync + 'static,
+    {
+        let addr = addr.to_address()?;
+        transport::endpoint::serve::<C, S, F>(self, &addr, make, opts).await
+    }
+
+    /// Serves actors made by `make` on a Unix domain socket at `path`, as
+    /// [`Runtime::serve_tcp`] does on TCP. The socket file is created with
+    /// mode [`UnixOptions::mode`](crate::UnixOptions::mode) (0600) and
+    /// removed when the server stops; peers are checked against
+    /// [`UnixOptions::peers`](crate::UnixOptions::peers) (the same user by
+    /// default). Serving without a token needs
+    /// [`ServeOptions::insecure_no_auth`](crate::ServeOptions::insecure_no_auth).
+    ///
+    /// # Errors
+    ///
+    /// A path longer than [`MAX_UNIX_PATH`](crate::MAX_UNIX_PATH) bytes, a
+    /// directory that does not exist, a socket a live worker answers on (a
+    /// stale one, left by a worker that died, is replaced), a file that is
+    /// not a socket, or TLS asked for.
+    #[cfg(unix)]
+    pub async fn serve_unix<C, S, F>(
+        &self,
+        path: impl Into<std::path::PathBuf>,
+        make: F,
+        opts: crate::ServeOptions,
+    ) -> Result<crate::UnixServer>
+    where
+        C: FromClientHook + FromServer<S>,
+        S: 'static,
+        F: Fn() -> S + Send + Sync + 'static,
+    {
+        transport::endpoint::serve_unix::<C, S, F>(self, path.into(), make, opts).await
+    }
+
     /// Connects to a TCP actor; see [`connect_tcp`](crate::connect_tcp).
     pub async fn connect_tcp<C: FromClientHook>(
         &self,
@@ -280,6 +349,16 @@ impl Runtime {
         opts: &ConnectOptions,
     ) -> Result<Connection<C>> {
         transport::tcp::connect(addr, opts).await
+    }
+}
+
+impl transport::listener::Vats for Runtime {
+    fn count(&self) -> usize {
+        self.vat_count()
+    }
+
+    fn run(&self, index: usize, job: Box<dyn FnOnce() + Send>) {
+        self.vats[index % self.vats.len()].run(job);
     }
 }
 

@@ -143,15 +143,17 @@ impl Worker {
         Ok(Worker::from_connection(rt.spawn_virtual_with(make, opts)))
     }
 
-    /// Connects to the tensor worker a `capactor worker` serves at `addr`.
+    /// Connects to the tensor worker a `capactor worker` serves at `addr`
+    /// (any [`Address`](crate::Address): `host:port`, `tls://`, `unix:`).
     ///
     /// # Errors
     ///
-    /// As [`connect_tcp`](crate::connect_tcp).
-    pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<Self, Error> {
-        Ok(Worker::from_connection(
-            crate::connect_tcp(addr, opts).await?,
-        ))
+    /// As [`connect`](crate::connect).
+    pub async fn connect(
+        addr: impl crate::ToAddress,
+        opts: &ConnectOptions,
+    ) -> Result<Self, Error> {
+        Ok(Worker::from_connection(crate::connect(addr, opts).await?))
     }
 
     /// The underlying capability.

@@ -2,23 +2,32 @@
 //! transport, and the transports themselves.
 //!
 //! Everything here works over any `AsyncRead + AsyncWrite` byte stream.
-//! The virtual transport ([`memory`]) and TCP ([`tcp`]) only make the stream;
-//! [`serve_stream`] and [`connect_stream`] put the same Cap'n Proto
-//! two-party protocol, the same limits and the same gate on top of it.
+//! The virtual transport ([`memory`]), TCP ([`tcp`]) and Unix sockets
+//! (`unix`) only make the stream; [`serve_stream`] and [`connect_stream`]
+//! put the same Cap'n Proto two-party protocol, the same limits and the
+//! same gate on top of it. Every network transport is served by the one
+//! `server`, over its [`listener::Listener`].
 
+mod address;
+mod closing;
+pub(crate) mod endpoint;
 mod fd_limit;
 mod gate_policy;
 mod gatekeeper;
 mod heap;
 mod inbox;
 mod link;
+pub(crate) mod listener;
 pub(crate) mod memory;
 mod options;
 mod preauth;
 pub(crate) mod preauth_pool;
 pub(crate) mod reconnect;
+pub(crate) mod server;
 pub(crate) mod tcp;
 pub mod tls;
+#[cfg(unix)]
+mod unix;
 mod window;
 pub(crate) mod wire;
 
@@ -39,6 +48,7 @@ use crate::call::{ActorCalls, Guard, Outgoing};
 use crate::schema::actor_capnp::{actor, gate};
 use crate::Quota;
 
+pub use address::{Address, ToAddress, MAX_UNIX_PATH};
 pub(crate) use gate_policy::{GatePolicy, Peer};
 pub(crate) use gatekeeper::Gate;
 pub(crate) use link::{Link, LinkConfig};
@@ -48,6 +58,9 @@ pub(crate) use options::Redacted;
 pub(crate) use options::ServeOptions;
 use preauth::GateSignal;
 pub(crate) use preauth_pool::{PreauthPool, PreauthTicket};
+pub use server::Server;
+#[cfg(unix)]
+pub use unix::{PeerCredentials, UnixOptions, UnixServer};
 
 /// Heartbeats on a client connection: how a dead or half-open peer is
 /// noticed (capnp-rpc itself never times anything out).
@@ -562,7 +575,7 @@ pub(crate) async fn connect_for_ticket(
         let cert = rustls_pki_types::CertificateDer::from(tls_certificate.to_vec());
         opts.tls = Some(tls::ClientTls::pinned(cert)?);
     }
-    tcp::connect_with(address, &opts, Clone::clone).await
+    endpoint::connect_with(&address.parse()?, &opts, Clone::clone).await
 }
 
 /// Pings `actor` until the link is cut; cuts it when a ping goes unanswered.

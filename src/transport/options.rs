@@ -177,6 +177,11 @@ pub struct ServeOptions {
     /// Longest a single call may run before it fails with
     /// `call exceeded its deadline`. Default 5 minutes; `None` for no limit.
     pub call_deadline: Option<Duration>,
+    /// How a Unix socket worker's file is made and whom it serves (see
+    /// [`UnixOptions`](crate::UnixOptions)); ignored by the other
+    /// transports.
+    #[cfg(unix)]
+    pub unix: super::unix::UnixOptions,
     /// Show every caller worker-wide totals in `Actor.info` and
     /// `TensorWorker.memory` (other connections' activity included).
     /// Default `false`: each caller sees its own connection's.
@@ -205,6 +210,8 @@ impl Default for ServeOptions {
             handshake_timeout: Some(Duration::from_secs(5)),
             tls: None,
             call_deadline: Some(Duration::from_secs(300)),
+            #[cfg(unix)]
+            unix: super::unix::UnixOptions::default(),
             report_worker_totals: false,
             metrics: None,
         }
@@ -247,8 +254,8 @@ impl ServeOptions {
 
 impl fmt::Debug for ServeOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServeOptions")
-            .field("token", &self.token.as_ref().map(|t| Redacted(t.len())))
+        let mut f = f.debug_struct("ServeOptions");
+        f.field("token", &self.token.as_ref().map(|t| Redacted(t.len())))
             .field("trust", &self.trust)
             .field("insecure_no_auth", &self.insecure_no_auth)
             .field("limits", &self.limits)
@@ -263,8 +270,10 @@ impl fmt::Debug for ServeOptions {
             .field("keepalive", &self.keepalive)
             .field("tls", &self.tls)
             .field("handshake_timeout", &self.handshake_timeout)
-            .field("call_deadline", &self.call_deadline)
-            .field("report_worker_totals", &self.report_worker_totals)
+            .field("call_deadline", &self.call_deadline);
+        #[cfg(unix)]
+        f.field("unix", &self.unix);
+        f.field("report_worker_totals", &self.report_worker_totals)
             .field("metrics", &self.metrics.is_some())
             .finish()
     }

@@ -1,5 +1,5 @@
-//! The parity harness: one test body, run over the local, virtual and TCP
-//! transports.
+//! The parity harness: one test body, run over the local, virtual, TCP and
+//! Unix socket transports.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use capactor::schema::probe_capnp::probe;
 use capactor::{
-    ConnectOptions, Connection, LinkConditions, Runtime, ServeOptions, TcpServer, VirtualOptions,
+    Address, ConnectOptions, Connection, LinkConditions, Runtime, ServeOptions, Server, TcpServer,
+    VirtualOptions,
 };
 use tokio::io::AsyncReadExt;
 
@@ -22,10 +23,17 @@ pub enum Transport {
     Virtual,
     /// A vat thread, over TCP on 127.0.0.1.
     Tcp,
+    /// A vat thread, over a Unix domain socket in a fresh directory.
+    Unix,
 }
 
-pub const ALL: [Transport; 3] = [Transport::Local, Transport::Virtual, Transport::Tcp];
-pub const REMOTE: [Transport; 2] = [Transport::Virtual, Transport::Tcp];
+pub const ALL: [Transport; 4] = [
+    Transport::Local,
+    Transport::Virtual,
+    Transport::Tcp,
+    Transport::Unix,
+];
+pub const REMOTE: [Transport; 3] = [Transport::Virtual, Transport::Tcp, Transport::Unix];
 
 /// Runs `body` once per transport in `transports`, each in a fresh runtime.
 pub fn each<F, Fut>(transports: &[Transport], body: F)
@@ -61,7 +69,9 @@ pub struct Harness {
 pub struct Spawned<C> {
     pub client: C,
     pub conn: Option<Connection<C>>,
-    pub server: Option<TcpServer>,
+    pub server: Option<Server<Address>>,
+    /// The directory of a Unix socket, removed after the server.
+    pub dir: Option<tempfile::TempDir>,
 }
 
 impl<C> std::ops::Deref for Spawned<C> {
@@ -85,9 +95,11 @@ impl<C> Spawned<C> {
             .link()
     }
 
-    /// Takes the TCP server out, e.g. to shut it down (TCP only).
-    pub fn take_server(&mut self) -> TcpServer {
-        self.server.take().expect("only TCP actors have a server")
+    /// Takes the server out, e.g. to shut it down (TCP and Unix only).
+    pub fn take_server(&mut self) -> Server<Address> {
+        self.server
+            .take()
+            .expect("only TCP and Unix actors have a server")
     }
 }
 
@@ -126,6 +138,7 @@ impl Harness {
                 client: capactor::spawn_local(make()),
                 conn: None,
                 server: None,
+                dir: None,
             },
             Transport::Virtual => {
                 let mut opts = VirtualOptions::default();
@@ -135,27 +148,33 @@ impl Harness {
                     client: conn.client().clone(),
                     conn: Some(conn),
                     server: None,
+                    dir: None,
                 }
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Unix => {
                 let mut serve = serve;
-                // Tests serve on 127.0.0.1 only: no token is the loopback opt-in.
+                // Tests serve on 127.0.0.1 or a socket of their own only:
+                // no token is the loopback opt-in.
                 serve.insecure_no_auth |= serve.token.is_none();
-                let server = within(
-                    SETUP_LIMIT,
-                    self.rt.serve_tcp::<C, _, _>("127.0.0.1:0", make, serve),
-                )
-                .await
-                .unwrap();
-                let addr = server.local_addr().to_string();
+                let (addr, dir) = if self.transport == Transport::Unix {
+                    let dir = tempfile::tempdir().unwrap();
+                    let path = dir.path().join("actor.sock");
+                    (format!("unix:{}", path.display()), Some(dir))
+                } else {
+                    ("127.0.0.1:0".to_owned(), None)
+                };
+                let server = within(SETUP_LIMIT, self.rt.serve::<C, _, _>(&addr, make, serve))
+                    .await
+                    .unwrap();
                 let conn: Connection<C> =
-                    within(SETUP_LIMIT, capactor::connect_tcp(&addr, &connect))
+                    within(SETUP_LIMIT, capactor::connect(server.address(), &connect))
                         .await
                         .unwrap();
                 Spawned {
                     client: conn.client().clone(),
                     conn: Some(conn),
                     server: Some(server),
+                    dir,
                 }
             }
         }

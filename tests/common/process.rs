@@ -67,6 +67,15 @@ impl WorkerProcess {
     /// Reads stdout up to the worker's `listening on <addr>` line and
     /// returns the address, which must be a real loopback port.
     pub fn listening_addr(&mut self, limit: Duration) -> String {
+        let addr = self.listening_on(limit);
+        assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+        assert!(!addr.ends_with(":0"), "the real port, not 0: {addr}");
+        addr
+    }
+
+    /// Reads stdout up to the worker's `listening on <addr>` line and
+    /// returns the address, whatever its transport.
+    pub fn listening_on(&mut self, limit: Duration) -> String {
         let stdout = self.child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
@@ -84,8 +93,6 @@ impl WorkerProcess {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .to_string();
-        assert!(addr.starts_with("127.0.0.1:"), "{addr}");
-        assert!(!addr.ends_with(":0"), "the real port, not 0: {addr}");
         addr
     }
 
