@@ -133,7 +133,7 @@ async fn a_stale_socket_is_replaced_and_a_live_one_refused() {
     assert!(err.contains("a live worker is serving on it"), "{err}");
     // The refused worker left the live one alone.
     ping(&p, LIMIT).await;
-    ping(&connect(&path).await, LIMIT).await;
+    ping(&*connect(&path).await, LIMIT).await;
     assert!(path.exists());
     drop(first);
 }
@@ -236,7 +236,7 @@ async fn a_peer_with_another_uid_is_refused_with_a_clear_error() {
     let _same = serve(&rt, &path, ServeOptions::insecure_loopback())
         .await
         .unwrap();
-    ping(&connect(&path).await, LIMIT).await;
+    ping(&*connect(&path).await, LIMIT).await;
 }
 
 #[test]
