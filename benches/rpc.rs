@@ -13,15 +13,26 @@
 //!    `BufWriter` is shown too: capactor buffers, so that row isolates what
 //!    capactor adds on top of capnp-rpc.
 //! 2. The round trip of a no-op capactor call (`Actor.ping` on a
-//!    [`Probe`]) over the local, virtual and TCP transports, and over TCP
-//!    to a server recording call metrics (`ServeOptions::metrics`).
+//!    [`Probe`]) over the local, virtual, TCP and Unix socket transports,
+//!    and over TCP to a server recording call metrics
+//!    (`ServeOptions::metrics`).
 //! 3. Calls per second over the same transports, one call at a time and
 //!    with [`WINDOW`] calls in flight.
 //! 4. Calls per second of a server doing real work per call
 //!    (`Probe.spin(50 µs)`) on 1 vat and on N vats (N = cores, at least 2),
 //!    reached over virtual and over TCP, with the CPU each side spent.
 //! 5. A summary: every figure as a ratio to raw TCP and to stock
-//!    capnp-rpc, and the targets PASS/MISS (a miss is reported, not fatal).
+//!    capnp-rpc, the CPU each call cost both sides (client thread and
+//!    server threads, from Linux's per-thread clock), the instructions per
+//!    no-op round trip when `valgrind` is installed, and the targets
+//!    PASS/MISS (a miss is reported, not fatal).
+//!
+//! On a shared machine a single round trip is dominated by thread
+//! wake-ups; CPU per call and calls/s with many in flight are the figures
+//! that compare implementations. Instruction counts run this binary under
+//! `valgrind --tool=cachegrind` (both sides, every thread) for
+//! [`COUNT_FEW`] and [`COUNT_MANY`] pings and take the difference, so setup
+//! cancels out; `RPC_VALGRIND=0` skips them.
 //!
 //! Round trips are medians of [`SAMPLES`] calls after [`WARMUP`] untimed
 //! ones. capactor connections use the default `ConnectOptions` (heartbeat
@@ -55,10 +66,19 @@ const WARMUP: usize = 200;
 const WINDOW: usize = 64;
 /// How long each throughput figure runs (after a warm-up of a fifth of it).
 const RUN: Duration = Duration::from_millis(500);
-/// Alternating rounds of TCP without and with metrics.
-const METRICS_ROUNDS: usize = 3;
+/// Alternating rounds of TCP, TCP with metrics and Unix.
+const ROUNDS: usize = 3;
 /// Bytes per raw TCP ping.
 const PING_BYTES: usize = 64;
+/// Round trips of the two instruction-counting runs.
+const COUNT_FEW: usize = 200;
+const COUNT_MANY: usize = 1200;
+/// Set in the instruction-counting child: which transport, and how many
+/// pings.
+const COUNT_ENV: &str = "CAPACTOR_RPC_COUNT";
+/// The name of the baselines' server threads, so their CPU is counted
+/// like the vats'.
+const SERVER_THREAD: &str = "bench-server";
 
 /// Section 4: client connections, calls in flight on each, work per call.
 const SCALE_CONNECTIONS: usize = 8;
@@ -67,6 +87,9 @@ const SPIN_MICROS: u32 = 50;
 const SCALE_RUN: Duration = Duration::from_secs(1);
 
 fn main() {
+    if let Ok(what) = std::env::var(COUNT_ENV) {
+        return count_child(&what);
+    }
     let started = Instant::now();
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     let load_before = load_average();
@@ -94,7 +117,14 @@ fn main() {
     let scaling = [Reach::Virtual, Reach::Tcp]
         .map(|reach| capactor::block_on(vat_scaling(reach, cores.max(2), cores)).unwrap());
 
-    summary(&raw, &stock, &capactor, &scaling);
+    let instructions = instructions();
+    summary(
+        &raw,
+        &stock,
+        &capactor,
+        &scaling,
+        &instructions,
+    );
     println!(
         "\nbench took {:.1} s; load average before {}, after {} (other work on the machine skews every figure)",
         started.elapsed().as_secs_f64(),
@@ -116,6 +146,7 @@ struct Figures {
     name: &'static str,
     rtt: Rtt,
     pipelined: f64,
+    pipelined_cpu: CpuPerCall,
 }
 
 /// Round-trip statistics of [`SAMPLES`] sequential calls.
@@ -124,10 +155,44 @@ struct Rtt {
     median_us: f64,
     p90_us: f64,
     calls_per_s: f64,
+    /// On-CPU time per call of the client and the server threads.
+    cpu: CpuPerCall,
+}
+
+/// On-CPU µs per call of the client thread and of the server's threads
+/// (vats, or a baseline's server thread); `None` without schedstat.
+#[derive(Clone, Copy, Default)]
+struct CpuPerCall {
+    client_us: Option<f64>,
+    server_us: Option<f64>,
+}
+
+impl CpuPerCall {
+    fn of(used: &Cpu, calls: usize) -> CpuPerCall {
+        let per_call = |t: Option<Duration>| t.map(|t| t.as_secs_f64() * 1e6 / calls as f64);
+        CpuPerCall {
+            client_us: per_call(used.client),
+            server_us: per_call(used.vats),
+        }
+    }
+
+    fn total_us(&self) -> Option<f64> {
+        Some(self.client_us? + self.server_us?)
+    }
+
+    fn show(&self) -> String {
+        let us = |v: Option<f64>| v.map_or("?".into(), |v| format!("{v:.1}"));
+        format!(
+            "{} + {} = {} µs",
+            us(self.client_us),
+            us(self.server_us),
+            us(self.total_us())
+        )
+    }
 }
 
 impl Rtt {
-    fn of(mut samples: Vec<Duration>) -> Rtt {
+    fn of(mut samples: Vec<Duration>, cpu: CpuPerCall) -> Rtt {
         let total: Duration = samples.iter().sum();
         samples.sort_unstable();
         let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
@@ -135,6 +200,7 @@ impl Rtt {
             median_us: at(0.5),
             p90_us: at(0.9),
             calls_per_s: samples.len() as f64 / total.as_secs_f64(),
+            cpu,
         }
     }
 }
@@ -143,6 +209,12 @@ fn report(f: &Figures) {
     println!(
         "  {:<22} rtt median {:>7.1} µs  p90 {:>7.1} µs | {:>9.0} calls/s sequential | {:>9.0} calls/s x{WINDOW}",
         f.name, f.rtt.median_us, f.rtt.p90_us, f.rtt.calls_per_s, f.pipelined
+    );
+    println!(
+        "  {:<22} CPU per call (client + server): sequential {}, x{WINDOW} {}",
+        "",
+        f.rtt.cpu.show(),
+        f.pipelined_cpu.show()
     );
 }
 
@@ -153,7 +225,7 @@ fn raw_tcp() -> Figures {
     println!("1. baselines");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let echo = thread::spawn(move || {
+    let echo = server_thread(move || {
         let (mut s, _) = listener.accept().unwrap();
         s.set_nodelay(true).unwrap();
         let mut buf = [0u8; PING_BYTES];
@@ -173,6 +245,7 @@ fn raw_tcp() -> Figures {
     for _ in 0..WARMUP {
         ping(&mut s);
     }
+    let cpu = Cpu::now();
     let samples = (0..SAMPLES)
         .map(|_| {
             let t = Instant::now();
@@ -180,7 +253,7 @@ fn raw_tcp() -> Figures {
             t.elapsed()
         })
         .collect();
-    let rtt = Rtt::of(samples);
+    let rtt = Rtt::of(samples, CpuPerCall::of(&Cpu::now().since(&cpu), SAMPLES));
 
     // Pipelined: WINDOW pings outstanding, a new one sent per echo read.
     let pipelined = {
@@ -189,14 +262,16 @@ fn raw_tcp() -> Figures {
             s.write_all(&buf).unwrap();
         }
         let mut run = |d: Duration| {
+            let cpu = Cpu::now();
             let start = Instant::now();
-            let mut done = 0u64;
+            let mut done = 0usize;
             while start.elapsed() < d {
                 s.read_exact(&mut buf).unwrap();
                 s.write_all(&buf).unwrap();
                 done += 1;
             }
-            done as f64 / start.elapsed().as_secs_f64()
+            let rate = done as f64 / start.elapsed().as_secs_f64();
+            (rate, CpuPerCall::of(&Cpu::now().since(&cpu), done))
         };
         run(RUN / 5);
         let rate = run(RUN);
@@ -211,7 +286,8 @@ fn raw_tcp() -> Figures {
     let f = Figures {
         name: "raw TCP 64 B ping-pong",
         rtt,
-        pipelined,
+        pipelined: pipelined.0,
+        pipelined_cpu: pipelined.1,
     };
     report(&f);
     f
@@ -247,7 +323,7 @@ impl StockServer {
         let addr = listener.local_addr().unwrap().to_string();
         listener.set_nonblocking(true).unwrap();
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = thread::spawn(move || {
+        let thread = server_thread(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -312,18 +388,12 @@ async fn stock_capnp_rpc(buffered: bool) -> Figures {
     let disconnector = system.get_disconnector();
     let system = tokio::task::spawn_local(system.map(|_| ()));
 
-    let f = Figures {
-        name: if buffered {
-            "stock capnp-rpc, BufIO"
-        } else {
-            "stock capnp-rpc TCP"
-        },
-        rtt: rtt(ping(&noop)).await,
-        pipelined: pipelined(1, WINDOW, RUN, |_| ping(&noop)())
-            .await
-            .calls_per_s,
+    let name = if buffered {
+        "stock capnp-rpc, BufIO"
+    } else {
+        "stock capnp-rpc TCP"
     };
-    report(&f);
+    let f = measure(name, &noop).await;
 
     drop(noop);
     let _ = disconnector.await;
@@ -335,7 +405,7 @@ async fn stock_capnp_rpc(buffered: bool) -> Figures {
 // ---------------------------------------------------------------------------
 // 2 and 3. capactor over each transport.
 
-async fn capactor_transports() -> [Figures; 5] {
+async fn capactor_transports() -> [Figures; 6] {
     println!("2-3. capactor Actor.ping (Probe), server on 1 vat thread");
     let rt = Runtime::builder().vats(1).build().unwrap();
 
@@ -355,9 +425,9 @@ async fn capactor_transports() -> [Figures; 5] {
     let virt = measure("capactor virtual", &capactor::cast(conn.client())).await;
     drop(conn);
 
-    // TCP, to a server without metrics and to one timing every call into
-    // them, measured in alternating rounds (best of each), so that the
-    // machine's other work skews both alike.
+    // TCP, TCP to a server timing every call into metrics, and a Unix
+    // socket, measured in alternating rounds (best of each), so that the
+    // machine's other work skews them alike.
     let mut with_metrics = ServeOptions::insecure_loopback();
     with_metrics.metrics = Some(capactor::metrics::Metrics::new());
     let mut servers = Vec::new();
@@ -374,20 +444,49 @@ async fn capactor_transports() -> [Figures; 5] {
         servers.push(server);
         conns.push(conn);
     }
-    let (mut tcp, mut tcp_metrics) = (None, None);
-    for _ in 0..METRICS_ROUNDS {
+    let (unix_server, unix_conn) = serve_unix(&rt).await;
+    let (mut tcp, mut tcp_metrics, mut unix) = (None, None, None);
+    for _ in 0..ROUNDS {
         let plain = measure_quiet("capactor TCP", &capactor::cast(conns[0].client())).await;
         tcp = Some(best(tcp, plain));
         let timed = measure_quiet("capactor TCP+metrics", &capactor::cast(conns[1].client())).await;
         tcp_metrics = Some(best(tcp_metrics, timed));
+        let local = measure_quiet("capactor Unix", &capactor::cast(unix_conn.client())).await;
+        unix = Some(best(unix, local));
     }
-    let (tcp, tcp_metrics) = (tcp.unwrap(), tcp_metrics.unwrap());
+    let (tcp, tcp_metrics, unix) = (tcp.unwrap(), tcp_metrics.unwrap(), unix.unwrap());
     report(&tcp);
     report(&tcp_metrics);
+    report(&unix);
     drop(conns);
     drop(servers);
+    drop(unix_conn);
+    drop(unix_server);
     drop(rt);
-    [local, virt, tcp, tcp_metrics, local_metrics]
+    [local, virt, tcp, unix, tcp_metrics, local_metrics]
+}
+
+/// A probe served on a Unix socket in a fresh directory (removed with the
+/// server), and a connection to it.
+async fn serve_unix(
+    rt: &Runtime,
+) -> (
+    (capactor::UnixServer, tempfile::TempDir),
+    capactor::Connection<probe::Client>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = rt
+        .serve_unix::<probe::Client, _, _>(
+            dir.path().join("probe.sock"),
+            || Probe::new("unix"),
+            ServeOptions::insecure_loopback(),
+        )
+        .await
+        .unwrap();
+    let conn = capactor::connect(server.address(), &ConnectOptions::default())
+        .await
+        .unwrap();
+    ((server, dir), conn)
 }
 
 async fn measure(name: &'static str, actor: &actor::Client) -> Figures {
@@ -397,19 +496,28 @@ async fn measure(name: &'static str, actor: &actor::Client) -> Figures {
 }
 
 async fn measure_quiet(name: &'static str, actor: &actor::Client) -> Figures {
+    let rtt = rtt(ping(actor)).await;
+    let pipe = pipelined(1, WINDOW, RUN, |_| ping(actor)()).await;
     Figures {
         name,
-        rtt: rtt(ping(actor)).await,
-        pipelined: pipelined(1, WINDOW, RUN, |_| ping(actor)())
-            .await
-            .calls_per_s,
+        rtt,
+        pipelined: pipe.calls_per_s,
+        pipelined_cpu: CpuPerCall {
+            client_us: pipe.client_us,
+            server_us: pipe.vats_us,
+        },
     }
 }
 
 /// The better of two measurements of the same thing: the lower round
-/// trip, the higher throughput.
+/// trip, the higher throughput (each with the CPU of its own run).
 fn best(a: Option<Figures>, b: Figures) -> Figures {
     let Some(a) = a else { return b };
+    let (pipelined, pipelined_cpu) = if a.pipelined >= b.pipelined {
+        (a.pipelined, a.pipelined_cpu)
+    } else {
+        (b.pipelined, b.pipelined_cpu)
+    };
     Figures {
         name: b.name,
         rtt: if a.rtt.median_us <= b.rtt.median_us {
@@ -417,8 +525,19 @@ fn best(a: Option<Figures>, b: Figures) -> Figures {
         } else {
             b.rtt
         },
-        pipelined: a.pipelined.max(b.pipelined),
+        pipelined,
+        pipelined_cpu,
     }
+}
+
+/// Runs `f` on a thread whose CPU the bench counts as the server's.
+fn server_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    thread::Builder::new()
+        .name(SERVER_THREAD.into())
+        .spawn(f)
+        .unwrap()
 }
 
 /// A function that makes one `Actor.ping` call.
@@ -439,12 +558,13 @@ where
         call().await.unwrap();
     }
     let mut samples = Vec::with_capacity(SAMPLES);
+    let cpu = Cpu::now();
     for _ in 0..SAMPLES {
         let t = Instant::now();
         call().await.unwrap();
         samples.push(t.elapsed());
     }
-    Rtt::of(samples)
+    Rtt::of(samples, CpuPerCall::of(&Cpu::now().since(&cpu), SAMPLES))
 }
 
 /// What a pipelined run measured.
@@ -497,8 +617,9 @@ where
     timed.expect("ran")
 }
 
-/// On-CPU time so far of the calling thread and of this process's vat
-/// threads, from Linux's `/proc/.../schedstat` (nanosecond resolution).
+/// On-CPU time so far of the calling thread and of this process's server
+/// threads (vats, and the baselines' servers), from Linux's
+/// `/proc/.../schedstat` (the per-thread clock, nanosecond resolution).
 struct Cpu {
     client: Option<Duration>,
     vats: Option<Duration>,
@@ -510,8 +631,9 @@ impl Cpu {
             tasks
                 .flatten()
                 .filter(|t| {
-                    std::fs::read_to_string(t.path().join("comm"))
-                        .is_ok_and(|c| c.starts_with("capactor-vat"))
+                    std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| {
+                        c.starts_with("capactor-vat") || c.starts_with(SERVER_THREAD)
+                    })
                 })
                 .filter_map(|t| on_cpu(&t.path().join("schedstat")))
                 .sum()
@@ -703,7 +825,13 @@ async fn spin_rate(reach: Reach, vats: usize) -> Throughput {
 // ---------------------------------------------------------------------------
 // 5. Summary.
 
-fn summary(raw: &Figures, stock: &[Figures], capactor: &[Figures], scaling: &[Scaling]) {
+fn summary(
+    raw: &Figures,
+    stock: &[Figures],
+    capactor: &[Figures],
+    scaling: &[Scaling],
+    instructions: &Instructions,
+) {
     let stock_buffered = &stock[1];
     let stock = &stock[0];
     println!("\nsummary (ratio = figure / baseline; for RTT lower is better, for calls/s higher)");
@@ -735,6 +863,34 @@ fn summary(raw: &Figures, stock: &[Figures], capactor: &[Figures], scaling: &[Sc
             f.pipelined / stock.pipelined,
         );
     }
+    println!(
+        "\n  CPU per call, µs       {:>22} | {:>22} | instructions",
+        "sequential cli+srv=all",
+        format!("x{WINDOW} cli+srv=all")
+    );
+    for f in [raw, stock, stock_buffered].into_iter().chain(capactor) {
+        let us = |v: Option<f64>| v.map_or("?".into(), |v| format!("{v:.1}"));
+        let cpu = |c: &CpuPerCall| {
+            format!(
+                "{:>6} {:>6} {:>7}",
+                us(c.client_us),
+                us(c.server_us),
+                us(c.total_us())
+            )
+        };
+        let count = instructions
+            .get(f.name)
+            .map_or("-".into(), |n| format!("{n:>9.0} per round trip"));
+        println!(
+            "  {:<22} {:>22} | {:>22} | {count}",
+            f.name,
+            cpu(&f.rtt.cpu),
+            cpu(&f.pipelined_cpu)
+        );
+    }
+    if let Some(why) = &instructions.skipped {
+        println!("  (instruction counts: {why})");
+    }
     for sc in scaling {
         println!(
             "  spin {SPIN_MICROS} µs, {:<7} 1 vat {:>6.0} calls/s, {} vats {:>6.0} calls/s = {:.2}x{}",
@@ -748,8 +904,8 @@ fn summary(raw: &Figures, stock: &[Figures], capactor: &[Figures], scaling: &[Sc
         );
     }
 
-    let [local, virt, tcp, tcp_metrics, local_metrics] = capactor else {
-        unreachable!("local, virtual, TCP, TCP with metrics, local with metrics")
+    let [local, virt, tcp, unix, tcp_metrics, local_metrics] = capactor else {
+        unreachable!("local, virtual, TCP, Unix, TCP with metrics, local with metrics")
     };
     println!("\ntargets");
     let tcp_vs_raw = tcp.rtt.median_us / raw.rtt.median_us;
@@ -793,6 +949,38 @@ fn summary(raw: &Figures, stock: &[Figures], capactor: &[Figures], scaling: &[Sc
             virt.rtt.median_us, tcp.rtt.median_us
         ),
     );
+    let cpu = |f: &Figures| f.rtt.cpu.total_us();
+    match (cpu(unix), cpu(tcp)) {
+        (Some(u), Some(t)) => check(
+            "Unix CPU per call ≤ TCP's (sequential, both sides)",
+            u <= t,
+            format!("{u:.1} µs vs {t:.1} µs = {:.3}x", u / t),
+        ),
+        _ => println!("  ?     Unix CPU per call ≤ TCP's: no per-thread clock here"),
+    }
+    if let (Some(u), Some(t)) = (unix.pipelined_cpu.total_us(), tcp.pipelined_cpu.total_us()) {
+        check(
+            &format!("Unix CPU per call ≤ TCP's (x{WINDOW})"),
+            u <= t,
+            format!("{u:.1} µs vs {t:.1} µs = {:.3}x", u / t),
+        );
+    }
+    if let (Some(u), Some(t)) = (instructions.get(unix.name), instructions.get(tcp.name)) {
+        check(
+            "Unix instructions per call ≤ TCP's",
+            u <= t,
+            format!("{u:.0} vs {t:.0} = {:.3}x", u / t),
+        );
+    }
+    let ratio = unix.pipelined / tcp.pipelined;
+    check(
+        &format!("Unix x{WINDOW} calls/s ≥ 1.1× TCP's"),
+        ratio >= 1.1,
+        format!(
+            "{:.0} vs {:.0} calls/s = {ratio:.3}x",
+            unix.pipelined, tcp.pipelined
+        ),
+    );
     for sc in scaling {
         let gain = sc.gain();
         check(
@@ -811,4 +999,163 @@ fn summary(raw: &Figures, stock: &[Figures], capactor: &[Figures], scaling: &[Sc
 fn check(target: &str, ok: bool, numbers: String) {
     let verdict = if ok { "PASS" } else { "MISS" };
     println!("  {verdict}  {target:<42} {numbers}");
+}
+
+// ---------------------------------------------------------------------------
+// Instruction counts, under valgrind.
+
+/// Instructions per no-op round trip, by row name.
+struct Instructions {
+    counts: Vec<(&'static str, f64)>,
+    /// Why there are none, if there are none.
+    skipped: Option<String>,
+}
+
+impl Instructions {
+    fn get(&self, name: &str) -> Option<f64> {
+        self.counts
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, c)| *c)
+    }
+}
+
+/// The rows counted, by the name the child is told and the row's name.
+const COUNTED: [(&str, &str); 4] = [
+    ("raw", "raw TCP 64 B ping-pong"),
+    ("stock", "stock capnp-rpc TCP"),
+    ("tcp", "capactor TCP"),
+    ("unix", "capactor Unix"),
+];
+
+/// Runs this binary under cachegrind for each counted row, twice, and
+/// takes instructions per round trip from the difference.
+fn instructions() -> Instructions {
+    let none = |why: &str| Instructions {
+        counts: Vec::new(),
+        skipped: Some(why.into()),
+    };
+    if std::env::var("RPC_VALGRIND").is_ok_and(|v| v == "0") {
+        return none("skipped, RPC_VALGRIND=0");
+    }
+    let valgrind_runs = std::process::Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !valgrind_runs {
+        return none("valgrind is not installed");
+    }
+    println!("\ncounting instructions under valgrind ({COUNT_FEW} and {COUNT_MANY} pings per row)");
+    let exe = std::env::current_exe().unwrap();
+    let run = |what: &str, n: usize| -> Option<f64> {
+        let out = std::process::Command::new("valgrind")
+            .args([
+                "--tool=cachegrind",
+                "--cache-sim=no",
+                "--cachegrind-out-file=/dev/null",
+            ])
+            .arg(&exe)
+            .env(COUNT_ENV, format!("{what}:{n}"))
+            .output()
+            .ok()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("I   refs:") || l.contains("I refs:"))?;
+        line.rsplit(':')
+            .next()?
+            .trim()
+            .replace(',', "")
+            .parse()
+            .ok()
+    };
+    let mut counts = Vec::new();
+    for (what, name) in COUNTED {
+        match (run(what, COUNT_FEW), run(what, COUNT_MANY)) {
+            (Some(few), Some(many)) => {
+                let per = (many - few) / (COUNT_MANY - COUNT_FEW) as f64;
+                println!("  {name:<22} {per:>9.0} instructions per round trip");
+                counts.push((name, per));
+            }
+            _ => println!("  {name:<22} valgrind run failed"),
+        }
+    }
+    Instructions {
+        counts,
+        skipped: None,
+    }
+}
+
+/// The child of [`instructions`]: `what:n` says which row to ping n times.
+fn count_child(what: &str) {
+    let (row, n) = what.split_once(':').expect("row:count");
+    let n: usize = n.parse().expect("a count");
+    match row {
+        "raw" => {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let echo = server_thread(move || {
+                let (mut s, _) = listener.accept().unwrap();
+                s.set_nodelay(true).unwrap();
+                let mut buf = [0u8; PING_BYTES];
+                while s.read_exact(&mut buf).is_ok() {
+                    s.write_all(&buf).unwrap();
+                }
+            });
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_nodelay(true).unwrap();
+            let mut buf = [7u8; PING_BYTES];
+            for _ in 0..n {
+                s.write_all(&buf).unwrap();
+                s.read_exact(&mut buf).unwrap();
+            }
+            drop(s);
+            echo.join().unwrap();
+        }
+        "stock" => capactor::block_on(async {
+            let server = StockServer::start(false);
+            let stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+            let mut system = RpcSystem::new(stock_network(stream, Side::Client, false), None);
+            let noop: actor::Client = system.bootstrap(Side::Server);
+            let disconnector = system.get_disconnector();
+            let system = tokio::task::spawn_local(system.map(|_| ()));
+            for _ in 0..n {
+                ping(&noop)().await.unwrap();
+            }
+            drop(noop);
+            let _ = disconnector.await;
+            let _ = system.await;
+        })
+        .unwrap(),
+        "tcp" | "unix" => capactor::block_on(async {
+            let rt = Runtime::builder().vats(1).build().unwrap();
+            let mut opts = ConnectOptions::default();
+            // No heartbeat landing in one run and not the other.
+            opts.heartbeat = None;
+            let (_server, conn) = if row == "tcp" {
+                let server = rt
+                    .serve::<probe::Client, _, _>(
+                        "127.0.0.1:0",
+                        || Probe::new("tcp"),
+                        ServeOptions::insecure_loopback(),
+                    )
+                    .await
+                    .unwrap();
+                let conn: capactor::Connection<probe::Client> =
+                    capactor::connect(server.address(), &opts).await.unwrap();
+                (Box::new(server) as Box<dyn std::any::Any>, conn)
+            } else {
+                let (server, _) = serve_unix(&rt).await;
+                let conn: capactor::Connection<probe::Client> =
+                    capactor::connect(server.0.address(), &opts).await.unwrap();
+                (Box::new(server) as Box<dyn std::any::Any>, conn)
+            };
+            let actor: actor::Client = capactor::cast(conn.client());
+            for _ in 0..n {
+                ping(&actor)().await.unwrap();
+            }
+        })
+        .unwrap(),
+        other => panic!("unknown row {other}"),
+    }
 }

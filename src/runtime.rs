@@ -12,10 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::call::ActorCalls;
-use crate::transport::{
-    self, memory, ActorMint, Arrival, ConnectOptions, Connection, GatePolicy, Peer, ServeSite,
-    VirtualOptions,
-};
+use crate::transport::{self, ConnectOptions, Connection, VirtualOptions};
 use crate::{Error, Result};
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -250,7 +247,7 @@ impl Runtime {
     }
 
     /// Serves actors made by `make` on a TCP listener bound to `addr`
-    /// (`127.0.0.1:0` picks a free port; see [`TcpServer::local_addr`](crate::TcpServer::local_addr)).
+    /// (`127.0.0.1:0` picks a free port; see [`Server::local_addr`](crate::Server::local_addr)).
     ///
     /// Each vat gets its own actor instance, made by calling `make` on that
     /// vat, and serves the connections the listener hands it round-robin.
@@ -393,41 +390,11 @@ impl Placer {
         F: FnOnce() -> S + Send + 'static,
     {
         require_local_loop();
-        let back = opts.reply_link.as_ref().unwrap_or(&opts.link);
-        let (ours, theirs) = memory::pipe_each_way(&opts.link, back);
-        let conn = transport::connect_stream::<C, _>(ours, &opts.connect);
-        let cut = conn.link().cut.clone();
-        let serve = opts.serve.clone();
+        let (conn, end) = transport::virtual_actor::open::<C>(opts);
         let vat = &self.vats[self.next.fetch_add(1, Ordering::Relaxed) % self.vats.len()];
         // A runtime being dropped refuses the job; the connection then fails
         // its calls with `disconnected`.
-        let _ = vat.run(move || {
-            // The factory runs on the vat's own thread: a panic in it must
-            // not unwind through the vat loop, which would take every actor
-            // on this vat down with it.
-            let server = match catch_unwind(AssertUnwindSafe(make)) {
-                Ok(server) => server,
-                Err(panic) => {
-                    let msg = crate::call::panic_message(&*panic);
-                    let err = crate::Error::internal(format_args!("actor factory panicked: {msg}"));
-                    started(Err(msg));
-                    let broken = capnp_rpc::new_broken_cap(err.into());
-                    tokio::task::spawn_local(async move {
-                        transport::serve_bootstrap(theirs, broken, &serve.limits, None, cut, None)
-                            .await;
-                    });
-                    return;
-                }
-            };
-            started(Ok(()));
-            let policy = Arc::new(GatePolicy::new(serve.gate_failures_per_second));
-            let site = ServeSite::new(ActorMint::new::<C, S>(server), calls, &serve, policy);
-            // A pipe has no address: its attempts count under one label.
-            let arrival = Arrival::now(Peer::Label("virtual"), None);
-            tokio::task::spawn_local(async move {
-                transport::serve_stream(theirs, &site, cut, arrival).await;
-            });
-        });
+        let _ = vat.run(move || end.serve::<C, S, F>(make, calls, started));
         conn
     }
 }

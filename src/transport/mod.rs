@@ -10,6 +10,7 @@
 
 mod address;
 mod closing;
+mod connection;
 pub(crate) mod endpoint;
 mod fd_limit;
 mod gate_policy;
@@ -23,41 +24,39 @@ mod options;
 mod preauth;
 pub(crate) mod preauth_pool;
 pub(crate) mod reconnect;
+mod serve;
 pub(crate) mod server;
 pub(crate) mod tcp;
 pub mod tls;
 #[cfg(unix)]
 mod unix;
+pub(crate) mod virtual_actor;
 mod window;
 pub(crate) mod wire;
 
-use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::rc::Rc;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use capnp::capability::{FromClientHook, FromServer};
+use capnp::capability::FromClientHook;
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use capnp_rpc::RpcSystem;
 use futures::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-use crate::call::{ActorCalls, Guard, Outgoing};
 use crate::schema::actor_capnp::{actor, gate};
-use crate::Quota;
 
 pub use address::{Address, ToAddress, MAX_UNIX_PATH};
+pub use connection::{Connection, LinkHandle};
 pub(crate) use gate_policy::{GatePolicy, Peer};
 pub(crate) use gatekeeper::Gate;
 pub(crate) use link::{Link, LinkConfig};
 pub use memory::{LinkConditions, VirtualOptions};
 pub use options::Limits;
 pub(crate) use options::Redacted;
-pub(crate) use options::ServeOptions;
 use preauth::GateSignal;
 pub(crate) use preauth_pool::{PreauthPool, PreauthTicket};
+pub(crate) use serve::{serve_bootstrap, serve_stream, ActorMint, Arrival, ServeSite};
 pub use server::Server;
 #[cfg(unix)]
 pub use unix::{PeerCredentials, UnixOptions, UnixServer};
@@ -148,136 +147,6 @@ impl Default for ConnectOptions {
     }
 }
 
-/// A client's connection to a remote (virtual or TCP) actor, and the
-/// actor's capability.
-///
-/// Derefs to the typed client `C`. Dropping the `Connection` closes it:
-/// every capability obtained through it (clones of the client, tensors...)
-/// then fails with `disconnected`, and the actor frees whatever the
-/// connection held.
-///
-/// Must be created and used on a thread running a tokio `LocalSet`, like
-/// every capnp-rpc client (see [`crate::block_on`]).
-#[derive(Debug)]
-pub struct Connection<C> {
-    client: C,
-    link: LinkHandle,
-}
-
-impl<C> Connection<C> {
-    /// The actor's capability.
-    pub fn client(&self) -> &C {
-        &self.client
-    }
-
-    /// A handle that can cut this connection or wait for it to close.
-    pub fn link(&self) -> &LinkHandle {
-        &self.link
-    }
-}
-
-impl<C> std::ops::Deref for Connection<C> {
-    type Target = C;
-    fn deref(&self) -> &C {
-        &self.client
-    }
-}
-
-impl<C> Drop for Connection<C> {
-    fn drop(&mut self) {
-        self.link.cut();
-    }
-}
-
-/// Cuts a connection, partitions it, or waits for it to end. Cheap to
-/// clone, `Send + Sync`.
-///
-/// [`cut`](LinkHandle::cut) ends the connection for good: the RPC session
-/// is gone, so nothing can heal it (a reconnecting client makes a new
-/// one). [`partition`](LinkHandle::partition) is the network failing under
-/// a live connection: nothing is delivered either way until
-/// [`heal`](LinkHandle::heal), and then everything held is, as TCP
-/// retransmits across a short outage. A partition that outlasts the
-/// heartbeat timeout ends the connection as a dead peer would.
-///
-/// # Examples
-///
-/// ```
-/// use capactor::actors::Probe;
-/// use capactor::schema::probe_capnp::probe;
-///
-/// let rt = capactor::Runtime::builder().vats(1).build().unwrap();
-/// capactor::block_on(async {
-///     let p: capactor::Connection<probe::Client> = rt.spawn_virtual(|| Probe::new("p"));
-///     p.link().partition();
-///     let call = p.echo_request().send().promise; // held, not lost
-///     p.link().heal();
-///     call.await.unwrap();
-/// }).unwrap();
-/// ```
-#[derive(Clone, Debug)]
-pub struct LinkHandle {
-    pub(crate) cut: CancellationToken,
-    closed: CancellationToken,
-    valve: Arc<link::Valve>,
-}
-
-impl LinkHandle {
-    fn new(cut: CancellationToken) -> Self {
-        LinkHandle {
-            cut,
-            closed: CancellationToken::new(),
-            valve: Arc::default(),
-        }
-    }
-
-    /// Cuts the link: both ends see the peer as gone, and every pending call
-    /// on either side fails with `disconnected`.
-    pub fn cut(&self) {
-        self.cut.cancel();
-    }
-
-    /// Partitions the link: from now on nothing is delivered in either
-    /// direction, and nothing is lost, until [`LinkHandle::heal`]. Calls
-    /// made meanwhile wait (or time out, or are failed by the heartbeat,
-    /// as against an unreachable peer).
-    pub fn partition(&self) {
-        self.valve.shut(None);
-    }
-
-    /// Heals a partition or ends a stall early: what was held is
-    /// delivered, in order.
-    pub fn heal(&self) {
-        self.valve.open();
-    }
-
-    /// Stalls the link for `duration`: nothing is delivered, then
-    /// everything is.
-    pub fn stall(&self, duration: Duration) {
-        self.valve
-            .shut(Some(tokio::time::Instant::now() + duration));
-    }
-
-    /// True while the link is partitioned or stalled.
-    pub fn is_partitioned(&self) -> bool {
-        self.valve.is_shut()
-    }
-
-    /// True once the connection has ended, for whatever reason.
-    pub fn is_closed(&self) -> bool {
-        self.closed.is_cancelled()
-    }
-
-    /// Waits until the connection has ended.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe.
-    pub async fn closed(&self) {
-        self.closed.cancelled().await
-    }
-}
-
 /// Builds the two-party RPC system over `stream`; under the pre-auth
 /// limits until `gate` opens, if there is one.
 fn rpc_system<S>(
@@ -295,202 +164,6 @@ where
         None => wire::network(stream, side, limits),
     };
     RpcSystem::new(Box::new(network), bootstrap)
-}
-
-/// A vat's actor instance, as each connection gets to call it: guarded by
-/// that connection's own [`Guard`], dispatching straight to the instance
-/// (no forwarding hop).
-#[derive(Clone)]
-pub(crate) struct ActorMint(Rc<dyn Fn(&Guard) -> actor::Client>);
-
-impl ActorMint {
-    /// Serves `server` as a `C`.
-    pub(crate) fn new<C, S>(server: S) -> Self
-    where
-        C: FromClientHook + FromServer<S>,
-        S: 'static,
-    {
-        let server = Rc::new(server);
-        ActorMint(Rc::new(move |guard: &Guard| {
-            let client: C = guard.client_from_rc(server.clone());
-            actor::Client::new(client.into_client_hook())
-        }))
-    }
-
-    fn guarded(&self, guard: &Guard) -> actor::Client {
-        (self.0)(guard)
-    }
-}
-
-/// What a server needs to serve one connection.
-#[derive(Clone)]
-pub(crate) struct ServeSite {
-    pub(crate) actor: ActorMint,
-    pub(crate) calls: Arc<ActorCalls>,
-    pub(crate) credentials: Option<Rc<gatekeeper::Credentials>>,
-    pub(crate) limits: Limits,
-    pub(crate) idle_timeout: Option<Duration>,
-    /// How long a new connection has to open the gate.
-    pub(crate) handshake_timeout: Option<Duration>,
-    /// The worker's gate policy, shared by its vats.
-    pub(crate) policy: Arc<GatePolicy>,
-    /// Whether callers may see worker-wide totals.
-    pub(crate) report_worker_totals: bool,
-}
-
-impl ServeSite {
-    /// The site serving `actor` as `opts` say, its calls counted in `calls`.
-    pub(crate) fn new(
-        actor: ActorMint,
-        calls: Arc<ActorCalls>,
-        opts: &ServeOptions,
-        policy: Arc<GatePolicy>,
-    ) -> Self {
-        heap::give_large_frees_back();
-        ServeSite {
-            actor,
-            calls,
-            credentials: gatekeeper::Credentials::new(opts.token.as_deref(), opts.trust.as_ref()),
-            limits: opts.limits.clone(),
-            idle_timeout: opts.idle_timeout,
-            handshake_timeout: opts.handshake_timeout,
-            policy,
-            report_worker_totals: opts.report_worker_totals,
-        }
-    }
-}
-
-// --- serve_stream's peer and deadline (issue 16) ---
-/// How a connection arrived: who from, when (the handshake deadline runs
-/// from then, TLS included), and its place among unauthenticated ones.
-pub(crate) struct Arrival {
-    pub(crate) peer: Peer,
-    pub(crate) at: Instant,
-    pub(crate) ticket: Option<PreauthTicket>,
-}
-
-impl Arrival {
-    /// A connection arriving now from `peer`.
-    pub(crate) fn now(peer: Peer, ticket: Option<PreauthTicket>) -> Self {
-        Arrival {
-            peer,
-            at: Instant::now(),
-            ticket,
-        }
-    }
-}
-// --- end serve_stream's peer and deadline ---
-
-/// Serves `site`'s actor over `stream` until the peer leaves or `cut` is
-/// cancelled. Must run on a `LocalSet`.
-pub(crate) async fn serve_stream<S>(
-    stream: S,
-    site: &ServeSite,
-    cut: CancellationToken,
-    arrival: Arrival,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
-{
-    let _trim = heap::TrimOnClose;
-    // Every connection counts what it holds (for `info`), within its budget
-    // if it has one.
-    let budget = site.limits.max_connection_memory.unwrap_or(u64::MAX);
-    let outgoing = Outgoing::new(site.limits.max_outgoing_bytes);
-    let guard = Guard::new(
-        site.calls.clone(),
-        Some(site.limits.max_calls_in_flight),
-        Some(Quota::new(budget)),
-        Some(outgoing.clone()),
-    );
-    if site.report_worker_totals {
-        guard.allow_worker_totals();
-    }
-    let actor = site.actor.guarded(&guard);
-    let opened = Rc::new(Cell::new(false));
-    let deadline = site.handshake_timeout.map(|t| arrival.at + t);
-    let who = gatekeeper::Who {
-        peer: arrival.peer,
-        policy: site.policy.clone(),
-        deadline,
-        ticket: RefCell::new(arrival.ticket),
-    };
-    let gate = Gate::client(
-        actor,
-        site.credentials.clone(),
-        opened.clone(),
-        cut.clone(),
-        who,
-    );
-    let signal = GateSignal {
-        opened: opened.clone(),
-        cut: cut.clone(),
-    };
-    let serving = serve_rpc(
-        stream,
-        gate.client,
-        &site.limits,
-        site.idle_timeout,
-        cut.clone(),
-        Some(outgoing),
-        Some(signal),
-    );
-    let Some(deadline) = deadline else {
-        return serving.await;
-    };
-    tokio::pin!(serving);
-    tokio::select! {
-        () = &mut serving => return,
-        () = tokio::time::sleep_until(deadline.into()) => {}
-    }
-    if !opened.get() {
-        let limit = deadline - arrival.at;
-        site.policy.log_rejection(
-            &arrival.peer,
-            format_args!("closing a connection that did not open the gate within {limit:?}"),
-        );
-        cut.cancel();
-    }
-    serving.await
-}
-
-/// Serves an arbitrary bootstrap capability over `stream`.
-pub(crate) async fn serve_bootstrap<S>(
-    stream: S,
-    bootstrap: capnp::capability::Client,
-    limits: &Limits,
-    idle_timeout: Option<Duration>,
-    cut: CancellationToken,
-    outgoing: Option<Arc<Outgoing>>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
-{
-    serve_rpc(stream, bootstrap, limits, idle_timeout, cut, outgoing, None).await
-}
-
-/// [`serve_bootstrap`], gated by `gate` if there is one.
-async fn serve_rpc<S>(
-    stream: S,
-    bootstrap: capnp::capability::Client,
-    limits: &Limits,
-    idle_timeout: Option<Duration>,
-    cut: CancellationToken,
-    outgoing: Option<Arc<Outgoing>>,
-    gate: Option<GateSignal>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
-{
-    let config = LinkConfig {
-        idle_timeout,
-        write_stall_timeout: limits.write_stall_timeout,
-        outgoing,
-        pause_reads_while_blocked: true,
-        valve: None,
-    };
-    let link = Link::new(stream, cut, config);
-    let system = rpc_system(link, Side::Server, Some(bootstrap), limits, gate);
-    if let Err(e) = system.await {
-        tracing::debug!("connection closed: {e}");
-    }
 }
 
 /// Connects to the actor served over `stream`, offering `opts.token` to its

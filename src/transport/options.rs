@@ -138,9 +138,11 @@ pub struct ServeOptions {
     /// [`crate::fleet`]): a worker with a `trust` needs no static token.
     /// Default `None`.
     pub trust: Option<crate::fleet::Trust>,
-    /// Serve TCP without a token: refused unless every address the listener
-    /// binds is a loopback address. Default `false` (serving TCP without a
-    /// token fails). Virtual actors need no opt-in.
+    /// Serve without a token: over TCP refused unless every address the
+    /// listener binds is a loopback address; over a Unix socket allowed (its
+    /// file mode and the peer-credential check still apply). Default
+    /// `false` (serving without a token fails). Virtual actors need no
+    /// opt-in.
     pub insecure_no_auth: bool,
     /// Limits on what a client may send.
     pub limits: Limits,
