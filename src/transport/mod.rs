@@ -33,6 +33,7 @@ mod unix;
 pub(crate) mod virtual_actor;
 mod window;
 pub(crate) mod wire;
+mod wire_io;
 
 use std::fmt;
 use std::time::Duration;
