@@ -246,7 +246,7 @@ impl Inbox {
             end: 0,
             body: None,
             options: limits.reader_options(),
-            budget: limits.buffered.clone(),
+            budget: limits.budget().clone(),
             max_buffered: limits.max_buffered_bytes,
         }
     }

@@ -52,24 +52,22 @@ fn a_body_holds_what_has_arrived_not_what_its_header_claims() {
     // 63 MiB claimed, nothing sent: one first step of memory.
     feed(&mut inbox, &header(63 << 17));
     assert!(inbox.parse(open()).unwrap().is_none());
-    assert_eq!(limits.buffered.used(), BUFFER as u64);
+    assert_eq!(limits.budget().used(), BUFFER as u64);
     // 1 MiB of it arrives: at most twice that is held.
     feed(&mut inbox, &vec![7u8; 1 << 20]);
-    let held = limits.buffered.used();
+    let held = limits.budget().used();
     assert!(
         (1 << 20..=2 << 20).contains(&held),
         "{held} bytes held for 1 MiB received"
     );
     drop(inbox);
-    assert_eq!(limits.buffered.used(), 0, "given back when the frame goes");
+    assert_eq!(limits.budget().used(), 0, "given back when the frame goes");
 }
 
 #[test]
 fn a_message_counts_against_the_budget_while_it_lives() {
-    let limits = Limits {
-        max_buffered_bytes: 3 << 20,
-        ..Limits::default()
-    };
+    let mut limits = Limits::default();
+    limits.max_buffered_bytes = 3 << 20;
     let mut inbox = Inbox::new(&limits);
     let body = vec![1u8; 2 << 20];
     let mut frame = header((body.len() / 8) as u32);
@@ -86,7 +84,7 @@ fn a_message_counts_against_the_budget_while_it_lives() {
     }
     let (message, frame_bytes) = kept.unwrap();
     assert_eq!(frame_bytes, frame.len() as u64);
-    assert_eq!(limits.buffered.used(), 2 << 20);
+    assert_eq!(limits.budget().used(), 2 << 20);
     // A second one does not fit beside it: refused as it grows.
     let mut second = Inbox::new(&limits);
     let mut refused = None;
@@ -113,7 +111,7 @@ fn a_message_counts_against_the_budget_while_it_lives() {
     );
     drop(message);
     drop(second);
-    assert_eq!(limits.buffered.used(), 0);
+    assert_eq!(limits.budget().used(), 0);
 }
 
 #[test]

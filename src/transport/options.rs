@@ -70,7 +70,7 @@ pub struct Limits {
     /// from a frame header's claim. Default 1 GiB.
     pub max_buffered_bytes: u64,
     /// What `max_buffered_bytes` counts (shared by clones).
-    pub(crate) buffered: inbox::Buffered,
+    buffered: inbox::Buffered,
 }
 
 impl Limits {
@@ -78,6 +78,11 @@ impl Limits {
     /// these limits (see [`Limits::max_buffered_bytes`]).
     pub fn buffered_bytes(&self) -> u64 {
         self.buffered.used()
+    }
+
+    /// What [`Limits::max_buffered_bytes`] counts (shared by clones).
+    pub(crate) fn budget(&self) -> &inbox::Buffered {
+        &self.buffered
     }
 
     /// How capnp reads what a peer sends under these limits.

@@ -4,6 +4,7 @@ use super::super::inbox::parse_table;
 use super::*;
 use capnp_rpc::VatNetwork as _;
 use futures::FutureExt;
+use std::io;
 
 /// A peer's byte stream, handed out at most `step` bytes per read; and
 /// what we write, taken at most `step` bytes per write.
