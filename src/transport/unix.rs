@@ -39,7 +39,8 @@ use crate::{Error, Result};
 ///         .await?;
 ///     let p: capactor::Connection<probe::Client> =
 ///         capactor::connect("unix:/tmp/probe.sock", &capactor::ConnectOptions::default()).await?;
-///     p.ping_request().send().promise.await?;
+///     let actor: capactor::schema::actor_capnp::actor::Client = capactor::cast(p.client());
+///     actor.ping_request().send().promise.await?;
 ///     server.shutdown(std::time::Duration::from_secs(1)).await;
 ///     Ok::<_, capactor::Error>(())
 /// }).unwrap();
