@@ -502,7 +502,13 @@ fn worker(
         if let Some(file) = &token_file {
             eprintln!("token written to {}", file.path.display());
         }
-        println!("listening on {}", server.address());
+        // host:port for TCP and TLS (as before addresses had schemes),
+        // unix:/path for a socket.
+        let address = server.address();
+        match address.host_port() {
+            Some(host_port) => println!("listening on {host_port}"),
+            None => println!("listening on {address}"),
+        }
         let server = std::rc::Rc::new(server);
         let health = cli_fleet::health_of(&server, data.state.quota().clone());
         let joiner = fleet.join(&worker_name, data.advertised(server.address()), health)?;
