@@ -118,13 +118,7 @@ fn main() {
         .map(|reach| capactor::block_on(vat_scaling(reach, cores.max(2), cores)).unwrap());
 
     let instructions = instructions();
-    summary(
-        &raw,
-        &stock,
-        &capactor,
-        &scaling,
-        &instructions,
-    );
+    summary(&raw, &stock, &capactor, &scaling, &instructions);
     println!(
         "\nbench took {:.1} s; load average before {}, after {} (other work on the machine skews every figure)",
         started.elapsed().as_secs_f64(),

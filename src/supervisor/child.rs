@@ -15,8 +15,10 @@ use futures::FutureExt;
 use super::exit::{ChildExit, Fence};
 use crate::call::{panic_message, ActorCalls, Guard};
 use crate::stable::Alive;
-use crate::transport::tcp;
-use crate::{ConnectOptions, Connection, Error, Runtime, ServeOptions, VirtualOptions};
+use crate::transport::endpoint;
+use crate::{
+    Address, ConnectOptions, Connection, Error, Runtime, ServeOptions, Server, VirtualOptions,
+};
 
 /// When a supervisor restarts a child that ended (OTP's restart types).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -175,7 +177,8 @@ impl<C: FromClientHook + 'static> ChildSpec<C> {
     /// A child served by a TCP listener of `rt` bound to `addr` (port 0
     /// takes a new free port at every start), with `serve`, and reached
     /// over TCP with `connect` (whose `reconnect` is ignored: the
-    /// supervisor restarts the child instead).
+    /// supervisor restarts the child instead). [`ChildSpec::serve`] with a
+    /// `host:port` address.
     pub fn tcp<S, F>(
         name: impl Into<String>,
         rt: Arc<Runtime>,
@@ -189,20 +192,60 @@ impl<C: FromClientHook + 'static> ChildSpec<C> {
         S: 'static,
         F: Fn() -> S + Send + Sync + 'static,
     {
+        Self::serve(name, rt, Address::Tcp(addr.into()), make, serve, connect)
+    }
+
+    /// A child served by `rt` at `address` (TCP, TLS or a Unix socket;
+    /// see [`Runtime::serve`]) with `serve`, and reached there with
+    /// `connect` (whose `reconnect` is ignored: the supervisor restarts the
+    /// child instead). A TCP port 0 takes a new free port at every start;
+    /// a Unix socket's file is removed when an incarnation ends and made
+    /// again by the next.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use capactor::actors::Probe;
+    /// use capactor::schema::probe_capnp::probe;
+    /// use capactor::supervisor::ChildSpec;
+    ///
+    /// let rt = Arc::new(capactor::Runtime::new().unwrap());
+    /// let spec: ChildSpec<probe::Client> = ChildSpec::serve(
+    ///     "p",
+    ///     rt,
+    ///     "unix:/tmp/p.sock".parse().unwrap(),
+    ///     || Probe::new("p"),
+    ///     capactor::ServeOptions::insecure_loopback(),
+    ///     capactor::ConnectOptions::default(),
+    /// );
+    /// ```
+    pub fn serve<S, F>(
+        name: impl Into<String>,
+        rt: Arc<Runtime>,
+        address: Address,
+        make: F,
+        serve: ServeOptions,
+        connect: ConnectOptions,
+    ) -> Self
+    where
+        C: FromServer<S>,
+        S: 'static,
+        F: Fn() -> S + Send + Sync + 'static,
+    {
         let make = Arc::new(make);
-        let addr = addr.into();
         let mut connect = connect;
         connect.reconnect = None;
         let start: StartFn = Rc::new(move |fence: Fence| {
-            let (rt, make, addr) = (rt.clone(), make.clone(), addr.clone());
+            let (rt, make, address) = (rt.clone(), make.clone(), address.clone());
             let (serve, connect) = (serve.clone(), connect.clone());
             async move {
-                let server = bind::<C, S, F>(&rt, &addr, make, serve, &fence).await?;
-                let local = server.local_addr().to_string();
-                let conn: Connection<C> = tcp::connect(&local, &connect)
+                let server = bind::<C, S, F>(&rt, &address, make, serve, &fence).await?;
+                let local = server.address().clone();
+                let conn: Connection<C> = endpoint::connect(&local, &connect)
                     .await
                     .map_err(|e| format!("connecting to {local}: {e}"))?;
-                let mut inc = connected(conn, fence, "its TCP connection closed");
+                let mut inc = connected(conn, fence, "its connection closed");
                 inc.keep = Box::new((inc.keep, server));
                 Ok(inc)
             }
@@ -266,15 +309,15 @@ fn connected<C: FromClientHook + 'static>(
     }
 }
 
-/// Serves `make` on `addr`, retrying for a second while the port is still
-/// held by the previous incarnation's listener.
+/// Serves `make` at `address`, retrying for a second while a TCP port is
+/// still held by the previous incarnation's listener.
 async fn bind<C, S, F>(
     rt: &Runtime,
-    addr: &str,
+    address: &Address,
     make: Arc<F>,
     serve: ServeOptions,
     fence: &Fence,
-) -> Result<crate::TcpServer, String>
+) -> Result<Server<Address>, String>
 where
     C: FromClientHook + FromServer<S>,
     S: 'static,
@@ -284,14 +327,16 @@ where
     loop {
         let calls = ActorCalls::supervised(serve.call_deadline, fence.clone());
         let m = make.clone();
-        match tcp::serve_counted::<C, S, _>(rt, addr, move || m(), serve.clone(), calls).await {
+        match endpoint::serve_counted::<C, S, _>(rt, address, move || m(), serve.clone(), calls)
+            .await
+        {
             Ok(server) => return Ok(server),
             Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 50 => {
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(Error::StartFailed(why)) => return Err(why),
-            Err(e) => return Err(format!("serving on {addr}: {e}")),
+            Err(e) => return Err(format!("serving on {address}: {e}")),
         }
     }
 }

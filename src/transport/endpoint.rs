@@ -2,6 +2,7 @@
 //! names.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use capnp::capability::{FromClientHook, FromServer};
 
@@ -27,6 +28,23 @@ where
     F: Fn() -> S + Send + Sync + 'static,
 {
     let calls = ActorCalls::with_metrics(opts.call_deadline, opts.metrics.as_ref());
+    serve_counted::<C, S, F>(vats, address, make, opts, calls).await
+}
+
+/// [`serve`], counting the actor's calls in `calls` (a supervisor's child
+/// counts them in its own).
+pub(crate) async fn serve_counted<C, S, F>(
+    vats: &dyn Vats,
+    address: &Address,
+    make: F,
+    opts: ServeOptions,
+    calls: Arc<ActorCalls>,
+) -> Result<Server<Address>>
+where
+    C: FromClientHook + FromServer<S>,
+    S: 'static,
+    F: Fn() -> S + Send + Sync + 'static,
+{
     match address {
         Address::Tls(_) if opts.tls.is_none() => Err(Error::invalid(format!(
             "serving on {address} needs a TLS identity (ServeOptions::tls, \

@@ -6,8 +6,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use std::sync::Arc;
-
 use capnp::capability::{FromClientHook, FromServer};
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
@@ -54,26 +52,6 @@ where
     F: Fn() -> S + Send + Sync + 'static,
 {
     let calls = ActorCalls::with_metrics(opts.call_deadline, opts.metrics.as_ref());
-    serve_counted::<C, S, F>(vats, addr, make, opts, calls).await
-}
-
-/// [`serve`], counting the actor's calls in `calls` (a supervisor's
-/// child counts them in its own).
-///
-/// `make` runs once per vat; if it panics on any, serving fails with
-/// [`Error::StartFailed`] and nothing is left listening.
-pub(crate) async fn serve_counted<C, S, F>(
-    vats: &dyn Vats,
-    addr: &str,
-    make: F,
-    opts: ServeOptions,
-    calls: Arc<ActorCalls>,
-) -> Result<TcpServer>
-where
-    C: FromClientHook + FromServer<S>,
-    S: 'static,
-    F: Fn() -> S + Send + Sync + 'static,
-{
     let (bound, local) = bind(addr, &opts).await?;
     super::server::serve::<C, S, F, _, _>(vats, bound, local, make, opts, calls).await
 }

@@ -54,7 +54,13 @@ where
     for &t in transports {
         let rt = Arc::new(Runtime::builder().vats(vats).build().unwrap());
         eprintln!("--- over {t:?}");
-        capactor::block_on(body(Harness { transport: t, rt })).unwrap();
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        capactor::block_on(body(Harness {
+            transport: t,
+            rt,
+            dir,
+        }))
+        .unwrap();
     }
 }
 
@@ -63,6 +69,8 @@ where
 pub struct Harness {
     pub transport: Transport,
     pub rt: Arc<Runtime>,
+    /// A directory of the run's own, for Unix sockets; removed after it.
+    pub dir: Arc<tempfile::TempDir>,
 }
 
 /// An actor reached over the harness's transport. Derefs to its client.

@@ -4,7 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use capactor::supervisor::ChildSpec;
-use capactor::{ConnectOptions, ServeOptions, VirtualOptions};
+use capactor::{Address, ConnectOptions, ServeOptions, VirtualOptions};
 
 use crate::common::{Harness, Transport};
 
@@ -24,6 +24,16 @@ where
             name,
             h.rt.clone(),
             "127.0.0.1:0",
+            make,
+            ServeOptions::insecure_loopback(),
+            ConnectOptions::default(),
+        ),
+        // Every incarnation binds the same path: the file goes with the
+        // one before.
+        Transport::Unix => ChildSpec::serve(
+            name,
+            h.rt.clone(),
+            Address::Unix(h.dir.path().join(format!("{name}.sock"))),
             make,
             ServeOptions::insecure_loopback(),
             ConnectOptions::default(),
