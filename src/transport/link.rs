@@ -285,7 +285,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Link<S> {
                 self.wrote(n);
                 Poll::Ready(Ok(n))
             }
-            ready => ready,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.write_failed(e))),
         }
     }
 
@@ -305,7 +305,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Link<S> {
                 self.wrote(0);
                 Poll::Ready(Ok(()))
             }
-            ready => ready,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.write_failed(e))),
         }
     }
 
@@ -315,6 +315,21 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Link<S> {
 }
 
 impl<S> Link<S> {
+    /// A write failed: the peer is gone (a broken pipe, a reset), so the
+    /// link is cut and its reading half fails too. capnp-rpc does not end
+    /// a connection on a failed write, and a reader paused while writes
+    /// were blocked would otherwise wait for ever: a Unix socket's peer
+    /// that closes while the worker streams to it is seen only by the
+    /// write (its small buffers keep the writer blocked), unlike TCP's,
+    /// whose larger buffers usually let the reader see the end of stream.
+    fn write_failed(&mut self, e: io::Error) -> io::Error {
+        self.token.cancel();
+        if let Some(reader) = self.paused_reader.take() {
+            reader.wake();
+        }
+        e
+    }
+
     /// The inner stream cannot take more yet: wake on a cut as well.
     fn park_write<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         if self.write_cut.as_mut().poll(cx).is_ready() {
