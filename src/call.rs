@@ -40,6 +40,9 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use crate::metrics::{CallStats, Metrics, Slot, Timing};
 use crate::supervisor::{ChildExit, Fence};
 use crate::{Error, Quota};
+// Lives with the link that counts what it writes; re-exported where it
+// always was.
+pub use crate::transport::outgoing::Outgoing;
 
 /// Creates a capability of type `C` served by `server`, with every call
 /// guarded (see the [module docs](self)).
@@ -216,41 +219,6 @@ impl Default for Guard {
     }
 }
 
-/// Bytes of replies a connection has produced but not yet written to its
-/// peer. capnp-rpc's outgoing queue is unbounded; actors that build large
-/// replies (a tensor's contents) reserve them here first
-/// ([`Guard::reserve_reply`]), and the connection's link counts what it
-/// writes, so a peer that does not read cannot make the worker queue more
-/// than the limit.
-#[derive(Debug)]
-pub struct Outgoing {
-    limit: u64,
-    produced: AtomicU64,
-    written: AtomicU64,
-}
-
-impl Outgoing {
-    /// A budget of `limit` queued bytes.
-    pub fn new(limit: u64) -> Arc<Self> {
-        Arc::new(Outgoing {
-            limit,
-            produced: AtomicU64::new(0),
-            written: AtomicU64::new(0),
-        })
-    }
-
-    /// Counts bytes written to the peer.
-    pub(crate) fn wrote(&self, n: usize) {
-        self.written.fetch_add(n as u64, Ordering::AcqRel);
-    }
-
-    /// Bytes produced and not yet written.
-    pub fn queued(&self) -> u64 {
-        let produced = self.produced.load(Ordering::Acquire);
-        produced.saturating_sub(self.written.load(Ordering::Acquire))
-    }
-}
-
 thread_local! {
     static CURRENT: RefCell<Option<Guard>> = const { RefCell::new(None) };
 }
@@ -309,12 +277,8 @@ impl Guard {
         let Some(out) = &self.inner.outgoing else {
             return Ok(());
         };
-        let queued = out.queued().saturating_add(bytes);
-        if queued > out.limit {
-            return Err(Error::limit("outgoing queue", queued, out.limit));
-        }
-        out.produced.fetch_add(bytes, Ordering::AcqRel);
-        Ok(())
+        out.reserve(bytes)
+            .map_err(|(queued, limit)| Error::limit("outgoing queue", queued, limit))
     }
 
     /// The guard of the call being served on this thread, or a new default

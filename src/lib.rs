@@ -50,6 +50,7 @@ pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;
+mod local_loop;
 pub mod metrics;
 mod quota;
 mod runtime;
@@ -108,7 +109,7 @@ pub async fn connect_tcp<C: capnp::capability::FromClientHook>(
     addr: &str,
     opts: &ConnectOptions,
 ) -> Result<Connection<C>> {
-    transport::tcp::connect(addr, opts).await
+    transport::endpoint::connect_tcp(addr, opts).await
 }
 
 /// Connects to the actor a capactor worker serves at `addr`, over the

@@ -6,13 +6,22 @@ use std::sync::Arc;
 
 use capnp::capability::{FromClientHook, FromServer};
 
+use super::address::Address;
+use super::connect_options::ConnectOptions;
+use super::connection::Connection;
+use super::gatekeeper::Gate;
 use super::listener::Vats;
+use super::memory::{self, LinkConditions};
+use super::options::Limits;
 use super::options::ServeOptions;
+use super::serve::serve_bootstrap;
 use super::server::{self, Server};
-use super::{tcp, Address, ConnectOptions, Connection};
+use super::tcp;
+use super::tls::ClientTls;
 use crate::call::ActorCalls;
 use crate::schema::actor_capnp::gate;
 use crate::{Error, Result};
+use tokio_util::sync::CancellationToken;
 
 /// Serves actors made by `make` at `address`. TLS over TCP for `tls://`
 /// (which needs `opts.tls`) and for `tcp://` when `opts.tls` is set.
@@ -112,11 +121,54 @@ pub(crate) async fn connect<C: FromClientHook>(
     opts: &ConnectOptions,
 ) -> Result<Connection<C>> {
     match (address, &opts.tls) {
-        // `tcp::connect` also reconnects when `opts.reconnect` says so.
-        (Address::Tcp(host), _) | (Address::Tls(host), Some(_)) => tcp::connect(host, opts).await,
+        (Address::Tcp(host), _) | (Address::Tls(host), Some(_)) => connect_tcp(host, opts).await,
         (Address::Unix(_), _) if opts.reconnect.is_some() => Err(Error::invalid(format!(
             "ConnectOptions::reconnect is for TCP; {address} is a Unix socket"
         ))),
         _ => connect_with(address, opts, |g| super::gatekeeper::open(g, &opts.token)).await,
     }
+}
+
+/// The address a worker without a network endpoint gives out for direct
+/// transfers: its tickets can be redeemed from this process only.
+pub(crate) const IN_PROCESS: &str = "in-process:";
+
+/// Connects to the gate at `address` to redeem a transfer ticket there:
+/// over TCP (TLS pinned to `tls_certificate` if it is not empty), or, for
+/// an [`IN_PROCESS`] address, over an in-memory link to a gate served on
+/// this vat (the ticket book is process-wide).
+pub(crate) async fn connect_for_ticket(
+    address: &str,
+    tls_certificate: &[u8],
+) -> crate::Result<Connection<gate::Client>> {
+    let mut opts = ConnectOptions {
+        heartbeat: None,
+        ..ConnectOptions::default()
+    };
+    if address.starts_with(IN_PROCESS) {
+        let (near, far) = memory::pipe(&LinkConditions::default());
+        let cut = CancellationToken::new();
+        let gate = Gate::redeem_only(cut.clone());
+        tokio::task::spawn_local(async move {
+            serve_bootstrap(far, gate.client, &Limits::default(), None, cut, None).await;
+        });
+        return Ok(super::rpc::connect_stream_with(near, &opts, Clone::clone));
+    }
+    if !tls_certificate.is_empty() {
+        let cert = rustls_pki_types::CertificateDer::from(tls_certificate.to_vec());
+        opts.tls = Some(ClientTls::pinned(cert)?);
+    }
+    connect_with(&address.parse()?, &opts, Clone::clone).await
+}
+
+/// Connects to the actor served over TCP at `addr` (see
+/// [`crate::connect_tcp`]), reconnecting when `opts.reconnect` says so.
+pub(crate) async fn connect_tcp<C: FromClientHook>(
+    addr: &str,
+    opts: &ConnectOptions,
+) -> Result<Connection<C>> {
+    if opts.reconnect.is_some() {
+        return super::reconnect::connect(addr, opts).await;
+    }
+    tcp::connect(addr, opts).await
 }

@@ -14,15 +14,13 @@
 //!   worker) while it is received and for as long as the message lives;
 //!   a frame that would take the budget past its limit is refused.
 
-use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use capnp::message::{ReaderOptions, ReaderSegments};
 use capnp::traits::FromPointerReader;
 use capnp::Word;
 
-use super::options::Limits;
+use super::options::{Buffered, Limits};
 use crate::Error;
 
 /// Most segments a message we accept may have.
@@ -33,24 +31,6 @@ pub(crate) const BUFFER: usize = 64 << 10;
 pub(crate) const GROW_FROM_WORDS: usize = BUFFER / 8;
 /// The most a body's zeroed part grows by at once (1 MiB).
 pub(crate) const STEP_WORDS: usize = (1 << 20) / 8;
-
-/// Bytes of received messages held at once by every connection that
-/// shares it (the clones of one [`Limits`]).
-#[derive(Clone, Default)]
-pub(crate) struct Buffered(Arc<AtomicU64>);
-
-impl Buffered {
-    /// Bytes held now.
-    pub(crate) fn used(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-impl fmt::Debug for Buffered {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Buffered({} bytes)", self.used())
-    }
-}
 
 /// Bytes one message holds of a [`Buffered`] budget, given back on drop.
 struct Charge {

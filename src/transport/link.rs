@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::call::Outgoing;
+use super::outgoing::Outgoing;
 
 /// How a [`Link`] polices its peer.
 #[derive(Debug, Default)]

@@ -7,7 +7,7 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::Peer;
+use super::gate_policy::Peer;
 use crate::Error;
 
 /// A bound listener, not yet registered with an event loop, so it can be

@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::PollSemaphore;
 
+use super::connect_options::ConnectOptions;
 use super::options::ServeOptions;
-use super::ConnectOptions;
 
 /// How a virtual link behaves, in each direction.
 ///

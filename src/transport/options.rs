@@ -6,9 +6,10 @@
 //! but the receive budget they carry.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::inbox;
 use super::tls::ServerTls;
 use crate::{Error, Result};
 
@@ -70,7 +71,7 @@ pub struct Limits {
     /// from a frame header's claim. Default 1 GiB.
     pub max_buffered_bytes: u64,
     /// What `max_buffered_bytes` counts (shared by clones).
-    buffered: inbox::Buffered,
+    buffered: Buffered,
 }
 
 impl Limits {
@@ -81,7 +82,7 @@ impl Limits {
     }
 
     /// What [`Limits::max_buffered_bytes`] counts (shared by clones).
-    pub(crate) fn budget(&self) -> &inbox::Buffered {
+    pub(crate) fn budget(&self) -> &Buffered {
         &self.buffered
     }
 
@@ -109,7 +110,7 @@ impl Default for Limits {
             max_preauth_bytes: 256 << 10,
             max_preauth_questions: 16,
             max_buffered_bytes: 1 << 30,
-            buffered: inbox::Buffered::default(),
+            buffered: Buffered::default(),
         }
     }
 }
@@ -188,7 +189,7 @@ pub struct ServeOptions {
     /// [`UnixOptions`](crate::UnixOptions)); ignored by the other
     /// transports.
     #[cfg(unix)]
-    pub unix: super::unix::UnixOptions,
+    pub unix: super::unix_options::UnixOptions,
     /// Show every caller worker-wide totals in `Actor.info` and
     /// `TensorWorker.memory` (other connections' activity included).
     /// Default `false`: each caller sees its own connection's.
@@ -218,7 +219,7 @@ impl Default for ServeOptions {
             tls: None,
             call_deadline: Some(Duration::from_secs(300)),
             #[cfg(unix)]
-            unix: super::unix::UnixOptions::default(),
+            unix: super::unix_options::UnixOptions::default(),
             report_worker_totals: false,
             metrics: None,
         }
@@ -292,5 +293,23 @@ pub(crate) struct Redacted(pub(crate) usize);
 impl fmt::Debug for Redacted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "<redacted, {} bytes>", self.0)
+    }
+}
+
+/// Bytes of received messages held at once by every connection that
+/// shares it (the clones of one [`Limits`]).
+#[derive(Clone, Default)]
+pub(crate) struct Buffered(pub(super) Arc<AtomicU64>);
+
+impl Buffered {
+    /// Bytes held now.
+    pub(crate) fn used(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl fmt::Debug for Buffered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Buffered({} bytes)", self.used())
     }
 }

@@ -9,103 +9,17 @@
 //! gate with the same token, checks the worker answers, and points the
 //! client at it. The same client value then works again.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use capnp::capability::FromClientHook;
 use tokio_util::sync::CancellationToken;
 
-use super::{ConnectOptions, Connection, LinkHandle};
+use super::connect_options::ConnectOptions;
+pub use super::connect_options::Reconnect;
+use super::connection::{Connection, LinkHandle};
 use crate::schema::actor_capnp::actor;
 use crate::stable::Stable;
 use crate::{Error, Result};
-
-/// How a client reconnects after its connection drops: exponential
-/// back-off with jitter between attempts, and a limit on attempts or time.
-///
-/// The defaults (first retry after 20 ms, doubling to at most 250 ms, ±20%
-/// jitter, giving up after 30 s of failed attempts) bring a client back
-/// within about a quarter of a second of its worker.
-///
-/// # Examples
-///
-/// ```no_run
-/// use std::time::Duration;
-/// use capactor::schema::actor_capnp::actor;
-///
-/// capactor::block_on(async {
-///     let mut policy = capactor::Reconnect::default();
-///     policy.max_elapsed = Some(Duration::from_secs(60));
-///     policy.call_wait = Duration::from_secs(2);
-///     let mut opts = capactor::ConnectOptions::default();
-///     opts.reconnect = Some(policy);
-///     let worker: capactor::Connection<actor::Client> =
-///         capactor::connect_tcp("127.0.0.1:7001", &opts).await?;
-///     // Works before and after the worker restarts.
-///     worker.ping_request().send().promise.await?;
-///     Ok::<_, capactor::Error>(())
-/// }).unwrap();
-/// ```
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct Reconnect {
-    /// The wait before the first retry. Default 20 ms.
-    pub initial_backoff: Duration,
-    /// The longest wait between attempts (before jitter). Default 250 ms:
-    /// the time a client may take to notice its worker is back.
-    pub max_backoff: Duration,
-    /// How much each wait grows over the last. Default 2.
-    pub multiplier: f64,
-    /// Each wait is shortened or lengthened at random by up to this
-    /// fraction, so clients of one worker do not retry in lockstep.
-    /// Default 0.2.
-    pub jitter: f64,
-    /// Give up after this many failed attempts in a row. Default `None`.
-    pub max_attempts: Option<u32>,
-    /// Give up once attempts have failed for this long. Default 30 s.
-    pub max_elapsed: Option<Duration>,
-    /// How long a call made while the connection is down waits for it to
-    /// come back before it fails with [`Error::Restarting`]; zero fails such
-    /// calls at once. Default 5 s.
-    pub call_wait: Duration,
-}
-
-impl Default for Reconnect {
-    fn default() -> Self {
-        Reconnect {
-            initial_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(250),
-            multiplier: 2.0,
-            jitter: 0.2,
-            max_attempts: None,
-            max_elapsed: Some(Duration::from_secs(30)),
-            call_wait: Duration::from_secs(5),
-        }
-    }
-}
-
-impl Reconnect {
-    /// The wait before retry number `n` (0 for the first retry).
-    fn backoff(&self, n: u32) -> Duration {
-        let base = self.initial_backoff.as_secs_f64() * self.multiplier.max(1.0).powi(n as i32);
-        let capped = base.min(self.max_backoff.as_secs_f64());
-        let jitter = self.jitter.clamp(0.0, 1.0);
-        let factor = 1.0 + jitter * (2.0 * rand::random::<f64>() - 1.0);
-        Duration::from_secs_f64((capped * factor).max(0.0))
-    }
-
-    /// Checks the numbers make sense before any connection is tried.
-    fn check(&self) -> Result<()> {
-        if !self.multiplier.is_finite() || !self.jitter.is_finite() {
-            return Err(Error::invalid(
-                "reconnect: multiplier and jitter must be finite",
-            ));
-        }
-        if self.max_attempts == Some(0) {
-            return Err(Error::invalid("reconnect: max_attempts must be at least 1"));
-        }
-        Ok(())
-    }
-}
 
 /// Connects to `addr` under `opts.reconnect` (see the module docs).
 pub(crate) async fn connect<C: FromClientHook>(

@@ -12,11 +12,16 @@ use capnp_rpc::rpc_twoparty_capnp::Side;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
+use super::gate_policy::{GatePolicy, Peer};
+use super::gatekeeper::{self, Gate};
+use super::heap;
+use super::link::{Link, LinkConfig};
 use super::options::{Limits, ServeOptions};
+use super::outgoing::Outgoing;
 use super::preauth::GateSignal;
-use super::rpc_system;
-use super::{gatekeeper, heap, Gate, GatePolicy, Link, LinkConfig, Peer, PreauthTicket};
-use crate::call::{ActorCalls, Guard, Outgoing};
+use super::preauth_pool::PreauthTicket;
+use super::rpc::rpc_system;
+use crate::call::{ActorCalls, Guard};
 use crate::schema::actor_capnp::actor;
 use crate::Quota;
 

@@ -4,7 +4,7 @@
 //!
 //! A transport only binds its listener and sets its sockets' options
 //! ([`super::tcp`], [`super::unix`]); everything a worker does with a
-//! connection from then on is here and in [`super::serve_stream`].
+//! connection from then on is here and in [`super::serve`].
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -17,11 +17,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::closing::{Closing, CLOSE_LINGER};
-use super::listener::{Accept, Handoff, Incoming, Listener, Vats};
-use super::options::{Limits, ServeOptions};
-use super::tls::ServerTls;
-use super::{ActorMint, Address, Arrival, GatePolicy, PreauthPool, ServeSite};
+use super::accept::{Acceptor, Admission, Shared, VatServer, REFUSING_MAX};
+use super::address::Address;
+use super::closing::CLOSE_LINGER;
+use super::gate_policy::GatePolicy;
+use super::listener::{Accept, Listener, Vats};
+use super::options::ServeOptions;
+use super::preauth_pool::PreauthPool;
+use super::serve::{ActorMint, ServeSite};
 use crate::call::ActorCalls;
 use crate::{Error, Result};
 
@@ -43,9 +46,9 @@ pub struct Server<A> {
     tracker: TaskTracker,
     open: Arc<AtomicUsize>,
     preauth: Arc<PreauthPool>,
-    /// Removes a Unix socket's file when the server stops accepting.
-    #[cfg(unix)]
-    socket_file: Option<super::unix::SocketFile>,
+    /// Dropped when the server stops accepting (a Unix socket's file,
+    /// which it removes).
+    on_stop: Option<OnStop>,
 }
 
 impl<A: fmt::Debug> fmt::Debug for Server<A> {
@@ -109,8 +112,7 @@ impl<A> Server<A> {
     /// refusing calls; drop the server to finish closing it.
     pub async fn shutdown(mut self, grace: Duration) -> bool {
         self.accepting.cancel();
-        #[cfg(unix)]
-        drop(self.socket_file.take());
+        drop(self.on_stop.take());
         let clean = tokio::time::timeout(grace, self.calls.drain())
             .await
             .is_ok();
@@ -152,10 +154,14 @@ pub(crate) struct Bound<L> {
     pub(crate) listener: L,
     /// Where clients reach it.
     pub(crate) address: Address,
-    /// The socket file to remove when it stops accepting.
-    #[cfg(unix)]
-    pub(crate) socket_file: Option<super::unix::SocketFile>,
+    /// What to drop when the server stops accepting (a Unix socket's
+    /// file, which removes itself).
+    pub(crate) on_stop: Option<OnStop>,
 }
+
+/// Something a transport leaves with its server, to be dropped when the
+/// server stops accepting: the server needs to know no more about it.
+pub(crate) type OnStop = Box<dyn std::any::Any + Send + Sync>;
 
 /// Serves actors made by `make` (one per vat) on `bound`, as `opts` say,
 /// counting their calls in `calls`.
@@ -191,8 +197,7 @@ where
             opts.max_unauthenticated,
             opts.max_unauthenticated_per_address,
         ),
-        #[cfg(unix)]
-        socket_file: bound.socket_file,
+        on_stop: bound.on_stop,
     };
     let shared = Shared {
         closing: server.closing.clone(),
@@ -276,239 +281,4 @@ where
     );
     tracing::info!(address = %server.address, "serving");
     Ok(server)
-}
-
-/// What the accept loop and the vats share with the [`Server`].
-#[derive(Clone)]
-struct Shared {
-    /// Stops every connection reading (shutdown).
-    closing: CancellationToken,
-    /// Cuts every connection.
-    connections: CancellationToken,
-    tracker: TaskTracker,
-}
-
-/// A connection on its way from the accept loop to its vat.
-struct Accepted<T> {
-    stream: T,
-    slot: OpenSlot,
-    cut: CancellationToken,
-    arrival: Arrival,
-}
-
-/// What the accept loop admits connections by.
-struct Admission {
-    /// Connections served (authenticated or not).
-    open: Arc<AtomicUsize>,
-    /// Refused connections still open to tell their peer why.
-    refusing: Arc<AtomicUsize>,
-    max: usize,
-    preauth: Arc<PreauthPool>,
-    limits: Limits,
-}
-
-/// Refused connections kept open at once to say why; more are closed
-/// without a word (they take file descriptors, not connection slots).
-const REFUSING_MAX: usize = 64;
-
-/// How long a refused connection stays open, so that its peer can read
-/// why.
-const REFUSED_LINGER: Duration = Duration::from_secs(2);
-
-/// The accept loop, on vat 0.
-struct Acceptor<T> {
-    vats: Vec<mpsc::UnboundedSender<Accepted<T>>>,
-    accepting: CancellationToken,
-    admission: Admission,
-    shared: Shared,
-}
-
-impl<T: Send + 'static> Acceptor<T> {
-    async fn run<L>(self, listener: L)
-    where
-        L: Listener,
-        <L::Accept as Accept>::Stream: Handoff<Sent = T>,
-    {
-        let mut listener = match listener.register() {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!("cannot register listener: {e}");
-                return;
-            }
-        };
-        let mut next = 0usize;
-        loop {
-            let accepted = tokio::select! {
-                _ = self.accepting.cancelled() => return,
-                a = listener.accept() => a,
-            };
-            let Incoming {
-                stream,
-                peer,
-                refused,
-            } = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off
-                    // briefly rather than spin.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            if let Some(why) = refused {
-                tracing::debug!(%peer, "refusing connection: {why}");
-                self.refuse(stream, why);
-                continue;
-            }
-            let max = self.admission.max;
-            let now_open = self.admission.open.fetch_add(1, Ordering::AcqRel) + 1;
-            let slot = OpenSlot(self.admission.open.clone());
-            // At the limit, an unauthenticated connection makes room before
-            // a newcomer is refused: only clients with a key hold slots for
-            // long.
-            if now_open > max && !self.admission.preauth.evict_oldest() {
-                drop(slot);
-                tracing::debug!(%peer, "refusing connection: {max} already open");
-                self.refuse(stream, Error::limit("connections", now_open, max));
-                continue;
-            }
-            tracing::debug!(%peer, "accepted");
-            let stream = match stream.send() {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!("cannot hand over connection: {e}");
-                    continue;
-                }
-            };
-            let cut = self.shared.connections.child_token();
-            let ticket = self.admission.preauth.admit(peer.key(), cut.clone());
-            let accepted = Accepted {
-                stream,
-                slot,
-                cut,
-                arrival: Arrival::now(peer, Some(ticket)),
-            };
-            // A vat only goes away with the runtime; the connection is then
-            // dropped with the message.
-            let _ = self.vats[next % self.vats.len()].send(accepted);
-            next = next.wrapping_add(1);
-        }
-    }
-
-    /// Answers a connection turned away with why, if few others are being
-    /// answered, and closes it.
-    fn refuse<S: Handoff>(&self, stream: S, why: Error) {
-        let refusing = &self.admission.refusing;
-        if refusing.fetch_add(1, Ordering::AcqRel) >= REFUSING_MAX {
-            refusing.fetch_sub(1, Ordering::AcqRel);
-            return;
-        }
-        let refusing = OpenSlot(refusing.clone());
-        let limits = self.admission.limits.clone();
-        let cut = self.shared.connections.child_token();
-        let stream = Closing::new(stream, &self.shared.closing);
-        self.shared.tracker.spawn_local(async move {
-            let _refusing = refusing;
-            let broken = capnp_rpc::new_broken_cap(why.into());
-            // The refused peer gets an answer to its first call, then a
-            // short while to read it. The while is not an idle timeout: a
-            // peer that keeps talking (a heartbeat) would otherwise hold its
-            // place for ever. Shutdown cuts it short.
-            let serve = super::serve_bootstrap(stream, broken, &limits, None, cut, None);
-            let _ = tokio::time::timeout(REFUSED_LINGER, serve).await;
-        });
-    }
-}
-
-/// One vat's side of the server: serves the connections handed to it.
-struct VatServer {
-    site: ServeSite,
-    tls: Option<ServerTls>,
-    shared: Shared,
-}
-
-impl VatServer {
-    async fn run<S: Handoff>(self, mut rx: mpsc::UnboundedReceiver<Accepted<S::Sent>>) {
-        loop {
-            let accepted = tokio::select! {
-                _ = self.shared.connections.cancelled() => return,
-                s = rx.recv() => match s { Some(s) => s, None => return },
-            };
-            let Accepted {
-                stream,
-                slot,
-                cut,
-                arrival,
-            } = accepted;
-            let stream = match S::receive(stream) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!("cannot register connection: {e}");
-                    continue;
-                }
-            };
-            let site = self.site.clone();
-            let closing = self.shared.closing.clone();
-            let tls = self.tls.clone();
-            self.shared.tracker.spawn_local(async move {
-                let _slot = slot;
-                match tls {
-                    None => {
-                        let stream = Closing::new(stream, &closing);
-                        super::serve_stream(stream, &site, cut, arrival).await
-                    }
-                    Some(tls) => serve_tls(stream, tls, site, closing, cut, arrival).await,
-                }
-            });
-        }
-    }
-}
-
-/// Serves a connection that first does its TLS handshake.
-async fn serve_tls<S: Handoff>(
-    stream: S,
-    tls: ServerTls,
-    site: ServeSite,
-    closing: CancellationToken,
-    cut: CancellationToken,
-    arrival: Arrival,
-) {
-    // One deadline covers the TLS handshake and the gate: it runs from the
-    // connection's arrival.
-    let limit = site.handshake_timeout;
-    let handshake = tls.acceptor.accept(stream);
-    let handshake = async {
-        match limit {
-            Some(limit) => tokio::time::timeout_at((arrival.at + limit).into(), handshake)
-                .await
-                .map_err(|_| limit),
-            None => Ok(handshake.await),
-        }
-    };
-    match tokio::select! {
-        _ = cut.cancelled() => return,
-        h = handshake => h,
-    } {
-        Ok(Ok(stream)) => {
-            let stream = Closing::new(stream, &closing);
-            super::serve_stream(stream, &site, cut, arrival).await
-        }
-        Ok(Err(e)) => site
-            .policy
-            .log_rejection(&arrival.peer, format_args!("tls handshake failed: {e}")),
-        Err(limit) => site.policy.log_rejection(
-            &arrival.peer,
-            format_args!("tls handshake took longer than {limit:?}"),
-        ),
-    }
-}
-
-/// Counts one open connection until dropped.
-struct OpenSlot(Arc<AtomicUsize>);
-
-impl Drop for OpenSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }

@@ -10,9 +10,12 @@ use capnp::capability::{FromClientHook, FromServer};
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
 
+use super::address::Address;
+use super::connect_options::ConnectOptions;
+use super::connection::Connection;
+use super::gate_policy::Peer;
 use super::listener::{Accept, Incoming, Listener, Vats};
 use super::server::{Bound, Server};
-use super::{Address, ConnectOptions, Connection, Peer};
 // Where these lived before the options moved to their own file.
 pub use super::options::{ServeOptions, MIN_TOKEN_BYTES};
 use crate::call::ActorCalls;
@@ -88,8 +91,7 @@ pub(crate) async fn bind(addr: &str, opts: &ServeOptions) -> Result<(Bound<TcpBo
     let bound = Bound {
         listener,
         address,
-        #[cfg(unix)]
-        socket_file: None,
+        on_stop: None,
     };
     Ok((bound, local_addr))
 }
@@ -146,9 +148,6 @@ pub(crate) async fn connect<C: FromClientHook>(
     addr: &str,
     opts: &ConnectOptions,
 ) -> Result<Connection<C>> {
-    if opts.reconnect.is_some() {
-        return super::reconnect::connect(addr, opts).await;
-    }
     connect_with(addr, opts, |gate| {
         super::gatekeeper::open(gate, &opts.token)
     })
@@ -162,7 +161,7 @@ pub(crate) async fn connect_with<C: FromClientHook>(
     opts: &ConnectOptions,
     enter: impl FnOnce(&crate::schema::actor_capnp::gate::Client) -> C,
 ) -> Result<Connection<C>> {
-    crate::runtime::check_local_loop()?;
+    crate::local_loop::check_local_loop()?;
     let stream = tokio::time::timeout(opts.connect_timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| {
@@ -173,7 +172,7 @@ pub(crate) async fn connect_with<C: FromClientHook>(
         })??;
     configure(&stream, Some(Duration::from_secs(30)));
     match &opts.tls {
-        None => Ok(super::connect_stream_with(stream, opts, enter)),
+        None => Ok(super::rpc::connect_stream_with(stream, opts, enter)),
         Some(tls) => {
             let stream = tokio::time::timeout(opts.connect_timeout, tls.connect(addr, stream))
                 .await
@@ -183,7 +182,7 @@ pub(crate) async fn connect_with<C: FromClientHook>(
                         opts.connect_timeout
                     ))
                 })??;
-            Ok(super::connect_stream_with(stream, opts, enter))
+            Ok(super::rpc::connect_stream_with(stream, opts, enter))
         }
     }
 }

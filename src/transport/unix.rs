@@ -17,10 +17,14 @@ use capnp::capability::FromClientHook;
 use tokio::net::UnixStream;
 
 use super::address::check_unix_path;
+use super::address::Address;
+use super::connect_options::ConnectOptions;
+use super::connection::Connection;
+use super::gate_policy::Peer;
 use super::listener::{Accept, Incoming, Listener};
 use super::options::ServeOptions;
 use super::server::{Bound, Server};
-use super::{Address, ConnectOptions, Connection, Peer};
+pub use super::unix_options::{PeerCredentials, UnixOptions};
 use crate::{Error, Result};
 
 /// A running worker on a Unix domain socket: a [`Server`] bound to a path.
@@ -47,59 +51,10 @@ use crate::{Error, Result};
 /// ```
 pub type UnixServer = Server<PathBuf>;
 
-/// Which local processes may connect to a Unix socket worker, by the
-/// credentials the kernel reports for them (`SO_PEERCRED`).
-///
-/// # Examples
-///
-/// ```
-/// let mut opts = capactor::ServeOptions::default();
-/// opts.unix.peers = capactor::PeerCredentials::Uids(vec![1000, 1001]);
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PeerCredentials {
-    /// Processes running as the worker's own user, or as root (default).
-    #[default]
-    SameUser,
-    /// Processes running as one of these uids (root only if listed).
-    Uids(Vec<u32>),
-    /// Any process that can open the socket file (its mode still applies).
-    Any,
-}
-
-/// How a worker serves on a Unix domain socket.
-///
-/// # Examples
-///
-/// ```
-/// let mut opts = capactor::ServeOptions::insecure_loopback();
-/// opts.unix.mode = 0o660; // the worker's group too
-/// opts.unix.peers = capactor::PeerCredentials::Any;
-/// ```
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct UnixOptions {
-    /// Permission bits of the socket file. Default `0o600`.
-    pub mode: u32,
-    /// Which peers are served; others get a `peer credentials refused`
-    /// error and are closed. Default [`PeerCredentials::SameUser`].
-    pub peers: PeerCredentials,
-}
-
-impl Default for UnixOptions {
-    fn default() -> Self {
-        UnixOptions {
-            mode: 0o600,
-            peers: PeerCredentials::SameUser,
-        }
-    }
-}
-
 /// The socket file of a listening worker: removed when dropped, if it is
 /// still the one the worker created.
 #[derive(Debug)]
-pub(crate) struct SocketFile {
+struct SocketFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
@@ -177,7 +132,7 @@ pub(crate) fn bind(path: &Path, opts: &ServeOptions) -> Result<Bound<UnixBound>>
             peers: opts.unix.peers.clone(),
         },
         address: Address::Unix(path.to_owned()),
-        socket_file: Some(file),
+        on_stop: Some(Box::new(file)),
     })
 }
 
@@ -276,7 +231,7 @@ pub(crate) async fn connect_with<C: FromClientHook>(
     opts: &ConnectOptions,
     enter: impl FnOnce(&crate::schema::actor_capnp::gate::Client) -> C,
 ) -> Result<Connection<C>> {
-    crate::runtime::check_local_loop()?;
+    crate::local_loop::check_local_loop()?;
     check_unix_path(path)?;
     if opts.tls.is_some() {
         return Err(Error::invalid(
@@ -293,5 +248,5 @@ pub(crate) async fn connect_with<C: FromClientHook>(
             ))
         })?
         .map_err(|e| Error::Disconnected(format!("cannot connect to unix:{shown}: {e}")))?;
-    Ok(super::connect_stream_with(stream, opts, enter))
+    Ok(super::rpc::connect_stream_with(stream, opts, enter))
 }

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use capnp::capability::{FromClientHook, FromServer};
 use tokio_util::sync::CancellationToken;
 
+use super::connection::Connection;
+use super::gate_policy::{GatePolicy, Peer};
 use super::memory::{self, MemoryStream, VirtualOptions};
 use super::options::ServeOptions;
-use super::{ActorMint, Arrival, Connection, GatePolicy, Peer, ServeSite};
+use super::serve::{serve_bootstrap, serve_stream, ActorMint, Arrival, ServeSite};
 use crate::call::ActorCalls;
 
 /// The server's end of a virtual connection, on its way to the vat that
@@ -27,7 +29,7 @@ pub(crate) struct ServerEnd {
 pub(crate) fn open<C: FromClientHook>(opts: &VirtualOptions) -> (Connection<C>, ServerEnd) {
     let back = opts.reply_link.as_ref().unwrap_or(&opts.link);
     let (ours, theirs) = memory::pipe_each_way(&opts.link, back);
-    let conn = super::connect_stream::<C, _>(ours, &opts.connect);
+    let conn = super::rpc::connect_stream::<C, _>(ours, &opts.connect);
     let end = ServerEnd {
         pipe: theirs,
         cut: conn.link().cut.clone(),
@@ -65,7 +67,7 @@ impl ServerEnd {
                 started(Err(msg));
                 let broken = capnp_rpc::new_broken_cap(err.into());
                 tokio::task::spawn_local(async move {
-                    super::serve_bootstrap(pipe, broken, &serve.limits, None, cut, None).await;
+                    serve_bootstrap(pipe, broken, &serve.limits, None, cut, None).await;
                 });
                 return;
             }
@@ -76,7 +78,7 @@ impl ServerEnd {
         // A pipe has no address: its attempts count under one label.
         let arrival = Arrival::now(Peer::Label("virtual"), None);
         tokio::task::spawn_local(async move {
-            super::serve_stream(pipe, &site, cut, arrival).await;
+            serve_stream(pipe, &site, cut, arrival).await;
         });
     }
 }
