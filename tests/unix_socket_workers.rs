@@ -183,6 +183,16 @@ async fn bad_socket_paths_fail_with_what_is_wrong_and_bind_nothing() {
     .unwrap()
     .to_string();
     assert!(err.contains("cannot connect to unix:"), "{err}");
+    // Reconnecting is TCP's: asking it of a Unix socket says so rather
+    // than connecting without it.
+    let mut reconnecting = ConnectOptions::default();
+    reconnecting.reconnect = Some(capactor::Reconnect::default());
+    let err = capactor::connect::<probe::Client>(format!("unix:{}", path.display()), &reconnecting)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("reconnect is for TCP"), "{err}");
     for (addr, says) in [
         ("unix:", "no path"),
         ("tcp://127.0.0.1", "no port"),
