@@ -14,7 +14,7 @@ use capactor::actors::tensor::{Array, Quota, TensorWorker, Worker, WorkerState};
 use capactor::fleet::{Cluster, Lease, Reach, Reduce, Registration, RegistryClient};
 use capactor::schema::registry_capnp::registry;
 use capactor::schema::tensor_capnp::tensor_worker;
-use capactor::{ConnectOptions, Connection, ServeOptions, TcpServer};
+use capactor::{Address, ConnectOptions, Connection, ServeOptions, Server};
 use common::{each, eventually, within, Harness, Transport, REMOTE, SETUP_LIMIT};
 use ndarray::{s, Array2, ArrayD, Axis};
 
@@ -25,28 +25,37 @@ struct Fleet {
     cluster: Cluster,
     registry: RegistryClient,
     leases: HashMap<String, Lease>,
-    servers: HashMap<String, TcpServer>,
+    servers: HashMap<String, Server<Address>>,
     _conns: Vec<Connection<tensor_worker::Client>>,
-    _registry_server: Option<TcpServer>,
+    _registry_server: Option<Server<Address>>,
+}
+
+/// Where `name` listens over the harness's network transport: a free TCP
+/// port, or a socket in the run's directory.
+fn listen_at(h: &Harness, name: &str) -> Address {
+    match h.transport {
+        Transport::Unix => Address::Unix(h.dir.path().join(format!("{name}.sock"))),
+        _ => "127.0.0.1:0".parse().unwrap(),
+    }
 }
 
 async fn fleet(h: &Harness, n: usize) -> Fleet {
     let state = RegistryState::new(RegistryOptions::default());
     let s = state.clone();
     let (registry, registry_server, registry_addr) = match h.transport {
-        Transport::Tcp => {
+        Transport::Tcp | Transport::Unix => {
             let server = within(
                 SETUP_LIMIT,
-                h.rt.serve_tcp::<registry::Client, _, _>(
-                    "127.0.0.1:0",
+                h.rt.serve::<registry::Client, _, _>(
+                    listen_at(h, "registry"),
                     move || Registry::new("registry", s.clone()),
                     ServeOptions::insecure_loopback(),
                 ),
             )
             .await
             .unwrap();
-            let addr = server.local_addr().to_string();
-            let conn = capactor::connect_tcp(&addr, &ConnectOptions::default())
+            let addr = server.address().to_string();
+            let conn = capactor::connect(&addr, &ConnectOptions::default())
                 .await
                 .unwrap();
             (
@@ -71,19 +80,19 @@ async fn fleet(h: &Harness, n: usize) -> Fleet {
         let name = format!("w{i}");
         let worker_state = WorkerState::new(Quota::new(256 << 20));
         let address = match h.transport {
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Unix => {
                 let (ws, nm) = (worker_state.clone(), name.clone());
                 let server = within(
                     SETUP_LIMIT,
-                    h.rt.serve_tcp::<tensor_worker::Client, _, _>(
-                        "127.0.0.1:0",
+                    h.rt.serve::<tensor_worker::Client, _, _>(
+                        listen_at(h, &name),
                         move || TensorWorker::with_state(nm.clone(), ws.clone()),
                         ServeOptions::insecure_loopback(),
                     ),
                 )
                 .await
                 .unwrap();
-                let addr = server.local_addr().to_string();
+                let addr = server.address().to_string();
                 worker_state.set_endpoint(addr.clone(), None);
                 servers.insert(name.clone(), server);
                 addr

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use capactor::actors::registry::{Registry, RegistryOptions, RegistryState};
 use capactor::fleet::{Change, Event, Health, Joiner, Registration, RegistryClient, Watch};
 use capactor::schema::registry_capnp::{observer, registry};
-use capactor::{ConnectOptions, Runtime, ServeOptions, TcpServer};
+use capactor::{Address, ConnectOptions, Runtime, ServeOptions, Server};
 use common::{each, eventually, within, Harness, Transport, REMOTE, SETUP_LIMIT};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -24,7 +24,7 @@ struct Fleet {
     state: Arc<RegistryState>,
     transport: Transport,
     rt: Arc<Runtime>,
-    server: Option<TcpServer>,
+    server: Option<Server<Address>>,
 }
 
 fn options(ttl_ms: u64, grace_ms: u64) -> RegistryOptions {
@@ -42,10 +42,16 @@ impl Fleet {
 
     async fn start_at(h: &Harness, state: Arc<RegistryState>, addr: &str) -> Fleet {
         let server = match h.transport {
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Unix => {
                 let s = state.clone();
-                let serving = h.rt.serve_tcp::<registry::Client, _, _>(
-                    addr,
+                let address: Address = match (h.transport, addr) {
+                    (Transport::Unix, "127.0.0.1:0") => {
+                        Address::Unix(h.dir.path().join("registry.sock"))
+                    }
+                    _ => addr.parse().unwrap(),
+                };
+                let serving = h.rt.serve::<registry::Client, _, _>(
+                    address,
                     move || Registry::new("registry", s.clone()),
                     ServeOptions::insecure_loopback(),
                 );
@@ -62,15 +68,15 @@ impl Fleet {
     }
 
     fn addr(&self) -> String {
-        self.server.as_ref().unwrap().local_addr().to_string()
+        self.server.as_ref().unwrap().address().to_string()
     }
 
     async fn client(&self) -> RegistryClient {
         match self.transport {
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Unix => {
                 let conn = within(
                     SETUP_LIMIT,
-                    capactor::connect_tcp(&self.addr(), &ConnectOptions::default()),
+                    capactor::connect(self.addr(), &ConnectOptions::default()),
                 )
                 .await
                 .unwrap();
@@ -237,7 +243,7 @@ fn a_cut_link_or_a_dropped_lease_removes_the_worker_at_once() {
 fn a_joined_worker_registers_again_after_the_registry_restarts() {
     each(&REMOTE, |h| async move {
         let first = Fleet::start(&h, options(300, 300)).await;
-        let addr = (h.transport == Transport::Tcp).then(|| first.addr());
+        let addr = (h.transport != Transport::Virtual).then(|| first.addr());
         let current: Rc<RefCell<Option<Fleet>>> = Rc::new(RefCell::new(Some(first)));
         let links = Rc::new(RefCell::new(Vec::new()));
         let (c, l) = (current.clone(), links.clone());
@@ -250,12 +256,12 @@ fn a_joined_worker_registers_again_after_the_registry_restarts() {
                     let fleet = fleet
                         .as_ref()
                         .ok_or_else(|| capactor::Error::invalid("down"))?;
-                    let tcp = (fleet.transport == Transport::Tcp).then(|| fleet.addr());
+                    let tcp = (fleet.transport != Transport::Virtual).then(|| fleet.addr());
                     (tcp, fleet.state.clone(), fleet.rt.clone())
                 };
                 let client = match tcp {
                     Some(addr) => RegistryClient::from_connection(
-                        capactor::connect_tcp(&addr, &ConnectOptions::default()).await?,
+                        capactor::connect(addr, &ConnectOptions::default()).await?,
                     ),
                     None => RegistryClient::from_connection(
                         rt.spawn_virtual(move || Registry::new("registry", state.clone())),

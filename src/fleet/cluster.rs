@@ -95,15 +95,16 @@ impl Cluster {
     ///
     /// # Errors
     ///
-    /// The registry cannot be reached.
+    /// The registry cannot be reached, or `addr` is not an address (see
+    /// [`crate::Address`]: a registry or worker may be on TCP, TLS or a
+    /// Unix socket).
     pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<Cluster> {
-        let registry = RegistryClient::from_connection(crate::connect_tcp(addr, opts).await?);
+        let registry = RegistryClient::from_connection(crate::connect(addr, opts).await?);
         let opts = opts.clone();
         let connect: Connector = Rc::new(move |w: &WorkerInfo| {
             let (addr, opts) = (w.address.clone(), opts.clone());
             Box::pin(async move {
-                let conn: Connection<tensor_worker::Client> =
-                    crate::connect_tcp(&addr, &opts).await?;
+                let conn: Connection<tensor_worker::Client> = crate::connect(&addr, &opts).await?;
                 Ok(Reach {
                     worker: Worker::new(conn.client().clone()),
                     connection: Some(conn),

@@ -19,7 +19,7 @@ use super::serve::{serve_bootstrap, serve_stream, Arrival, ServeSite};
 use super::tls::ServerTls;
 use crate::Error;
 
-/// What the accept loop and the vats share with the [`Server`](super::Server).
+/// What the accept loop and the vats share with the [`Server`](super::server::Server).
 #[derive(Clone)]
 pub(super) struct Shared {
     /// Stops every connection reading (shutdown).

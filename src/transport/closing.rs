@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-/// How long a connection closed by [`Server::shutdown`](super::Server::shutdown) has to write
+/// How long a connection closed by [`Server::shutdown`](super::server::Server::shutdown) has to write
 /// what it has queued before it is cut.
 pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(2);
 

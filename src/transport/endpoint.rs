@@ -94,7 +94,7 @@ where
 }
 
 /// Connects to the actor served at `address`, entering through `enter`
-/// (see [`super::connect_stream_with`]). `tls://` needs `opts.tls`;
+/// (see [`super::rpc::connect_stream_with`]). `tls://` needs `opts.tls`;
 /// `tcp://` speaks TLS when `opts.tls` is set.
 pub(crate) async fn connect_with<C: FromClientHook>(
     address: &Address,

@@ -155,7 +155,7 @@ pub(crate) async fn connect<C: FromClientHook>(
 }
 
 /// Like [`connect`], entering through `enter` (see
-/// [`super::connect_stream_with`]).
+/// [`super::rpc::connect_stream_with`]).
 pub(crate) async fn connect_with<C: FromClientHook>(
     addr: &str,
     opts: &ConnectOptions,

@@ -225,7 +225,7 @@ fn our_uid() -> u32 {
 }
 
 /// Connects to the actor served on the Unix socket at `path`, entering
-/// through `enter` (see [`super::connect_stream_with`]).
+/// through `enter` (see [`super::rpc::connect_stream_with`]).
 pub(crate) async fn connect_with<C: FromClientHook>(
     path: &Path,
     opts: &ConnectOptions,
