@@ -578,6 +578,14 @@ fn malformed_registrations_get_a_clear_error_and_the_registry_keeps_serving() {
                 "malformed worker address",
             ),
             (
+                Registration::new("w", "k", "unix:relative.sock"),
+                "expected unix: and an absolute path",
+            ),
+            (
+                Registration::new("w", "k", "unix:"),
+                "expected unix: and an absolute path",
+            ),
+            (
                 Registration::new("", "k", "h:1"),
                 "name must be 1 to 255 bytes",
             ),
@@ -641,11 +649,13 @@ fn malformed_registrations_get_a_clear_error_and_the_registry_keeps_serving() {
             "[::1]:7001",
             "w-0.workers.ns.svc.cluster.local:7001",
             "in-process:w",
+            "unix:/run/capactor/w1.sock",
+            "tls://h:1",
         ] {
             let r = Registration::new(format!("ok-{addr}"), "k", addr);
             let lease = c.register(&r, None).await.unwrap();
             std::mem::forget(lease);
         }
-        assert_eq!(c.status().await.unwrap().totals.workers, 5);
+        assert_eq!(c.status().await.unwrap().totals.workers, 7);
     });
 }

@@ -218,17 +218,37 @@ fn check_text(what: &str, text: &str, max: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// `host:port` (an IPv6 host in brackets), or `in-process:` and a name.
+/// `host:port` (an IPv6 host in brackets, `tcp://` or `tls://` before it
+/// if need be), `unix:` and an absolute socket path, or `in-process:` and
+/// a name.
 pub(crate) fn check_address(address: &str) -> Result<(), Error> {
     if let Some(rest) = address.strip_prefix(crate::IN_PROCESS) {
         return check_text("in-process address", rest, 255);
+    }
+    if address.starts_with("unix:") {
+        let absolute = match address.parse::<crate::Address>() {
+            Ok(crate::Address::Unix(path)) => path.is_absolute(),
+            _ => false,
+        };
+        if absolute && !address.chars().any(char::is_control) {
+            return Ok(());
+        }
+        return Err(Error::invalid(format!(
+            "malformed worker address {address:?}: expected unix: and an absolute path \
+             of at most {} bytes",
+            crate::MAX_UNIX_PATH
+        )));
     }
     let bad = || {
         Error::invalid(format!(
             "malformed worker address {address:?}: expected host:port (IPv6 in brackets)"
         ))
     };
-    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    let host_port = ["tcp://", "tls://"]
+        .iter()
+        .find_map(|scheme| address.strip_prefix(scheme))
+        .unwrap_or(address);
+    let (host, port) = host_port.rsplit_once(':').ok_or_else(bad)?;
     match port.parse::<u16>() {
         Ok(p) if p != 0 => {}
         _ => return Err(bad()),
