@@ -140,6 +140,8 @@ pub(crate) struct Link<S> {
     stall: Option<Pin<Box<Sleep>>>,
     stall_timeout: Option<Duration>,
     paused_reader: Option<Waker>,
+    /// Pause reads while writes are blocked; cleared for good once a write
+    /// fails (see [`Link::write_failed`]).
     pause_reads: bool,
     outgoing: Option<Arc<Outgoing>>,
     valve: Option<Arc<Valve>>,
@@ -315,15 +317,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Link<S> {
 }
 
 impl<S> Link<S> {
-    /// A write failed: the peer is gone (a broken pipe, a reset), so the
-    /// link is cut and its reading half fails too. capnp-rpc does not end
-    /// a connection on a failed write, and a reader paused while writes
-    /// were blocked would otherwise wait for ever: a Unix socket's peer
-    /// that closes while the worker streams to it is seen only by the
-    /// write (its small buffers keep the writer blocked), unlike TCP's,
-    /// whose larger buffers usually let the reader see the end of stream.
+    /// A write failed: the peer is gone (a broken pipe, a reset), so reads
+    /// no longer pause behind writes, and a paused reader is woken to read
+    /// what the peer left (an abort saying why) and then its end. capnp-rpc
+    /// does not end a connection on a failed write; without this a reader
+    /// paused while the writes were blocked would wait for ever. A Unix
+    /// socket's peer that closes while the worker streams to it is seen
+    /// only by the write (the small buffers keep the writer blocked),
+    /// unlike TCP's, whose larger buffers usually let the reader see the
+    /// end of stream. The link is not cut: that would race the reader to
+    /// the peer's abort.
     fn write_failed(&mut self, e: io::Error) -> io::Error {
-        self.token.cancel();
+        self.pause_reads = false;
+        self.stall = None;
         if let Some(reader) = self.paused_reader.take() {
             reader.wake();
         }
