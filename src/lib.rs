@@ -72,7 +72,7 @@ pub use runtime::{block_on, run_local, spawn_local, Builder, Runtime};
 pub use transport::reconnect::Reconnect;
 pub use transport::tcp::{ServeOptions, TcpServer, MIN_TOKEN_BYTES};
 pub use transport::tls;
-pub use transport::{Address, Server, ToAddress, MAX_UNIX_PATH};
+pub use transport::{Address, Server, TcpOptions, ToAddress, MAX_UNIX_PATH};
 pub use transport::{
     ConnectOptions, Connection, Heartbeat, Limits, LinkConditions, LinkHandle, VirtualOptions,
 };

@@ -218,7 +218,7 @@ impl WorkerLimits {
         l.write_stall_timeout = self.write_stall_timeout.0;
         opts.call_deadline = self.call_deadline.0;
         opts.idle_timeout = self.idle_timeout.0;
-        opts.keepalive = self.keepalive.0;
+        opts.tcp.keepalive = self.keepalive.0;
         opts.handshake_timeout = self.handshake_timeout.0;
         opts.report_worker_totals = self.report_worker_totals;
         Ok(())

@@ -73,7 +73,7 @@ impl Default for LinkConditions {
 /// test written against a virtual actor meets the same token gate, limits,
 /// call deadline and timeouts it would over TCP (its attempts count under
 /// one address, `virtual`). `max_connections`, the unauthenticated pool,
-/// `keepalive` and `tls` have nothing to act on in a pipe and are ignored,
+/// `tcp`, `unix` and `tls` have nothing to act on in a pipe and are ignored,
 /// and no token is needed (nothing outside the process reaches a pipe).
 ///
 /// # Examples

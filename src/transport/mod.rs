@@ -35,6 +35,7 @@ mod rpc;
 mod serve;
 pub(crate) mod server;
 pub(crate) mod tcp;
+mod tcp_options;
 pub mod tls;
 #[cfg(unix)]
 mod unix;
@@ -52,6 +53,7 @@ pub(crate) use endpoint::{connect_for_ticket, IN_PROCESS};
 pub use memory::{LinkConditions, VirtualOptions};
 pub use options::Limits;
 pub use server::Server;
+pub use tcp_options::TcpOptions;
 // The fuzz targets drive a link directly.
 pub(crate) use link::{Link, LinkConfig};
 #[cfg(unix)]

@@ -173,9 +173,9 @@ pub struct ServeOptions {
     /// Default `None` (clients that heartbeat are never idle that long
     /// anyway; TCP keepalive catches dead hosts).
     pub idle_timeout: Option<Duration>,
-    /// TCP keepalive idle time; the kernel then probes every third of it
-    /// and gives up after three misses. Default 30 s.
-    pub keepalive: Option<Duration>,
+    /// How accepted TCP sockets are set up (keepalive; see
+    /// [`TcpOptions`](crate::TcpOptions)); ignored by the other transports.
+    pub tcp: super::tcp_options::TcpOptions,
     /// Serve TLS with this identity; `None` for plain TCP.
     pub tls: Option<ServerTls>,
     /// How long a new connection has, from its arrival, to finish its TLS
@@ -214,7 +214,7 @@ impl Default for ServeOptions {
             max_unauthenticated_per_address: 64,
             gate_failures_per_second: 20,
             idle_timeout: None,
-            keepalive: Some(Duration::from_secs(30)),
+            tcp: super::tcp_options::TcpOptions::default(),
             handshake_timeout: Some(Duration::from_secs(5)),
             tls: None,
             call_deadline: Some(Duration::from_secs(300)),
@@ -275,7 +275,7 @@ impl fmt::Debug for ServeOptions {
             )
             .field("gate_failures_per_second", &self.gate_failures_per_second)
             .field("idle_timeout", &self.idle_timeout)
-            .field("keepalive", &self.keepalive)
+            .field("tcp", &self.tcp)
             .field("tls", &self.tls)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("call_deadline", &self.call_deadline);

@@ -82,7 +82,7 @@ pub(crate) async fn bind(addr: &str, opts: &ServeOptions) -> Result<(Bound<TcpBo
     let local_addr = listener.local_addr()?;
     let listener = TcpBound {
         listener: listener.into_std()?,
-        keepalive: opts.keepalive,
+        keepalive: opts.tcp.keepalive,
     };
     let address = match opts.tls {
         Some(_) => Address::Tls(local_addr.to_string()),
