@@ -1,5 +1,6 @@
 """Fixtures for the cross-language client tests: a `capactor worker` process
-on 127.0.0.1, and the schemas loaded from `schema/` (and nothing else).
+on 127.0.0.1 (or on a Unix socket in a temporary directory), and the
+schemas loaded from `schema/` (and nothing else).
 
 The binary comes from $CAPACTOR_BIN (CI sets it), else
 `target/debug/capactor` under the repository root.
@@ -9,8 +10,10 @@ import dataclasses
 import os
 import queue
 import secrets
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -45,6 +48,9 @@ class Worker:
     checks_tokens: bool
     proc: subprocess.Popen
     stderr_path: Path
+    # The socket file of a worker listening on a Unix socket (host and port
+    # are then empty).
+    unix_path: Path | None = None
 
     def stderr(self) -> str:
         try:
@@ -117,15 +123,17 @@ def _stop(proc: subprocess.Popen) -> int:
 
 
 def _start(capactor_bin: Path, flags: frozenset, tmp: Path, *, auth: bool,
-           extra=()) -> Worker:
-    """Starts a worker on 127.0.0.1 with an OS-chosen port.
+           extra=(), unix=False) -> Worker:
+    """Starts a worker on 127.0.0.1 with an OS-chosen port, or with `unix`
+    on the socket `tmp/worker.sock`.
 
     With `auth` and a binary that knows --token-file, a random token goes
     to a 0600 file the worker reads. Otherwise the worker runs without
     authentication: with --insecure-no-auth if the binary knows it (newer
     binaries refuse to start without auth), else with no extra flag.
     """
-    args = [str(capactor_bin), "worker", "--listen", f"{HOST}:0", "--name", "py"]
+    listen = f"unix:{tmp / 'worker.sock'}" if unix else f"{HOST}:0"
+    args = [str(capactor_bin), "worker", "--listen", listen, "--name", "py"]
     token = b""
     checks_tokens = False
     if auth and "--token-file" in flags:
@@ -163,6 +171,10 @@ def _start(capactor_bin: Path, flags: frozenset, tmp: Path, *, auth: bool,
             f"worker did not start ({e}); args {args[1:]}; stderr:\n"
             + stderr_path.read_text(errors="replace")
         ) from None
+    if unix:
+        assert addr == listen, f"worker listens on {addr}, expected {listen}"
+        return Worker("", 0, token, checks_tokens, proc, stderr_path,
+                      unix_path=tmp / "worker.sock")
     host, _, port = addr.rpartition(":")
     assert host == HOST, f"worker listens on {addr}, expected {HOST}"
     return Worker(HOST, int(port), token, checks_tokens, proc, stderr_path)
@@ -170,14 +182,18 @@ def _start(capactor_bin: Path, flags: frozenset, tmp: Path, *, auth: bool,
 
 @pytest.fixture
 def make_worker(capactor_bin, worker_flags, tmp_path_factory):
-    """Starts workers on demand: `make_worker(auth=True, extra=[...])`.
+    """Starts workers on demand: `make_worker(auth=True, extra=[...],
+    unix=False)`.
     Every worker started is stopped (SIGTERM, then wait) at teardown and
     must exit cleanly."""
     started = []
 
-    def make(*, auth=True, extra=()):
-        tmp = tmp_path_factory.mktemp("capactor-py-")
-        w = _start(capactor_bin, worker_flags, tmp, auth=auth, extra=extra)
+    def make(*, auth=True, extra=(), unix=False):
+        # A short directory for Unix sockets: a socket path holds at most
+        # 107 bytes, and pytest's temporary directories can be deep.
+        tmp = (Path(tempfile.mkdtemp(prefix="capactor-py-")) if unix
+               else tmp_path_factory.mktemp("capactor-py-"))
+        w = _start(capactor_bin, worker_flags, tmp, auth=auth, extra=extra, unix=unix)
         started.append(w)
         return w
 
@@ -187,6 +203,8 @@ def make_worker(capactor_bin, worker_flags, tmp_path_factory):
         code = _stop(w.proc)
         if code != 0:
             failures.append(f"worker exited with {code} after SIGTERM; stderr:\n{w.stderr()}")
+        if w.unix_path is not None:
+            shutil.rmtree(w.unix_path.parent, ignore_errors=True)
     assert not failures, "\n".join(failures)
 
 

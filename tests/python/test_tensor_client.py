@@ -1,7 +1,7 @@
 """A Python client of `capactor worker`, written from `schema/` alone.
 
 pycapnp parses the `.capnp` files at run time and speaks the two-party
-RPC protocol over TCP; nothing here comes from the Rust code. Every test
+RPC protocol over TCP (or a Unix socket, `test_unix_socket.py`); nothing here comes from the Rust code. Every test
 opens the worker's `Gate`, pipelines `open(token).actor` into calls cast
 to `TensorWorker` or `Actor`, and checks results against numpy.
 """
@@ -50,7 +50,10 @@ async def connect(w, token=None):
     """Connects to worker `w` and opens its gate with `token` (default: the
     worker's own). Returns the connection (keep it alive) and the
     pipelined `TensorWorker`: no round trip has happened yet."""
-    stream = await capnp.AsyncIoStream.create_connection(host=w.host, port=w.port)
+    if w.unix_path is not None:
+        stream = await capnp.AsyncIoStream.create_unix_connection(str(w.unix_path))
+    else:
+        stream = await capnp.AsyncIoStream.create_connection(host=w.host, port=w.port)
     client = capnp.TwoPartyClient(stream)
     gate = client.bootstrap().cast_as(actor_capnp.Gate)
     actor = gate.open(token=w.token if token is None else token).actor
