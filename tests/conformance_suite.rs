@@ -18,6 +18,8 @@
 mod interp;
 #[path = "conformance/rust/json.rs"]
 mod json;
+#[path = "conformance/rust/methods.rs"]
+mod methods;
 #[path = "conformance/rust/values.rs"]
 mod values;
 
