@@ -234,9 +234,10 @@ interface Tensor {
   # NumPy's x[mask]: a bool mask of this tensor's shape or of its leading
   # dimensions; shape [count] + the rest, in row-major order.
   scatter @23 (indices :Tensor, values :Tensor, axis :Int64, accumulate :Bool) -> (result :Tensor);
-  # A new tensor: this one with `values` (broadcast to the indices' shape)
-  # written at `indices` along `axis` (NumPy's put_along_axis; outside
-  # `axis` the indices' dimensions are this tensor's or 1). Repeated
+  # A new tensor: this one with `values` (cast to this dtype, broadcast to
+  # the indices' shape) written at `indices` along `axis` (NumPy's
+  # put_along_axis; outside `axis` the indices' dimensions are this
+  # tensor's or 1). Repeated
   # indices: the last along the axis wins, or with `accumulate` all add
   # up (torch's scatter_add, NumPy's add.at).
 
@@ -248,7 +249,7 @@ interface Tensor {
   # assignment on the same connection sees it. A failed assignment writes
   # nothing. The result is this same tensor, answered once written.
   assign @24 (specs :List(SliceSpec), value :Tensor) -> (result :Tensor);
-  # x[specs] = value, `value` (of this dtype) broadcast to the slice.
+  # x[specs] = value, `value` (cast to this dtype) broadcast to the slice.
   assignMask @25 (mask :Tensor, value :Tensor) -> (result :Tensor);
   # x[mask] = value, `value` broadcast to the selection's shape.
   tensordot @26 (other :Tensor, axes :UInt32, axesSelf :List(Int64), axesOther :List(Int64))

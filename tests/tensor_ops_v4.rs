@@ -181,9 +181,12 @@ fn indexing_ops_pipeline_and_match_numpy() {
         assert_eq!(i64s(&scattered).await, [2, 0, 0, 0, 0, 4]);
         assert_eq!(i64s(&added).await, [3, 0, 0, 0, 0, 7]);
         assert_eq!(i64s(&z).await, [0; 6]);
+        // f64 values are cast to z's i64 (np.put_along_axis casts them),
+        // then broadcast to the indices' shape.
+        let floats = w.tensor(&array![0.0f64, 1.9].into_dyn());
+        assert_eq!(i64s(&z.scatter(&at, &floats, 1)).await, [1, 0, 0, 0, 0, 1]);
 
         // Bad input fails only its call, naming the op and what was wrong.
-        let floats = w.tensor(&array![0.0f64, 1.0].into_dyn());
         for (t, words) in [
             (
                 x.take_along_axis(&w.tensor(&array![[4i64]].into_dyn()), 1),
@@ -202,7 +205,10 @@ fn indexing_ops_pipeline_and_match_numpy() {
                 x.mask_select(&w.tensor(&array![true, false].into_dyn())),
                 &["maskSelect:", "[2]", "[3, 4]"][..],
             ),
-            (z.scatter(&at, &floats, 1), &["scatter:", "i64", "f64"][..]),
+            (
+                z.scatter(&at, &w.tensor(&array![0.5f64, 1.0, 2.0].into_dyn()), 1),
+                &["scatter:", "shape [3]", "[2, 2]"][..],
+            ),
         ] {
             let msg = error_of(&t).await;
             for word in words {
@@ -323,8 +329,9 @@ fn assignment_is_seen_by_every_holder_and_by_nothing_derived() {
                 &["assign:", "shape [2]", "slice of shape [1, 3]"][..],
             ),
             (
-                x.assign(&[], &w.tensor(&array![1.0f64].into_dyn())),
-                &["assign:", "f64", "i64"][..],
+                // Cast first (f64 to i64), then found not to broadcast.
+                x.assign(&[], &w.tensor(&array![1.5f64, 2.5].into_dyn())),
+                &["assign:", "shape [2]", "slice of shape [2, 3]"][..],
             ),
             (
                 x.assign(&[spec(None, None, 0)], &zeros),
@@ -349,6 +356,21 @@ fn assignment_is_seen_by_every_holder_and_by_nothing_derived() {
             }
             assert_eq!(i64s(&x).await, [0, 1, 0, 0, 4, 0]);
         }
+        // A value of another dtype is cast to the tensor's, as NumPy's
+        // `x[...] = y` casts it: floats truncate toward zero into integers,
+        // and a bool mask takes a float value as `!= 0`.
+        let z = w.full(DType::I64, &[4], 0i64);
+        let floats = w.tensor(&array![2.7f64, -1.5].into_dyn());
+        let cast = z.assign(&[spec(Some(2), None, 1)], &floats);
+        assert_eq!(i64s(&cast).await, [0, 0, 2, -1]);
+        let flags = w.full(DType::Bool, &[3], false);
+        let mask = w.tensor(&array![true, false, true].into_dyn());
+        let set = flags.assign_mask(&mask, &w.full(DType::F32, &[], 0.5f32));
+        assert_eq!(
+            within(LIMIT, set.to_ndarray::<bool>()).await.unwrap(),
+            array![true, false, true].into_dyn()
+        );
+
         // A chain on a failed assignment reports its error.
         let bad = x.assign(&[], &w.tensor(&array![1i64, 2].into_dyn()));
         let msg = error_of(&bad.sum()).await;

@@ -106,8 +106,8 @@ impl RemoteTensor {
         self.sent(req.send().pipeline.get_result())
     }
 
-    /// `x[specs] = value`, in this tensor: `value` (of this dtype)
-    /// broadcasts to the slice. Every holder of this tensor sees the
+    /// `x[specs] = value`, in this tensor: `value` (cast to this dtype
+    /// when it has another, as NumPy does) broadcasts to the slice. Every holder of this tensor sees the
     /// change; tensors derived from it before do not (docs/PROTOCOL.md,
     /// "Assignment"). The result is this same tensor, answered once
     /// written, and its errors are the assignment's. A failed assignment

@@ -151,3 +151,26 @@ def test_assignment_in_e_order_copy_on_write_and_all_or_nothing(worker):
     assert ("assign: could not broadcast a value of shape [3] into the slice of shape [2, 4]"
             in got["error"]), got["error"]
     np.testing.assert_array_equal(got["unchanged"], want)
+
+
+def test_assignment_and_scatter_cast_values_of_another_dtype_as_numpy_does(worker):
+    x = np.zeros(5, dtype="<i8")
+    floats = np.array([2.7, -1.5], dtype="<f8")
+
+    async def main():
+        conn, tw = await connect(worker)
+        t = tw.fromData(data=to_wire(x, "i64")).tensor
+        v = tw.fromData(data=to_wire(floats, "f64")).tensor
+        assigned = await read(t.assign(specs=[full_slice(3)], value=v).result)
+        at = tw.fromData(data=to_wire(np.array([0, 1]), "i64")).tensor
+        scattered = await read(t.scatter(indices=at, values=v, axis=0,
+                                         accumulate=False).result)
+        conn.close()
+        return assigned, scattered
+
+    assigned, scattered = run(main())
+    want = x.copy()
+    want[3:] = floats  # NumPy casts, truncating toward zero
+    np.testing.assert_array_equal(assigned, want)
+    np.put_along_axis(want, np.array([0, 1]), floats, 0)
+    np.testing.assert_array_equal(scattered, want)

@@ -174,7 +174,8 @@ fn assign_mask_typed<T: Elem>(
 impl Array {
     /// `target[specs] = value` (NumPy's `x[a:b, ::2] = y`), in place:
     /// `specs` slice the leading axes as [`Array::slice`] does, and `value`
-    /// (of the target's dtype) broadcasts to the slice's shape.
+    /// (of the target's dtype: the worker casts a value of another dtype
+    /// before it comes here) broadcasts to the slice's shape.
     ///
     /// # Errors
     ///

@@ -328,16 +328,17 @@ impl Array {
     /// position `p` of `idx`, `out[p with axis = idx[p]] = values[p]`
     /// (NumPy's `put_along_axis`; torch's `scatter` when `idx` has `a`'s
     /// shape outside `axis`). `idx` has as many dimensions as `a`, each
-    /// either `a`'s or 1 outside `axis`; `values` (of `a`'s dtype)
-    /// broadcasts to `idx`'s shape. Where indices repeat along the axis,
+    /// either `a`'s or 1 outside `axis`; `values` (cast to `a`'s dtype, by
+    /// [`Array::cast`]'s rules, when it has another) broadcasts to `idx`'s
+    /// shape. Where indices repeat along the axis,
     /// the last one wins; with `accumulate` (torch's `scatter_add`, NumPy's
     /// `np.add.at`) every value is added instead (wrapping on integers,
     /// logical or on bool).
     ///
     /// # Errors
     ///
-    /// A non-integer `idx`, an index out of range, shapes or dtypes that do
-    /// not fit, a bad axis, or the quota. Nothing is written then.
+    /// A non-integer `idx`, an index out of range, shapes that do not fit,
+    /// a bad axis, or the quota. Nothing is written then.
     pub fn scatter(
         a: &Array,
         idx: &Array,
@@ -350,6 +351,16 @@ impl Array {
         let ax = index_axis(OP, a, axis)?;
         along_shape(OP, a.shape(), idx.shape(), ax, true)?;
         let idx = indices(OP, idx, ax, a.shape()[ax])?;
+        // Values of another dtype are cast to `a`'s, as NumPy's
+        // `put_along_axis` casts them.
+        let cast;
+        let values = match values.dtype() == a.dtype() {
+            true => values,
+            false => {
+                cast = Array::cast_as(OP, values, a.dtype(), alloc)?;
+                &cast
+            }
+        };
         dispatch!(a,
             x => scatter_typed(x, &idx, values, ax, alloc, accumulate.then_some(Num::add as fn(_, _) -> _)),
             bool b => scatter_typed(b, &idx, values, ax, alloc, accumulate.then_some(or as fn(bool, bool) -> bool)))

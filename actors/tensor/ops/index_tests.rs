@@ -203,15 +203,10 @@ fn scatter_writes_last_index_wins_and_scatter_add_accumulates() {
 }
 
 #[test]
-fn scatter_rejects_bad_input_before_writing() {
+fn scatter_casts_values_of_another_dtype_to_the_arrays() {
+    // np.put_along_axis(np.arange(6.).reshape(2, 3), [[0], [1]], [[1], [2]], 1)
     let x = seq(&[2, 3]);
-    let v = arr(&[2, 1], &[1.0, 2.0]);
-    let e = msg(Array::scatter(&x, &arr(&[2, 1], &[0i64, 3]), &v, 1, false, U).unwrap_err());
-    assert_eq!(
-        e,
-        "scatter: index 3 is out of bounds for axis 1 with size 3"
-    );
-    let e = msg(Array::scatter(
+    let got = Array::scatter(
         &x,
         &arr(&[2, 1], &[0i64, 1]),
         &arr(&[2, 1], &[1i64, 2]),
@@ -219,10 +214,35 @@ fn scatter_rejects_bad_input_before_writing() {
         false,
         U,
     )
-    .unwrap_err());
+    .unwrap();
+    assert_eq!(got, arr(&[2, 3], &[1.0, 1.0, 2.0, 3.0, 2.0, 5.0]));
+    // Into integers, floats truncate toward zero (np.int64(2.7) == 2).
+    let x = arr(&[3], &[0i64; 3]);
+    let got = Array::scatter(&x, &arr(&[1], &[2i64]), &arr(&[1], &[2.7f64]), 0, true, U).unwrap();
+    assert_eq!(got, arr(&[3], &[0i64, 0, 2]));
+    // The cast counts against the quota like any output.
+    let e = Array::scatter(
+        &x,
+        &arr(&[1], &[0i64]),
+        &arr(&[1], &[1.0f64]),
+        0,
+        false,
+        &MaxBytes(4),
+    );
     assert!(
-        e.starts_with("scatter: dtypes f64 and i64 do not match"),
-        "{e}"
+        matches!(e, Err(OpError::TooLarge { op: "scatter", .. })),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn scatter_rejects_bad_input_before_writing() {
+    let x = seq(&[2, 3]);
+    let v = arr(&[2, 1], &[1.0, 2.0]);
+    let e = msg(Array::scatter(&x, &arr(&[2, 1], &[0i64, 3]), &v, 1, false, U).unwrap_err());
+    assert_eq!(
+        e,
+        "scatter: index 3 is out of bounds for axis 1 with size 3"
     );
     let e = msg(Array::scatter(
         &x,

@@ -14,6 +14,8 @@
 //! * The call holds the capability's write turn from the moment it
 //!   arrives: calls on this capability that arrive later wait for it,
 //!   earlier ones do not.
+//! * A value of another dtype is cast to the tensor's first, as NumPy's
+//!   `x[...] = y` casts `y` ([`Array::cast`]'s rules).
 //! * Everything is checked before the first element is written, and the
 //!   contents are swapped (or written) in one step on the vat, so a
 //!   failed or cancelled assignment changes nothing.
@@ -22,7 +24,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::{Store, TensorCap, OFFLOAD_ELEMENTS};
-use crate::actors::tensor::ops::{self, Array, OpError, SliceSpec};
+use crate::actors::tensor::ops::{self, Alloc, Array, DType, OpError, SliceSpec};
 use crate::actors::tensor::quota::Reservation;
 use crate::actors::tensor::spill::Stored;
 use crate::actors::tensor::state::lock;
@@ -56,6 +58,20 @@ impl Write {
             Write::Slice(specs, v) => Array::check_assign_slice(target, specs, v),
             Write::Mask(m, v) => Array::check_assign_mask(target, m, v),
         }
+    }
+
+    /// The write with its value cast to the target's `dtype`, as NumPy's
+    /// `x[...] = y` casts `y`; the cast is reserved from `alloc`.
+    fn in_dtype(self, dtype: DType, alloc: &dyn Alloc) -> Result<Write, OpError> {
+        let op = self.op();
+        let cast = |v: Arc<Array>| match v.dtype() == dtype {
+            true => Ok(v),
+            false => Array::cast_as(op, &v, dtype, alloc).map(Arc::new),
+        };
+        Ok(match self {
+            Write::Slice(specs, v) => Write::Slice(specs, cast(v)?),
+            Write::Mask(m, v) => Write::Mask(m, cast(v)?),
+        })
     }
 
     fn apply(&self, target: &mut Array) -> Result<(), OpError> {
@@ -115,6 +131,9 @@ impl TensorCap {
             (None, None) => return Err(Error::internal("assignment without a place")),
         };
         let current = self.array()?;
+        // The cast value is counted against the quotas until the write is done.
+        let cast = Reservation::new(&store.state.quota);
+        let write = write.in_dtype(current.dtype(), &cast)?;
         write.check(&current)?;
         drop(current);
         if !self.write_in_place(&write)? {
